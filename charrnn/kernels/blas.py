@@ -1,0 +1,66 @@
+"""General matrix product from inside @njit code, through the BLAS Numba itself uses.
+
+Numba ships a C helper, ``numba_xxgemm``, that calls SciPy's BLAS (``scipy.linalg.cython_blas``);
+``np.dot`` in nopython mode is built on it. Calling it directly gives what ``np.dot`` hides:
+``beta`` (accumulate into an existing array, so gradients add with no temporary) and leading
+dimensions (so views into larger arrays need no copy). It is a named symbol, so kernels that
+use it still cache to disk.
+"""
+import numpy as np
+from numba import njit, types
+from numba.extending import overload
+from numba.np.linalg import ensure_blas
+
+ensure_blas()  # a clear error if SciPy (which provides the BLAS) is missing
+
+
+def _xxgemm_signature(dtype):
+    ptr = types.CPointer(dtype)
+    return types.intc(types.char, types.char, types.char, types.intp, types.intp, types.intp,
+                      ptr, ptr, types.intp, ptr, types.intp, ptr, ptr, types.intp)
+
+
+_sgemm = types.ExternalFunction("numba_xxgemm", _xxgemm_signature(types.float32))
+_dgemm = types.ExternalFunction("numba_xxgemm", _xxgemm_signature(types.float64))
+
+
+def _xxgemm(transa, transb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc):
+    """Column-major BLAS gemm on arrays (typed by the overload below)."""
+
+
+@overload(_xxgemm)
+def _xxgemm_impl(transa, transb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc):
+    if c.dtype == types.float32:
+        fn, kind = _sgemm, ord("s")
+    elif c.dtype == types.float64:
+        fn, kind = _dgemm, ord("d")
+    else:
+        return None
+
+    def impl(transa, transb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc):
+        fn(kind, transa, transb, m, n, k, alpha.ctypes, a.ctypes, lda, b.ctypes, ldb,
+           beta.ctypes, c.ctypes, ldc)
+    return impl
+
+
+@njit(cache=True)
+def gemm(trans_a, trans_b, alpha, a, b, beta, c):
+    """c = alpha * op(a) @ op(b) + beta * c, on row-major 2-D arrays (views allowed).
+
+    op(x) is x.T when the flag is set. Each array's rows must be contiguous (unit stride along
+    the last axis); the row stride may be larger (a block of columns of a wider array).
+    With beta == 0, c's previous contents are ignored (NaNs included).
+    """
+    m, n = c.shape
+    k = a.shape[0] if trans_a else a.shape[1]
+    if m == 0 or n == 0:
+        return
+    item = c.itemsize
+    if a.strides[1] != item or b.strides[1] != item or c.strides[1] != item:
+        raise ValueError("gemm: rows must be contiguous")
+    al = np.full(1, alpha, c.dtype)
+    be = np.full(1, beta, c.dtype)
+    # Row-major C = op(A) op(B) is column-major C^T = op(B)^T op(A)^T: swap the operands.
+    _xxgemm(ord("T") if trans_b else ord("N"), ord("T") if trans_a else ord("N"), n, m, k,
+            al, b, max(b.strides[0] // item, 1), a, max(a.strides[0] // item, 1),
+            be, c, max(c.strides[0] // item, 1))

@@ -1,0 +1,63 @@
+"""The time loops shared by every cell: one layer over T steps, forward and backward.
+
+Per step only the recurrent product h_prev @ W_hh.T runs; the input projections for all T steps
+come in precomputed, and the weight gradients are one GEMM over all T*B rows after the loop.
+
+Buffers of one layer for one chunk:
+    gates (T, B, GH)   in: x-side pre-activations;  forward -> activations;  backward -> their grads
+    hg    (T, B, GH)   h-side pre-activations (h_prev @ W_hh.T + b_hh); backward -> their grads
+    hs    (T+1, B, H)  hidden states; hs[0] is the initial state
+    cs    (T+1, B, H)  LSTM cell states (size 0 on the last axis for other cells)
+    dhs   (T, B, H)    in: dL/dh_t from above; accumulates the recurrent gradient in place
+"""
+import numpy as np
+from numba import njit
+
+from . import GRU, LSTM, RNN_RELU, gru, lstm, rnn
+from .blas import gemm
+from .common import add_row_sums, fill_rows
+
+
+@njit(cache=True)
+def step(cell, gates, hg, h_prev, c_prev, h, c, w_hh, b_hh):
+    """One time step for B rows: gates (B, GH) in x-side pre-activations, out activations."""
+    fill_rows(hg, b_hh)
+    gemm(False, True, 1.0, h_prev, w_hh, 1.0, hg)
+    if cell == LSTM:
+        lstm.forward(gates, hg, c_prev, c, h)
+    elif cell == GRU:
+        gru.forward(gates, hg, h_prev, h)
+    else:
+        rnn.forward(gates, hg, h, cell == RNN_RELU)
+
+
+@njit(cache=True)
+def forward(cell, gates, hg, hs, cs, w_hh, b_hh):
+    for t in range(gates.shape[0]):
+        step(cell, gates[t], hg[t], hs[t], cs[t], hs[t + 1], cs[t + 1], w_hh, b_hh)
+
+
+@njit(cache=True)
+def backward(cell, gates, hg, dhs, dh0, dc0, hs, cs, w_hh, dw_hh, db_hh):
+    """Backward through T steps. Writes dh0, dc0 (B, H): the gradients of the initial state.
+
+    Leaves gates holding the x-side pre-activation gradients (for the input projection's
+    backward) and adds into dw_hh (GH, H), db_hh (GH,).
+    """
+    T, B, GH = gates.shape
+    H = hs.shape[2]
+    dh0[:] = 0.0
+    dc0[:] = 0.0  # LSTM: carries dL/dc backwards through the loop
+    for t in range(T - 1, -1, -1):
+        dh_prev = dhs[t - 1] if t > 0 else dh0
+        if cell == LSTM:
+            lstm.backward(gates[t], hg[t], dhs[t], dc0, cs[t], cs[t + 1])
+        elif cell == GRU:
+            gru.backward(gates[t], hg[t], dhs[t], hs[t], dh_prev)
+        else:
+            rnn.backward(gates[t], hg[t], dhs[t], cell == RNN_RELU)
+        gemm(False, False, 1.0, hg[t], w_hh, 1.0, dh_prev)
+    dhg = hg.reshape(T * B, GH)
+    h_prev = hs.reshape((T + 1) * B, H)[: T * B]
+    gemm(True, False, 1.0, dhg, h_prev, 1.0, dw_hh)
+    add_row_sums(db_hh, dhg)

@@ -1,0 +1,56 @@
+"""A deliberately naive NumPy model, written from the equations, to check the kernels against.
+
+One-hot inputs really are multiplied as one-hot matrices here; every step is spelled out.
+"""
+import numpy as np
+
+
+def sigmoid(x):
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+def cell_step(cell, x, h, c, w_ih, w_hh, b_ih, b_hh, nonlinearity="tanh"):
+    """One step of torch.nn.{LSTM,GRU,RNN} for a batch: x (B, in), h, c (B, H)."""
+    H = h.shape[1]
+    gx = x @ w_ih.T + b_ih
+    gh = h @ w_hh.T + b_hh
+    if cell == "lstm":
+        i = sigmoid(gx[:, :H] + gh[:, :H])
+        f = sigmoid(gx[:, H:2 * H] + gh[:, H:2 * H])
+        g = np.tanh(gx[:, 2 * H:3 * H] + gh[:, 2 * H:3 * H])
+        o = sigmoid(gx[:, 3 * H:] + gh[:, 3 * H:])
+        c = f * c + i * g
+        return o * np.tanh(c), c
+    if cell == "gru":
+        r = sigmoid(gx[:, :H] + gh[:, :H])
+        z = sigmoid(gx[:, H:2 * H] + gh[:, H:2 * H])
+        n = np.tanh(gx[:, 2 * H:] + r * gh[:, 2 * H:])
+        return (1 - z) * n + z * h, c
+    pre = gx + gh
+    return (np.maximum(pre, 0) if nonlinearity == "relu" else np.tanh(pre)), c
+
+
+def loss(config, params, inputs, targets, h0, c0, masks=None):
+    """Mean cross-entropy over a (B, T) batch and the final (h, c), each (L, B, H).
+
+    masks: optional list of L dropout multipliers, each (T, B, H), applied to layer outputs.
+    """
+    B, T = inputs.shape
+    V, L = config.vocab_size, config.num_layers
+    eye = np.eye(V)
+    h, c = [h0[k].copy() for k in range(L)], [c0[k].copy() for k in range(L)]
+    total = 0.0
+    for t in range(T):
+        x = eye[inputs[:, t]]  # (B, V) one-hot
+        if config.embed_dim:
+            x = x @ params["encoder.weight"]
+        for k in range(L):
+            h[k], c[k] = cell_step(config.cell, x, h[k], c[k], params[f"rnn.weight_ih_l{k}"],
+                                   params[f"rnn.weight_hh_l{k}"], params[f"rnn.bias_ih_l{k}"],
+                                   params[f"rnn.bias_hh_l{k}"], config.nonlinearity)
+            x = h[k] * masks[k][t] if masks is not None else h[k]
+        logits = x @ params["decoder.weight"].T + params["decoder.bias"]
+        logp = logits - logits.max(1, keepdims=True)
+        logp -= np.log(np.exp(logp).sum(1, keepdims=True))
+        total -= logp[np.arange(B), targets[:, t]].sum()
+    return total / (B * T), np.stack(h), np.stack(c)

@@ -208,3 +208,68 @@ def load(path):
     if len(stored) != _CRC.size or _CRC.unpack(stored)[0] != crc:
         raise _damaged(path, "checksum mismatch")
     return meta, arrays
+
+
+# --- models in checkpoints --------------------------------------------------------------------
+_PARAM_PREFIX = "param/"
+
+
+def save_model(path, model, vocab, meta=None, arrays=None):
+    """Save a model (config, vocabulary, parameters) plus any extra `meta` and `arrays`."""
+    from charrnn import __version__
+
+    meta = {"charrnn_version": __version__, "model": model.config.to_dict(),
+            "vocab": vocab.to_dict(), "dtype": model.dtype.name, **(meta or {})}
+    named = {_PARAM_PREFIX + k: v for k, v in model.named_parameters().items()}
+    save(path, meta, {**named, **(arrays or {})})
+
+
+def load_model(path, dtype=None):
+    """(model, vocab, meta, extra arrays) from a checkpoint; `dtype` defaults to the saved one."""
+    from charrnn.config import ModelConfig
+    from charrnn.model import CharRNN
+    from charrnn.vocab import Vocab
+
+    meta, arrays = load(path)
+    try:
+        config = ModelConfig.from_dict(meta["model"])
+        vocab = Vocab.from_dict(meta["vocab"])
+        if len(vocab) != config.vocab_size:
+            raise ValueError("vocabulary size differs from the model's")
+        model = CharRNN(config, dtype=dtype or np.dtype(meta.get("dtype", "float32")))
+        model.load_named_parameters({k[len(_PARAM_PREFIX):]: v for k, v in arrays.items()
+                                     if k.startswith(_PARAM_PREFIX)})
+    except (KeyError, TypeError, ValueError) as e:
+        raise CheckpointError(f"{path} does not hold a valid model ({e}); "
+                              "it may come from another program") from None
+    extra = {k: v for k, v in arrays.items() if not k.startswith(_PARAM_PREFIX)}
+    return model, vocab, meta, extra
+
+
+def resolve(target=None, runs_dir="runs"):
+    """The checkpoint a user means: a file, a run directory (best.ckpt, else last.ckpt), or
+    with no target the most recently modified run under `runs_dir`."""
+    if target is None:
+        runs = [os.path.join(runs_dir, d) for d in
+                (os.listdir(runs_dir) if os.path.isdir(runs_dir) else [])]
+        runs = [r for r in runs if _run_checkpoint(r)]
+        if not runs:
+            raise CheckpointError(f"no trained runs under {runs_dir}/; train one with "
+                                  "`charrnn train CORPUS` or name a checkpoint")
+        return _run_checkpoint(max(runs, key=lambda r: os.path.getmtime(_run_checkpoint(r))))
+    target = os.fspath(target)
+    if os.path.isdir(target):
+        found = _run_checkpoint(target)
+        if not found:
+            raise CheckpointError(f"run directory {target} has no best.ckpt or last.ckpt; "
+                                  "train into it with `charrnn train CORPUS --out DIR`")
+        return found
+    return target
+
+
+def _run_checkpoint(run_dir):
+    for name in ("best.ckpt", "last.ckpt"):
+        p = os.path.join(run_dir, name)
+        if os.path.isfile(p):
+            return p
+    return None

@@ -28,10 +28,10 @@ def _positive_int(name, value):
 class ModelConfig:
     """The architecture. ``embed_dim=None`` means one-hot input (layer 0 gathers W_ih columns)."""
 
+    vocab_size: int
     cell: str = "lstm"
-    vocab_size: int = 65
-    hidden_size: int = 128
-    num_layers: int = 1
+    hidden_size: int = 256
+    num_layers: int = 2
     embed_dim: Optional[int] = None
     dropout: float = 0.0
     nonlinearity: str = "tanh"  # vanilla RNN only
@@ -57,6 +57,70 @@ class ModelConfig:
     def input_size(self):
         """Layer 0's input width: the embedding size, or V for one-hot input."""
         return self.embed_dim or self.vocab_size
+
+    def to_dict(self):
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d):
+        return _from_dict(cls, d)
+
+
+OPTIMIZER_NAMES = ("adam", "rmsprop", "sgd", "adagrad")
+SCHEDULES = ("constant", "step", "cosine")
+CLIP_MODES = ("norm", "value")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How to train. Lengths are in characters, times in seconds."""
+
+    seq_len: int = 50
+    batch_size: int = 50
+    optimizer: str = "adam"
+    lr: float = 2e-3
+    lr_schedule: str = "constant"
+    warmup_steps: int = 0
+    lr_decay: float = 0.5        # step schedule: multiply by this ...
+    lr_decay_every: int = 2000   # ... every this many steps after warm-up
+    min_lr_frac: float = 0.1     # cosine schedule: final lr as a fraction of lr
+    clip: float = 5.0            # 0 disables clipping
+    clip_mode: str = "norm"
+    val_frac: float = 0.05
+    max_steps: Optional[int] = None
+    max_time: Optional[float] = None
+    eval_every: int = 200
+    eval_chars: int = 200_000    # validation uses at most this many characters
+    seed: int = 0
+    threads: Optional[int] = None  # None: all cores
+    dtype: str = "float32"
+
+    def __post_init__(self):
+        for name in ("seq_len", "batch_size", "eval_every", "lr_decay_every", "eval_chars"):
+            _positive_int(name, getattr(self, name))
+        for name in ("max_steps", "threads"):
+            if getattr(self, name) is not None:
+                _positive_int(name, getattr(self, name))
+        if self.optimizer not in OPTIMIZER_NAMES:
+            raise UsageError(f"unknown optimizer {self.optimizer!r}; "
+                             f"choose one of {', '.join(OPTIMIZER_NAMES)}")
+        if self.lr_schedule not in SCHEDULES:
+            raise UsageError(f"unknown lr schedule {self.lr_schedule!r}; "
+                             f"choose one of {', '.join(SCHEDULES)}")
+        if self.clip_mode not in CLIP_MODES:
+            raise UsageError(f"unknown clip mode {self.clip_mode!r}; choose norm or value")
+        if self.dtype not in ("float32", "float64"):
+            raise UsageError(f"dtype must be float32 or float64, got {self.dtype!r}")
+        if not self.lr > 0:
+            raise UsageError(f"learning rate must be > 0, got {self.lr!r}")
+        if not 0 <= self.val_frac <= 0.5:
+            raise UsageError(f"val_frac must be in [0, 0.5], got {self.val_frac!r}")
+        if self.clip < 0 or self.warmup_steps < 0:
+            raise UsageError("clip and warmup_steps must be >= 0")
+        if not 0 < self.lr_decay <= 1 or not 0 <= self.min_lr_frac <= 1:
+            raise UsageError("lr_decay must be in (0, 1] and min_lr_frac in [0, 1]")
+        if self.max_time is not None and not self.max_time > 0:
+            raise UsageError(f"max_time must be > 0 seconds, got {self.max_time!r}")
 
     def to_dict(self):
         return asdict(self)

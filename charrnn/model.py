@@ -56,7 +56,7 @@ class CharRNN:
         self.rng = np.random.default_rng([seed, 1])  # dropout masks
         self.state_grad = None  # gradient of the initial state, set by loss_and_grad
         self._cell = cell_id(config)
-        self._ws = None
+        self._workspaces = {}  # (B, T) -> _Workspace: training and evaluation shapes both stay
 
     # --- parameters -----------------------------------------------------------------------
     def named_parameters(self):
@@ -114,9 +114,9 @@ class CharRNN:
         inputs, targets = self._check_batch(inputs, targets)
         B, T = inputs.shape
         N = B * T
-        if self._ws is None or self._ws.logits.shape[0] != N or self._ws.hs[0].shape[1] != B:
-            self._ws = _Workspace(cfg, B, T, self.dtype)
-        ws = self._ws
+        if (B, T) not in self._workspaces:
+            self._workspaces[(B, T)] = _Workspace(cfg, B, T, self.dtype)
+        ws = self._ws = self._workspaces[(B, T)]
         self._ids = np.ascontiguousarray(inputs.T).reshape(N)  # time-major
         self._train = train and cfg.dropout > 0
         h0, c0 = self._split_state(state, B)

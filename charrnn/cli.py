@@ -1,0 +1,230 @@
+"""The command line: turns options into settings and calls the library, nothing more."""
+import json
+import math
+import re
+import sys
+
+import click
+from click.core import ParameterSource
+
+from . import __version__
+from .config import (CELLS, CLIP_MODES, NONLINEARITIES, OPTIMIZER_NAMES, SCHEDULES, ModelConfig,
+                     TrainConfig)
+from .errors import CharRNNError
+
+DEFAULT_MAX_TIME = 600.0  # seconds, when neither --max-steps nor --max-time is given
+_T, _M = TrainConfig(), ModelConfig(vocab_size=1)
+
+
+class Duration(click.ParamType):
+    """'90s', '10m', '1h30m' or a plain number of seconds."""
+
+    name = "duration"
+    _part = re.compile(r"(\d+(?:\.\d+)?)([smh])")
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, (int, float)):
+            return float(value)
+        text = str(value).strip().lower()
+        try:
+            seconds = float(text)
+        except ValueError:
+            parts = self._part.findall(text)
+            if not parts or "".join(n + u for n, u in parts) != text:
+                self.fail(f"{value!r} is not a duration; use e.g. 90s, 10m or 1h30m", param, ctx)
+            seconds = sum(float(n) * {"s": 1, "m": 60, "h": 3600}[u] for n, u in parts)
+        if not seconds > 0:
+            self.fail(f"{value!r} must be longer than zero", param, ctx)
+        return seconds
+
+
+class _Group(click.Group):
+    """Prints a CharRNNError as one line and exits with its code; --debug shows the traceback."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except CharRNNError as e:
+            if ctx.params.get("debug"):
+                raise
+            click.echo(f"error: {e}", err=True)
+            ctx.exit(e.exit_code)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="charrnn")
+@click.option("--debug", is_flag=True, help="Show full tracebacks for errors.")
+def cli(debug):
+    """Train character-level RNN, LSTM and GRU language models, and sample from them."""
+
+
+_MODEL_OPTIONS = {"cell": "cell", "layers": "num_layers", "hidden": "hidden_size",
+                  "embed_dim": "embed_dim", "dropout": "dropout", "nonlinearity": "nonlinearity"}
+_TRAIN_OPTIONS = {"seq_len", "batch_size", "optimizer", "lr", "lr_schedule", "warmup",
+                  "clip", "clip_mode", "val_frac", "max_steps", "max_time", "eval_every",
+                  "seed", "threads"}
+
+
+@cli.command()
+@click.argument("corpus")
+@click.option("--cell", type=click.Choice(CELLS), default=_M.cell, show_default=True,
+              help="Recurrent cell.")
+@click.option("--layers", type=int, default=_M.num_layers, show_default=True,
+              help="Stacked layers.")
+@click.option("--hidden", type=int, default=_M.hidden_size, show_default=True,
+              help="Hidden size per layer.")
+@click.option("--embed-dim", type=int, default=None,
+              help="Embed characters in this many dimensions [default: one-hot input].")
+@click.option("--dropout", type=float, default=_M.dropout, show_default=True,
+              help="Dropout between layers and before the decoder, in [0, 1).")
+@click.option("--nonlinearity", type=click.Choice(NONLINEARITIES), default=_M.nonlinearity,
+              show_default=True, help="Vanilla RNN activation (--cell rnn only).")
+@click.option("--seq-len", type=int, default=_T.seq_len, show_default=True,
+              help="Characters per truncated-BPTT chunk.")
+@click.option("--batch-size", type=int, default=_T.batch_size, show_default=True,
+              help="Parallel streams over the corpus.")
+@click.option("--optimizer", type=click.Choice(OPTIMIZER_NAMES), default=_T.optimizer,
+              show_default=True, help="Update rule.")
+@click.option("--lr", type=float, default=_T.lr, show_default=True, help="Learning rate.")
+@click.option("--lr-schedule", type=click.Choice(SCHEDULES), default=_T.lr_schedule,
+              show_default=True, help="Learning-rate schedule after warm-up.")
+@click.option("--warmup", type=int, default=_T.warmup_steps, show_default=True,
+              help="Steps of linear learning-rate warm-up.")
+@click.option("--clip", type=float, default=_T.clip, show_default=True,
+              help="Gradient clipping threshold (0 disables).")
+@click.option("--clip-mode", type=click.Choice(CLIP_MODES), default=_T.clip_mode,
+              show_default=True, help="Clip the global L2 norm, or each element by value.")
+@click.option("--val-frac", type=float, default=_T.val_frac, show_default=True,
+              help="Fraction of the corpus, from its end, held out for validation.")
+@click.option("--max-steps", type=int, default=None, help="Stop after this many steps in all.")
+@click.option("--max-time", type=Duration(), default=None,
+              help="Stop after this much training time in all, e.g. 90s, 10m, 1h "
+                   "[default: 10m when --max-steps is not given].")
+@click.option("--eval-every", type=int, default=_T.eval_every, show_default=True,
+              help="Steps between validation runs and checkpoints.")
+@click.option("--out", type=click.Path(file_okay=False), default=None,
+              help="Run directory [default: runs/<corpus name>].")
+@click.option("--resume", is_flag=True, help="Continue the run in --out from last.ckpt.")
+@click.option("--overwrite", is_flag=True, help="Start afresh even if --out holds a run.")
+@click.option("--seed", type=int, default=_T.seed, show_default=True,
+              help="Seed for initialisation and dropout.")
+@click.option("--threads", type=int, default=None, help="Threads to use [default: all cores].")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar or messages.")
+@click.pass_context
+def train(ctx, corpus, out, resume, overwrite, quiet, **options):
+    """Train a model on CORPUS: a UTF-8 text file, or the built-in corpus python-stdlib."""
+    from .train import train as run_training
+
+    given = {k for k in options
+             if ctx.get_parameter_source(k) in (ParameterSource.COMMANDLINE,
+                                                ParameterSource.ENVIRONMENT)}
+    if not resume and options["max_steps"] is None and options["max_time"] is None:
+        options["max_time"] = DEFAULT_MAX_TIME
+    keep = given if resume else set(options)
+    model = {field: options[o] for o, field in _MODEL_OPTIONS.items() if o in keep}
+    config = {("warmup_steps" if k == "warmup" else k): options[k]
+              for k in _TRAIN_OPTIONS if k in keep}
+    result = run_training(corpus, out=out, model=model, config=config, resume=resume,
+                          overwrite=overwrite, progress=False if quiet else None,
+                          log=(lambda line: None) if quiet else None)
+    if not quiet:
+        best = "-" if result.best_val_loss is None else f"{result.best_val_loss:.4f}"
+        click.echo(f"trained {result.steps} steps; best validation loss {best} nats/char; "
+                   f"checkpoints in {result.out}", err=True)
+
+
+@cli.command()
+@click.argument("target", required=False)
+@click.option("-n", "--length", type=click.IntRange(min=0), default=500, show_default=True,
+              help="Characters to generate.")
+@click.option("--prime", default="", help="Text to start from.")
+@click.option("--prime-file", type=click.Path(exists=True, dir_okay=False),
+              help="Read the prime text from this file.")
+@click.option("--temperature", type=float, default=1.0, show_default=True,
+              help="Sampling temperature; 0 always picks the most likely character.")
+@click.option("--top-k", type=int, default=None, help="Sample only from the k most likely.")
+@click.option("--top-p", type=float, default=None,
+              help="Sample only from the most likely characters holding this much probability.")
+@click.option("--seed", type=int, default=None, help="Seed: the same seed gives the same text.")
+@click.option("--stream/--no-stream", default=None,
+              help="Print characters as they come [default: on a terminal].")
+@click.option("--unknown", type=click.Choice(["error", "skip"]), default="error",
+              show_default=True, help="What to do with prime characters the model never saw.")
+def sample(target, length, prime, prime_file, temperature, top_k, top_p, seed, stream, unknown):
+    """Generate text from TARGET: a checkpoint or run directory [default: the newest run]."""
+    from .sampling import Sampler
+
+    if prime_file:
+        with open(prime_file, encoding="utf-8") as f:
+            prime = f.read()
+    sampler = Sampler.load(target)
+    options = dict(prime=prime, temperature=temperature, top_k=top_k, top_p=top_p, seed=seed,
+                   unknown=unknown)
+    if stream is None:
+        stream = sys.stdout.isatty()
+    click.echo(prime, nl=False)
+    if stream:
+        for chunk in sampler.stream(length, **options):
+            click.echo(chunk, nl=False)
+        click.echo()
+    else:
+        click.echo(sampler.sample(length, **options))
+
+
+@cli.command("eval")
+@click.argument("target")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON.")
+def evaluate(target, file, as_json):
+    """Loss of the model in TARGET (checkpoint or run directory) on a text FILE."""
+    from .checkpoint import load_model, resolve
+    from .data import read_corpus
+    from .train import evaluate_text
+
+    model, vocab, _, _ = load_model(resolve(target))
+    _, text = read_corpus(file)
+    unknown = sum(vocab.unknown_chars(text).values())
+    loss = evaluate_text(model, vocab.encode(text, unknown="skip"), 32, 100)
+    row = {"loss": loss, "bpc": None if loss is None else loss / math.log(2),
+           "chars": len(text), "unknown_chars": unknown}
+    if as_json:
+        click.echo(json.dumps(row))
+        return
+    if loss is None:
+        click.echo(f"{file}: too little known text to evaluate ({unknown} unknown characters)")
+        return
+    click.echo(f"{file}: {loss:.4f} nats/char, {row['bpc']:.4f} bits/char over {len(text)} "
+               f"characters ({unknown} outside the vocabulary, skipped)")
+
+
+@cli.command()
+@click.argument("target", required=False)
+@click.option("--json", "as_json", is_flag=True, help="Print the information as JSON.")
+def info(target, as_json):
+    """Describe a checkpoint or run directory [default: the newest run]."""
+    from .checkpoint import read_meta, resolve
+    from .config import ModelConfig
+    from .params import ParamLayout
+
+    path = resolve(target)
+    meta = read_meta(path)
+    try:
+        config = ModelConfig.from_dict(meta["model"])
+    except (KeyError, TypeError) as e:
+        raise CharRNNError(f"{path} holds no model description ({e})") from None
+    row = {"checkpoint": path, "model": config.to_dict(),
+           "parameters": ParamLayout(config).count, "vocab_size": config.vocab_size,
+           "dtype": meta.get("dtype"), "step": meta.get("step"),
+           "best_val_loss": meta.get("best_val_loss"), "corpus": meta.get("corpus"),
+           "charrnn_version": meta.get("charrnn_version")}
+    if as_json:
+        click.echo(json.dumps(row))
+        return
+    for key, value in row.items():
+        if isinstance(value, dict):
+            value = ", ".join(f"{k}={v}" for k, v in value.items())
+        click.echo(f"{key}: {value}")
+
+
+def main():
+    cli(prog_name="charrnn")

@@ -1,0 +1,146 @@
+"""Optimizers and gradient clipping over the one flat parameter buffer.
+
+Each optimizer's state is a few arrays in the parameter buffer's layout; updates follow
+torch.optim's formulas, so results are comparable with PyTorch.
+"""
+import math
+
+import numpy as np
+from numba import njit
+
+from .errors import UsageError
+
+
+@njit(cache=True)
+def _global_norm(g):
+    s = 0.0
+    for i in range(g.shape[0]):
+        s += float(g[i]) * float(g[i])
+    return math.sqrt(s)
+
+
+@njit(cache=True)
+def _scale(g, factor):
+    for i in range(g.shape[0]):
+        g[i] *= factor
+
+
+@njit(cache=True)
+def _clip_value(g, limit):
+    for i in range(g.shape[0]):
+        g[i] = min(max(g[i], -limit), limit)
+
+
+def clip_gradients(grad, max_value, mode="norm"):
+    """Clip in place and return the pre-clip global L2 norm (float).
+
+    mode "norm": rescale so the global L2 norm is at most max_value;
+    mode "value": clamp every element to [-max_value, max_value] (char-rnn style).
+    max_value <= 0 disables clipping.
+    """
+    norm = _global_norm(grad)
+    if max_value > 0 and math.isfinite(norm):
+        if mode == "norm":
+            if norm > max_value:
+                _scale(grad, max_value / norm)
+        elif mode == "value":
+            _clip_value(grad, max_value)
+        else:
+            raise UsageError(f"unknown clip mode {mode!r}; choose norm or value")
+    return norm
+
+
+@njit(cache=True)
+def _adam(p, g, m, v, lr, beta1, beta2, eps, step):
+    c1 = 1.0 - beta1 ** step
+    c2 = math.sqrt(1.0 - beta2 ** step)
+    for i in range(p.shape[0]):
+        m[i] = beta1 * m[i] + (1.0 - beta1) * g[i]
+        v[i] = beta2 * v[i] + (1.0 - beta2) * g[i] * g[i]
+        p[i] -= lr * (m[i] / c1) / (math.sqrt(v[i]) / c2 + eps)
+
+
+@njit(cache=True)
+def _rmsprop(p, g, v, lr, alpha, eps):
+    for i in range(p.shape[0]):
+        v[i] = alpha * v[i] + (1.0 - alpha) * g[i] * g[i]
+        p[i] -= lr * g[i] / (math.sqrt(v[i]) + eps)
+
+
+@njit(cache=True)
+def _sgd(p, g, buf, lr, momentum):
+    for i in range(p.shape[0]):
+        buf[i] = momentum * buf[i] + g[i]
+        p[i] -= lr * buf[i]
+
+
+@njit(cache=True)
+def _adagrad(p, g, s, lr, eps):
+    for i in range(p.shape[0]):
+        s[i] += g[i] * g[i]
+        p[i] -= lr * g[i] / (math.sqrt(s[i]) + eps)
+
+
+class Optimizer:
+    """An update rule with its hyperparameters and state arrays (shaped like the flat buffer)."""
+
+    state_names = ()
+
+    def __init__(self, size, dtype, **hyper):
+        self.hyper = {**self.defaults, **hyper}
+        self.state = {k: np.zeros(size, dtype) for k in self.state_names}
+        self.steps = 0
+
+    def step(self, params, grads, lr):
+        self.steps += 1
+        self._update(params, grads, lr, *self.state.values())
+
+    def state_dict(self):
+        return {"steps": self.steps, "arrays": self.state}
+
+    def load_state_dict(self, d):
+        self.steps = int(d["steps"])
+        for k, v in self.state.items():
+            v[...] = d["arrays"][k]
+
+
+class Adam(Optimizer):
+    defaults = dict(beta1=0.9, beta2=0.999, eps=1e-8)
+    state_names = ("exp_avg", "exp_avg_sq")
+
+    def _update(self, p, g, lr, m, v):
+        h = self.hyper
+        _adam(p, g, m, v, lr, h["beta1"], h["beta2"], h["eps"], self.steps)
+
+
+class RMSprop(Optimizer):
+    defaults = dict(alpha=0.99, eps=1e-8)
+    state_names = ("square_avg",)
+
+    def _update(self, p, g, lr, v):
+        _rmsprop(p, g, v, lr, self.hyper["alpha"], self.hyper["eps"])
+
+
+class SGD(Optimizer):
+    defaults = dict(momentum=0.9)
+    state_names = ("momentum_buffer",)
+
+    def _update(self, p, g, lr, buf):
+        _sgd(p, g, buf, lr, self.hyper["momentum"])
+
+
+class Adagrad(Optimizer):
+    defaults = dict(eps=1e-10)
+    state_names = ("sum",)
+
+    def _update(self, p, g, lr, s):
+        _adagrad(p, g, s, lr, self.hyper["eps"])
+
+
+OPTIMIZERS = {"adam": Adam, "rmsprop": RMSprop, "sgd": SGD, "adagrad": Adagrad}
+
+
+def make_optimizer(name, size, dtype, **hyper):
+    if name not in OPTIMIZERS:
+        raise UsageError(f"unknown optimizer {name!r}; choose one of {', '.join(OPTIMIZERS)}")
+    return OPTIMIZERS[name](size, dtype, **hyper)

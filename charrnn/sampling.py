@@ -1,0 +1,241 @@
+"""Sampler: generate text from a CharRNN, or score text under it.
+
+Python validates and allocates; the whole per-character loop (every layer, the decoder, and
+temperature / top-k / top-p sampling for each of the B rows) runs in one compiled call per
+request or streamed chunk. Dimension letters: B rows (independent streams), T characters,
+L layers, H hidden, G gates, V vocabulary, E embedding (0 for one-hot input).
+
+Weights reach the kernels as the model's flat parameter buffer plus element offsets, so one
+compiled function serves any number of layers; views are cut from the buffer inside.
+"""
+import math
+
+import numpy as np
+from numba import njit
+
+from .checkpoint import load_model, resolve
+from .errors import UsageError
+from .kernels.common import embedding_forward, linear_forward
+from .kernels.recurrence import step
+from .model import cell_id
+
+_WEIGHTS = ("rnn.weight_ih_l{}", "rnn.weight_hh_l{}", "rnn.bias_ih_l{}", "rnn.bias_hh_l{}")
+
+
+@njit(cache=True)
+def _view(flat, offset, rows, cols):
+    return flat[offset: offset + rows * cols].reshape(rows, cols)
+
+
+@njit(cache=True)
+def _advance(cell, flat, layer_offs, head_offs, h, c, ids, ws, decode):
+    """Feed one character per row, ids (B,): h, c (L, B, H) advance in place; with decode,
+    ws's logits (B, V) get the next character's logits."""
+    gates, hg, hn, cn, x0, logits, _, _ = ws
+    L, (B, H), GH, E, V = h.shape[0], hn.shape, gates.shape[1], x0.shape[1], logits.shape[1]
+    for k in range(L):
+        w_ih, w_hh, b_ih, b_hh = layer_offs[k]
+        if k > 0:
+            linear_forward(gates, h[k - 1], _view(flat, w_ih, GH, H), flat[b_ih: b_ih + GH])
+        elif E > 0:
+            embedding_forward(x0, _view(flat, head_offs[0], V, E), ids)
+            linear_forward(gates, x0, _view(flat, w_ih, GH, E), flat[b_ih: b_ih + GH])
+        else:  # one-hot input: gather column ids[b] of W_ih (GH, V)
+            w = _view(flat, w_ih, GH, V)
+            for b in range(B):
+                for g in range(GH):
+                    gates[b, g] = w[g, ids[b]] + flat[b_ih + g]
+        step(cell, gates, hg, h[k], c[k], hn, cn, _view(flat, w_hh, GH, H), flat[b_hh: b_hh + GH])
+        h[k] = hn
+        c[k] = cn
+    if decode:
+        dec_w, dec_b = head_offs[1], head_offs[2]
+        linear_forward(logits, h[L - 1], _view(flat, dec_w, V, H), flat[dec_b: dec_b + V])
+
+
+@njit(cache=True)
+def _pick(row, p, ident, rng, temperature, top_k, top_p):
+    """An id drawn from softmax(row / temperature) cut to the top_k (0: all) most likely, then
+    to the smallest most-likely set holding top_p of their mass. temperature 0: argmax, no draw.
+    row (V,); p (V,) float64 scratch; ident (V,) = arange(V)."""
+    V = row.shape[0]
+    if temperature == 0.0:
+        return np.argmax(row)
+    mx = row.max()
+    for v in range(V):
+        p[v] = math.exp((row[v] - mx) / temperature)
+    keep = V if top_k == 0 else min(top_k, V)
+    order, m, total = ident, V, 0.0
+    if keep < V or top_p < 1.0:
+        order = np.argsort(p)[::-1]  # (V,) most likely first; the loop's only allocation
+        kept = 0.0
+        for i in range(keep):
+            kept += p[order[i]]
+        m = keep
+        for i in range(keep):
+            total += p[order[i]]
+            if total >= top_p * kept:
+                m = i + 1
+                break
+    else:
+        for v in range(V):
+            total += p[v]
+    u = rng.random() * total
+    acc = 0.0
+    for i in range(m):
+        acc += p[order[i]]
+        if u < acc:
+            return order[i]
+    for i in range(m - 1, -1, -1):  # u rounded up to the total: the last possible id
+        if p[order[i]] > 0.0:
+            return order[i]
+    return order[0]
+
+
+@njit(cache=True)
+def _generate(cell, flat, layer_offs, head_offs, h, c, ids, ws, out, rng, temperature, top_k,
+              top_p):
+    """Sample out (B, T): feed the pending ids (B,), draw, repeat. ids ends as the last draw."""
+    logits, p, ident = ws[5], ws[6], ws[7]
+    for t in range(out.shape[1]):
+        _advance(cell, flat, layer_offs, head_offs, h, c, ids, ws, True)
+        for b in range(ids.shape[0]):
+            ids[b] = _pick(logits[b], p, ident, rng, temperature, top_k, top_p)
+            out[b, t] = ids[b]
+
+
+@njit(cache=True)
+def _force(cell, flat, layer_offs, head_offs, h, c, ids, ws, text, logp):
+    """Teacher forcing: feed the pending ids (B,), then text (T,) but its last character, which
+    is left pending in ids. If logp (T,) is non-empty it gets row 0's log p(text[t]), in
+    float64; if empty, the decoder is skipped."""
+    logits = ws[5]
+    score = logp.shape[0] > 0
+    for t in range(text.shape[0]):
+        _advance(cell, flat, layer_offs, head_offs, h, c, ids, ws, score)
+        if score:
+            row = logits[0]
+            mx = row.max()
+            z = 0.0
+            for v in range(row.shape[0]):
+                z += math.exp(row[v] - mx)
+            logp[t] = row[text[t]] - mx - math.log(z)
+        ids[:] = text[t]
+
+
+def _is_int(x):
+    return isinstance(x, (int, np.integer)) and not isinstance(x, bool)
+
+
+def _check(n, temperature, top_k, top_p, seed):
+    if not _is_int(n) or n < 0:
+        raise UsageError(f"the number of characters must be an integer >= 0, got {n!r}")
+    if (isinstance(temperature, bool) or not isinstance(temperature, (int, float, np.floating))
+            or not math.isfinite(temperature) or temperature < 0):
+        raise UsageError(f"temperature must be a finite number >= 0 (0 is greedy), "
+                         f"got {temperature!r}")
+    if top_k is not None and (not _is_int(top_k) or top_k < 1):
+        raise UsageError(f"top_k must be an integer >= 1 or None (no cut), got {top_k!r}")
+    if top_p is not None and (isinstance(top_p, bool) or not isinstance(top_p, (int, float))
+                              or not 0.0 < top_p <= 1.0):
+        raise UsageError(f"top_p must be in (0, 1] or None (no cut), got {top_p!r}")
+    if seed is not None and (not _is_int(seed) or seed < 0):
+        raise UsageError(f"seed must be an integer >= 0 or None (fresh randomness), got {seed!r}")
+
+
+class Sampler:
+    """Generates text from, and scores text under, a CharRNN with its Vocab.
+
+    Generation starts from the zero state. A prime is fed first (teacher forced) and is not
+    part of the returned text. With an empty prime the model is fed a start character: "\\n"
+    if the vocabulary has it, else id 0; log_prob uses the same start.
+    """
+
+    def __init__(self, model, vocab):
+        cfg = model.config
+        if len(vocab) != cfg.vocab_size:
+            raise UsageError(f"the vocabulary has {len(vocab)} characters but the model expects "
+                             f"{cfg.vocab_size}; pass the vocabulary the model was trained with")
+        self.model, self.vocab = model, vocab
+        offs = model.layout.offsets
+        self._layer_offs = np.array([[offs[w.format(k)] for w in _WEIGHTS]
+                                     for k in range(cfg.num_layers)], np.int64)  # (L, 4)
+        self._head_offs = np.array([offs.get("encoder.weight", -1), offs["decoder.weight"],
+                                    offs["decoder.bias"]], np.int64)
+        self._start = int(vocab.encode("\n")[0]) if "\n" in vocab else 0
+
+    @classmethod
+    def load(cls, target=None, device="cpu", runs_dir="runs"):
+        """From a checkpoint file or run directory (None: the newest run under runs_dir)."""
+        if device != "cpu":
+            raise UsageError(f"device {device!r} is not available: CUDA support is not "
+                             "installed; use device='cpu'")
+        model, vocab, _, _ = load_model(resolve(target, runs_dir))
+        return cls(model, vocab)
+
+    def sample(self, n, prime="", temperature=1.0, top_k=None, top_p=None, seed=None,
+               unknown="error"):
+        """n generated characters (the prime not included). temperature 0 is greedy; the same
+        int seed gives the same text; unknown ("error" or "skip") handles prime characters
+        outside the vocabulary."""
+        return self.sample_batch(1, n, prime, temperature, top_k, top_p, seed, unknown)[0]
+
+    def sample_batch(self, num_samples, n, prime="", temperature=1.0, top_k=None, top_p=None,
+                     seed=None, unknown="error"):
+        """num_samples independent texts of n characters, generated together (one row each)
+        from one random stream: rows differ from each other, and from sample() with that seed."""
+        if not _is_int(num_samples) or num_samples < 1:
+            raise UsageError(f"num_samples must be an integer >= 1, got {num_samples!r}")
+        ids = self._run(num_samples, n, prime, temperature, top_k, top_p, seed, unknown)(n)
+        return [self.vocab.decode(row) for row in ids]
+
+    def stream(self, n, prime="", temperature=1.0, top_k=None, top_p=None, seed=None,
+               unknown="error", chunk_size=256):
+        """Like sample(), but yields the text in pieces of up to chunk_size characters as they
+        are made; with the same seed their concatenation equals sample()'s text. Settings are
+        checked (and the prime fed) at the call, not at the first iteration."""
+        if not _is_int(chunk_size) or chunk_size < 1:
+            raise UsageError(f"chunk_size must be an integer >= 1, got {chunk_size!r}")
+        more = self._run(1, n, prime, temperature, top_k, top_p, seed, unknown)
+        return (self.vocab.decode(more(min(chunk_size, n - t))[0])
+                for t in range(0, n, chunk_size))
+
+    def log_prob(self, text, unknown="error"):
+        """(total log probability of text in nats, per_char (T,) float64): per_char[t] is
+        log p(text[t] | text[:t]), the first character conditioned on the zero state and the
+        start character, as sample() with an empty prime would draw it. unknown="skip" scores
+        the text with characters outside the vocabulary removed."""
+        ids = self.vocab.encode(text, unknown=unknown).astype(np.int64)  # (T,)
+        h, c, ws = self._buffers(1)
+        logp = np.zeros(len(ids))  # (T,)
+        _force(cell_id(self.model.config), self.model.flat, self._layer_offs, self._head_offs, h, c,
+               np.full(1, self._start, np.int64), ws, ids, logp)
+        return float(logp.sum()), logp
+
+    def _buffers(self, B):
+        cfg, dt = self.model.config, self.model.dtype
+        L, H, GH, V = cfg.num_layers, cfg.hidden_size, cfg.gates * cfg.hidden_size, cfg.vocab_size
+        Hc = H if cfg.cell == "lstm" else 0
+        h, c = np.zeros((L, B, H), dt), np.zeros((L, B, Hc), dt)  # the state, zero at start
+        ws = (np.empty((B, GH), dt), np.empty((B, GH), dt),  # gates, hg
+              np.empty((B, H), dt), np.empty((B, Hc), dt),  # next h, next c
+              np.empty((B, cfg.embed_dim or 0), dt), np.empty((B, V), dt),  # x0, logits
+              np.empty(V), np.arange(V))  # probabilities (float64), identity order
+        return h, c, ws
+
+    def _run(self, B, n, prime, temperature, top_k, top_p, seed, unknown):
+        """Check the settings, feed the prime, and return more(T) -> the next (B, T) ids."""
+        _check(n, temperature, top_k, top_p, seed)
+        prime_ids = self.vocab.encode(prime, unknown=unknown).astype(np.int64)  # (P,)
+        rng = np.random.default_rng(seed)
+        args = (cell_id(self.model.config), self.model.flat, self._layer_offs, self._head_offs)
+        h, c, ws = self._buffers(B)
+        ids = np.full(B, prime_ids[0] if len(prime_ids) else self._start, np.int64)  # pending
+        _force(*args, h, c, ids, ws, prime_ids[1:], np.zeros(0))
+        opts = (rng, float(temperature), int(top_k or 0), float(top_p or 1.0))
+
+        def more(T):
+            out = np.empty((B, T), np.int64)  # (B, T)
+            _generate(*args, h, c, ids, ws, out, *opts)
+            return out
+        return more

@@ -1,0 +1,257 @@
+"""The training loop: B streams in corpus order, truncated BPTT, evaluation, checkpoints,
+a progress bar and a metrics log. Python drives; each step is a few compiled calls."""
+import json
+import math
+import os
+import signal
+import sys
+import time
+from dataclasses import dataclass
+from typing import Optional
+
+import numpy as np
+from tqdm import tqdm
+
+from . import checkpoint
+from .backend import set_threads
+from .config import ModelConfig, TrainConfig
+from .data import BatchStream, iter_eval_batches, read_corpus, split_train_val
+from .errors import CharRNNError, UsageError
+from .model import CharRNN
+from .optim import clip_gradients, make_optimizer
+from .schedule import learning_rate
+from .vocab import Vocab
+
+# Training settings that fix the data layout or the arithmetic: a resumed run must keep them.
+_FIXED_ON_RESUME = ("seq_len", "batch_size", "val_frac", "dtype")
+
+
+class TrainingInterrupted(CharRNNError):
+    """SIGINT or SIGTERM stopped training after the last checkpoint was saved."""
+
+    def __init__(self, signum, message):
+        super().__init__(message)
+        self.exit_code = 128 + signum
+
+
+class TrainingDiverged(CharRNNError):
+    """The loss or gradient became NaN or infinite; parameters were left untouched."""
+
+
+@dataclass
+class RunResult:
+    out: str
+    steps: int
+    best_val_loss: Optional[float]
+    last_checkpoint: str
+
+
+def train(corpus, out=None, model=None, config=None, resume=False, overwrite=False,
+          progress=None, log=None):
+    """Train on `corpus` (a path or a built-in corpus name) into the run directory `out`.
+
+    model: ModelConfig fields other than vocab_size (dict). config: TrainConfig fields (dict).
+    With resume, both default to the checkpoint's; given model fields must agree with it.
+    progress: show a progress bar (default: when stderr is a terminal). log: a function that
+    takes a line of text (default: print to stderr). Returns a RunResult.
+    """
+    log = log or (lambda line: tqdm.write(line, file=sys.stderr))
+    name, text = read_corpus(corpus)
+    out = os.fspath(out or os.path.join("runs", name))
+    last = os.path.join(out, "last.ckpt")
+    if resume:
+        trainer = Trainer.resume(last, text, model or {}, config or {})
+        log(f"resuming {last} at step {trainer.step}")
+    else:
+        if os.path.exists(last) and not overwrite:
+            raise UsageError(f"{out} already holds a run; continue it with --resume, or pass "
+                             "--overwrite or another --out")
+        trainer = Trainer.fresh(name, text, model or {}, TrainConfig.from_dict(dict(config or {})))
+    os.makedirs(out, exist_ok=True)
+    return trainer.run(out, corpus, progress, log)
+
+
+class Trainer:
+    """A model, its optimizer and data streams, and where training stands."""
+
+    def __init__(self, model, vocab, cfg, corpus_name, ids):
+        self.model, self.vocab, self.cfg = model, vocab, cfg
+        self.corpus = {"name": corpus_name, "chars": int(len(ids))}
+        train_ids, self.val_ids = split_train_val(ids, cfg.val_frac)
+        self.stream = BatchStream(train_ids, cfg.batch_size, cfg.seq_len)
+        self.val_ids = self.val_ids[: cfg.eval_chars]
+        self.opt = make_optimizer(cfg.optimizer, model.layout.size, model.dtype)
+        self.state = model.initial_state(cfg.batch_size)
+        self.step, self.elapsed, self.best = 0, 0.0, None
+
+    @classmethod
+    def fresh(cls, corpus_name, text, model_fields, cfg):
+        vocab = Vocab.from_text(text)
+        mcfg = ModelConfig.from_dict({**model_fields, "vocab_size": len(vocab)})
+        model = CharRNN(mcfg, dtype=np.dtype(cfg.dtype), seed=cfg.seed)
+        return cls(model, vocab, cfg, corpus_name, vocab.encode(text))
+
+    @classmethod
+    def resume(cls, path, text, model_fields, overrides):
+        model, vocab, meta, arrays = checkpoint.load_model(path)
+        saved = meta.get("train")
+        if not isinstance(saved, dict) or "step" not in meta:
+            raise UsageError(f"{path} holds no training state; it cannot be resumed")
+        cfg = TrainConfig.from_dict({**saved, **overrides})
+        clash = [f"{k} (checkpoint {getattr(model.config, k)!r}, given {v!r})"
+                 for k, v in model_fields.items() if getattr(model.config, k) != v]
+        clash += [f"{k} (checkpoint {saved[k]!r}, given {overrides[k]!r})"
+                  for k in _FIXED_ON_RESUME if k in overrides and overrides[k] != saved[k]]
+        if clash:
+            raise UsageError(f"--resume contradicts the checkpoint: {'; '.join(clash)}; drop "
+                             "those options or train into another --out")
+        unknown = vocab.unknown_chars(text)
+        if unknown or len(text) != meta["corpus"]["chars"]:
+            raise UsageError(f"this corpus is not the one {path} was trained on "
+                             f"({meta['corpus']['name']}, {meta['corpus']['chars']} characters); "
+                             "resume with that corpus")
+        t = cls(model, vocab, cfg, meta["corpus"]["name"], vocab.encode(text))
+        t._load_training_state(meta, arrays, path)
+        return t
+
+    # --- checkpoints --------------------------------------------------------------------------
+    def save(self, path):
+        state = self.state if isinstance(self.state, tuple) else (self.state,)
+        arrays = {f"optim/{k}": v for k, v in self.opt.state.items()}
+        arrays.update({f"state/{i}": s for i, s in enumerate(state)})
+        meta = {"train": self.cfg.to_dict(), "step": self.step, "elapsed_s": self.elapsed,
+                "best_val_loss": self.best, "optimizer_steps": self.opt.steps,
+                "stream": self.stream.state_dict(), "corpus": self.corpus,
+                "rng": self.model.rng.bit_generator.state}
+        checkpoint.save_model(path, self.model, self.vocab, meta, arrays)
+
+    def _load_training_state(self, meta, arrays, path):
+        try:
+            self.opt.load_state_dict({"steps": meta["optimizer_steps"], "arrays": {
+                k: arrays[f"optim/{k}"] for k in self.opt.state}})
+            state = tuple(arrays[f"state/{i}"] for i in range(2 if self.model.config.cell ==
+                                                                 "lstm" else 1))
+            self.state = state if len(state) == 2 else state[0]
+            self.model._split_state(self.state, self.cfg.batch_size)  # checks shapes
+            self.stream.load_state_dict(meta["stream"])
+            self.model.rng.bit_generator.state = meta["rng"]
+            self.step, self.elapsed = int(meta["step"]), float(meta["elapsed_s"])
+            self.best = meta["best_val_loss"]
+        except (KeyError, TypeError, ValueError) as e:
+            raise UsageError(f"{path} has damaged training state ({e}); start a new run") \
+                from None
+
+    # --- the loop ---------------------------------------------------------------------------
+    def run(self, out, corpus, progress, log):
+        cfg, model = self.cfg, self.model
+        set_threads(cfg.threads)
+        last, best = os.path.join(out, "last.ckpt"), os.path.join(out, "best.ckpt")
+        stop = _SignalFlag()
+        bar = tqdm(total=cfg.max_steps, initial=self.step, unit="step", dynamic_ncols=True,
+                   disable=not (sys.stderr.isatty() if progress is None else progress))
+        first_loss, warned = None, False
+        window_loss, window_steps, window_time, norm = 0.0, 0, 0.0, 0.0
+        started = time.perf_counter() - self.elapsed
+        with stop, bar:
+            while not self._done(stop):
+                t0 = time.perf_counter()
+                inputs, targets = self.stream.next_batch()
+                loss, state = model.loss_and_grad(inputs, targets, self.state)
+                norm = clip_gradients(model.grad, cfg.clip, cfg.clip_mode)
+                if not (math.isfinite(loss) and math.isfinite(norm)):
+                    raise TrainingDiverged(
+                        f"training diverged at step {self.step + 1} (loss {loss:.4g}, gradient "
+                        f"norm {norm:.4g}); parameters untouched, last good checkpoint kept in "
+                        f"{out}; lower --lr (now {cfg.lr:g}) or clip harder (--clip)")
+                lr = learning_rate(cfg, self.step, self.elapsed)
+                self.opt.step(model.flat, model.grad, lr)
+                self.state, self.step = state, self.step + 1
+                first_loss = first_loss or loss
+                if loss > 3 * first_loss and not warned:
+                    warned = True
+                    log(f"warning: loss {loss:.3f} at step {self.step} is over 3x its start "
+                        f"({first_loss:.3f}); training may be diverging: consider a lower --lr")
+                window_loss += loss
+                window_steps += 1
+                window_time += time.perf_counter() - t0
+                self.elapsed = time.perf_counter() - started
+                bar.update(1)
+                bar.set_postfix_str(f"loss {loss:.3f}", refresh=False)
+                if self.step % cfg.eval_every == 0 or self._done(stop):
+                    chars = window_steps * inputs.size / max(window_time, 1e-9)
+                    row = self._evaluate_and_save(window_loss / window_steps, lr, norm, chars,
+                                                  last, best, out)
+                    bar.set_postfix_str(_postfix(row), refresh=True)
+                    window_loss, window_steps, window_time = 0.0, 0, 0.0
+                    self.elapsed = time.perf_counter() - started
+        if stop.signum:
+            raise TrainingInterrupted(stop.signum, (
+                f"interrupted at step {self.step}; saved {last}; resume with: "
+                f"charrnn train {corpus} --out {out} --resume"))
+        return RunResult(out, self.step, self.best, last)
+
+    def _done(self, stop):
+        cfg = self.cfg
+        if cfg.max_steps is None and cfg.max_time is None:
+            return stop.signum is not None
+        return (stop.signum is not None
+                or (cfg.max_steps is not None and self.step >= cfg.max_steps)
+                or (cfg.max_time is not None and self.elapsed >= cfg.max_time))
+
+    def evaluate(self):
+        """Mean validation loss (nats per character) from a fresh state, or None."""
+        return evaluate_text(self.model, self.val_ids, self.cfg.batch_size, self.cfg.seq_len)
+
+    def _evaluate_and_save(self, train_loss, lr, norm, chars_per_sec, last, best, out):
+        val = self.evaluate()
+        improved = val is not None and (self.best is None or val < self.best)
+        if improved:
+            self.best = val
+        row = {"step": self.step, "epoch": round(self.stream.epoch_progress, 4),
+               "train_loss": train_loss, "val_loss": val,
+               "val_bpc": None if val is None else val / math.log(2), "lr": lr,
+               "grad_norm": norm, "chars_per_sec": chars_per_sec, "elapsed_s": self.elapsed}
+        self.save(last)
+        if improved:
+            self.save(best)
+        with open(os.path.join(out, "metrics.jsonl"), "a") as f:
+            f.write(json.dumps(row) + "\n")
+        return row
+
+
+def evaluate_text(model, ids, batch_size, seq_len):
+    """Mean loss (nats per character) of `model` over `ids` read as B streams of T-chunks
+    with the state carried from chunk to chunk; None when there is too little text."""
+    total, count, state = 0.0, 0, None
+    for inputs, targets in iter_eval_batches(ids, batch_size, seq_len):
+        loss, state = model.loss(inputs, targets, state)
+        total, count = total + loss * inputs.size, count + inputs.size
+    return total / count if count else None
+
+
+def _postfix(row):
+    val = "-" if row["val_loss"] is None else f"{row['val_loss']:.3f} ({row['val_bpc']:.2f} bpc)"
+    return (f"loss {row['train_loss']:.3f} val {val} "
+            f"{row['chars_per_sec'] / 1000:.1f}k char/s")
+
+
+class _SignalFlag:
+    """While active, SIGINT and SIGTERM only set a flag: the loop stops at a step boundary."""
+
+    signum = None
+
+    def __enter__(self):
+        self._old = {}
+        try:
+            for s in (signal.SIGINT, signal.SIGTERM):
+                self._old[s] = signal.signal(s, self._handle)
+        except ValueError:  # not the main thread: leave signals alone
+            pass
+        return self
+
+    def _handle(self, signum, frame):
+        self.signum = signum
+
+    def __exit__(self, *exc):
+        for s, old in self._old.items():
+            signal.signal(s, old)

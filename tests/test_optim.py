@@ -1,0 +1,99 @@
+"""Clipping and every optimizer against updates computed by hand on small arrays."""
+import math
+
+import numpy as np
+import pytest
+
+from charrnn.errors import UsageError
+from charrnn.optim import clip_gradients, make_optimizer
+
+P0 = np.array([0.5, -1.0, 2.0, 0.0])
+G = [np.array([0.1, -0.2, 0.3, -0.4]), np.array([-0.5, 0.25, 0.0, 1.0])]
+LR = 0.01
+
+
+def run(name, **hyper):
+    p = P0.copy()
+    opt = make_optimizer(name, p.size, p.dtype, **hyper)
+    for g in G:
+        opt.step(p, g.copy(), LR)
+    return p, opt
+
+
+def test_adam_two_steps_by_hand():
+    b1, b2, eps = 0.9, 0.999, 1e-8
+    p, m, v = P0.copy(), np.zeros(4), np.zeros(4)
+    for t, g in enumerate(G, start=1):
+        m = b1 * m + (1 - b1) * g
+        v = b2 * v + (1 - b2) * g * g
+        p = p - LR * (m / (1 - b1 ** t)) / (np.sqrt(v / (1 - b2 ** t)) + eps)
+    got, opt = run("adam")
+    np.testing.assert_allclose(got, p, rtol=1e-12, atol=1e-15)
+    assert opt.steps == 2
+
+
+def test_rmsprop_by_hand():
+    p, v = P0.copy(), np.zeros(4)
+    for g in G:
+        v = 0.9 * v + 0.1 * g * g
+        p = p - LR * g / (np.sqrt(v) + 1e-8)
+    np.testing.assert_allclose(run("rmsprop", alpha=0.9)[0], p, rtol=1e-12)
+
+
+def test_sgd_momentum_by_hand():
+    p, buf = P0.copy(), np.zeros(4)
+    for g in G:
+        buf = 0.5 * buf + g
+        p = p - LR * buf
+    np.testing.assert_allclose(run("sgd", momentum=0.5)[0], p, rtol=1e-12)
+
+
+def test_adagrad_by_hand():
+    p, s = P0.copy(), np.zeros(4)
+    for g in G:
+        s = s + g * g
+        p = p - LR * g / (np.sqrt(s) + 1e-10)
+    np.testing.assert_allclose(run("adagrad")[0], p, rtol=1e-12)
+
+
+def test_optimizer_state_round_trip_continues_identically():
+    a = make_optimizer("adam", 4, np.float64)
+    pa = P0.copy()
+    a.step(pa, G[0].copy(), LR)
+    b = make_optimizer("adam", 4, np.float64)
+    b.load_state_dict({"steps": a.state_dict()["steps"],
+                       "arrays": {k: v.copy() for k, v in a.state_dict()["arrays"].items()}})
+    pb = pa.copy()
+    a.step(pa, G[1].copy(), LR)
+    b.step(pb, G[1].copy(), LR)
+    np.testing.assert_array_equal(pa, pb)
+
+
+def test_unknown_optimizer_is_a_usage_error():
+    with pytest.raises(UsageError, match="adam"):
+        make_optimizer("adamw", 4, np.float64)
+
+
+def test_clip_by_norm_rescales_and_reports_the_pre_clip_norm():
+    g = np.array([3.0, 4.0, 0.0])
+    norm = clip_gradients(g, 1.0, "norm")
+    assert norm == 5.0
+    np.testing.assert_allclose(g, [0.6, 0.8, 0.0])
+    small = np.array([0.3, 0.4])
+    assert clip_gradients(small, 1.0, "norm") == pytest.approx(0.5)
+    np.testing.assert_array_equal(small, [0.3, 0.4])
+
+
+def test_clip_by_value_clamps_each_element():
+    g = np.array([3.0, -4.0, 0.5], dtype=np.float32)
+    norm = clip_gradients(g, 1.0, "value")
+    assert norm == pytest.approx(math.sqrt(9 + 16 + 0.25))
+    np.testing.assert_array_equal(g, np.array([1.0, -1.0, 0.5], dtype=np.float32))
+
+
+def test_clip_zero_disables_and_nan_norm_is_reported_untouched():
+    g = np.array([3.0, 4.0])
+    assert clip_gradients(g, 0.0, "norm") == 5.0
+    np.testing.assert_array_equal(g, [3.0, 4.0])
+    bad = np.array([np.nan, 1.0])
+    assert math.isnan(clip_gradients(bad, 1.0, "norm"))

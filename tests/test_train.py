@@ -1,0 +1,118 @@
+"""Training as a library call: metrics, checkpoints, exact resume, divergence, signals."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from charrnn import checkpoint, train
+from charrnn.errors import UsageError
+from charrnn.train import TrainingDiverged
+
+MODEL = dict(cell="lstm", hidden_size=12, num_layers=2, dropout=0.1)
+CONFIG = dict(seq_len=8, batch_size=4, eval_every=25, val_frac=0.1, lr=5e-3)
+
+
+def write_corpus(path, n=6000, seed=0):
+    """A small text with learnable structure (repeated words, unicode included)."""
+    rng = np.random.default_rng(seed)
+    words = ["the ", "cat ", "sat ", "on ", "mat. ", "héllo ", "wörld ", "日本 ", "🙂 ", "\n"]
+    path.write_text("".join(rng.choice(words, size=n // 4)), encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def corpus(tmp_path):
+    return write_corpus(tmp_path / "corpus.txt")
+
+
+def params(path):
+    model, _, _, _ = checkpoint.load_model(path)
+    return model.flat.copy()
+
+
+def test_train_writes_checkpoints_and_metrics_and_learns(corpus, tmp_path):
+    out = tmp_path / "run"
+    result = train(str(corpus), out=out, model=MODEL, config={**CONFIG, "max_steps": 150},
+                   progress=False)
+    assert result.steps == 150
+    rows = [json.loads(line) for line in open(out / "metrics.jsonl")]
+    assert [r["step"] for r in rows] == [25, 50, 75, 100, 125, 150]
+    assert set(rows[0]) == {"step", "epoch", "train_loss", "val_loss", "val_bpc", "lr",
+                            "grad_norm", "chars_per_sec", "elapsed_s"}
+    assert rows[-1]["val_loss"] < rows[0]["val_loss"] - 0.3  # it learns the word structure
+    assert rows[-1]["val_bpc"] == pytest.approx(rows[-1]["val_loss"] / np.log(2))
+    best = min(r["val_loss"] for r in rows)
+    assert checkpoint.read_meta(out / "best.ckpt")["best_val_loss"] == pytest.approx(best)
+    assert checkpoint.read_meta(out / "last.ckpt")["step"] == 150
+
+
+def test_resume_continues_bit_for_bit(corpus, tmp_path):
+    whole, parts = tmp_path / "whole", tmp_path / "parts"
+    train(str(corpus), out=whole, model=MODEL, config={**CONFIG, "max_steps": 200},
+          progress=False)
+    train(str(corpus), out=parts, model=MODEL, config={**CONFIG, "max_steps": 100},
+          progress=False)
+    result = train(str(corpus), out=parts, config={"max_steps": 200}, resume=True,
+                   progress=False)
+    assert result.steps == 200
+    np.testing.assert_array_equal(params(whole / "last.ckpt"), params(parts / "last.ckpt"))
+
+
+def test_existing_run_is_not_overwritten_without_asking(corpus, tmp_path):
+    out = tmp_path / "run"
+    train(str(corpus), out=out, model=MODEL, config={**CONFIG, "max_steps": 5}, progress=False)
+    before = (out / "last.ckpt").read_bytes()
+    with pytest.raises(UsageError, match="--resume"):
+        train(str(corpus), out=out, model=MODEL, config={**CONFIG, "max_steps": 5},
+              progress=False)
+    assert (out / "last.ckpt").read_bytes() == before
+
+
+def test_resume_rejects_contradicting_settings_naming_them(corpus, tmp_path):
+    out = tmp_path / "run"
+    train(str(corpus), out=out, model=MODEL, config={**CONFIG, "max_steps": 5}, progress=False)
+    with pytest.raises(UsageError, match=r"hidden_size \(checkpoint 12, given 32\).*batch_size"):
+        train(str(corpus), out=out, model={"hidden_size": 32},
+              config={"batch_size": 8, "max_steps": 10}, resume=True, progress=False)
+
+
+def test_resume_on_another_corpus_is_refused(corpus, tmp_path):
+    out = tmp_path / "run"
+    train(str(corpus), out=out, model=MODEL, config={**CONFIG, "max_steps": 5}, progress=False)
+    other = write_corpus(tmp_path / "other.txt", n=5000, seed=1)
+    with pytest.raises(UsageError, match="not the one"):
+        train(str(other), out=out, config={"max_steps": 10}, resume=True, progress=False)
+
+
+def test_divergence_stops_before_touching_parameters_and_keeps_the_checkpoint(corpus, tmp_path):
+    out = tmp_path / "run"
+    train(str(corpus), out=out, model=MODEL, config={**CONFIG, "max_steps": 25}, progress=False)
+    before = (out / "last.ckpt").read_bytes()
+    with pytest.raises(TrainingDiverged, match="lower --lr"):
+        train(str(corpus), out=out, config={"max_steps": 60, "lr": 1e38}, resume=True,
+              progress=False)
+    assert (out / "last.ckpt").read_bytes() == before
+
+
+@pytest.mark.parametrize("signum, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_signal_saves_and_exits_with_resume_hint(corpus, tmp_path, signum, code):
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "charrnn", "train", str(corpus), "--out", str(out),
+           "--hidden", "12", "--batch-size", "4", "--seq-len", "8", "--eval-every", "5",
+           "--max-steps", "1000000"]
+    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while not (out / "metrics.jsonl").exists() and time.time() < deadline:
+        time.sleep(0.1)
+    proc.send_signal(signum)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == code, err
+    assert "--resume" in err and "Traceback" not in err
+    meta = checkpoint.read_meta(out / "last.ckpt")
+    assert meta["step"] >= 5
+    checkpoint.load_model(out / "last.ckpt")

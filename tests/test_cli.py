@@ -1,0 +1,108 @@
+"""The command line through click's CliRunner: every command, its help, and its errors."""
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from charrnn import __version__
+from charrnn.cli import cli
+from test_train import write_corpus
+
+TINY = ["--hidden", "12", "--layers", "1", "--batch-size", "4", "--seq-len", "8",
+        "--eval-every", "10", "--quiet"]
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    """One tiny trained run, shared by the read-only commands below."""
+    root = tmp_path_factory.mktemp("cli")
+    corpus = write_corpus(root / "corpus.txt")
+    result = CliRunner().invoke(cli, ["train", str(corpus), "--out", str(root / "run"),
+                                      "--max-steps", "30", *TINY])
+    assert result.exit_code == 0, result.output
+    return root
+
+
+@pytest.mark.parametrize("command", [[], ["train"], ["sample"], ["eval"], ["info"]])
+def test_every_command_has_help(command):
+    result = CliRunner().invoke(cli, [*command, "--help"])
+    assert result.exit_code == 0
+    assert "Usage:" in result.output
+
+
+def test_version():
+    result = CliRunner().invoke(cli, ["--version"])
+    assert result.exit_code == 0 and __version__ in result.output
+
+
+def test_train_writes_a_run(run_dir):
+    run = run_dir / "run"
+    assert (run / "last.ckpt").exists() and (run / "best.ckpt").exists()
+    rows = [json.loads(line) for line in open(run / "metrics.jsonl")]
+    assert [r["step"] for r in rows] == [10, 20, 30]
+
+
+def test_sample_is_deterministic_with_a_seed_and_prints_the_prime(run_dir):
+    args = ["sample", str(run_dir / "run"), "-n", "80", "--prime", "the ", "--seed", "3",
+            "--no-stream"]
+    a, b = CliRunner().invoke(cli, args), CliRunner().invoke(cli, args)
+    assert a.exit_code == 0, a.output
+    assert a.output == b.output
+    assert a.output.startswith("the ") and len(a.output.rstrip("\n")) >= 84
+
+
+def test_sample_streams_the_same_text(run_dir):
+    base = ["sample", str(run_dir / "run"), "-n", "50", "--seed", "4", "--temperature", "0.5"]
+    streamed = CliRunner().invoke(cli, [*base, "--stream"])
+    whole = CliRunner().invoke(cli, [*base, "--no-stream"])
+    assert streamed.exit_code == 0 and streamed.output == whole.output
+
+
+def test_sample_defaults_to_the_newest_run(run_dir, monkeypatch):
+    monkeypatch.chdir(run_dir.parent)
+    (run_dir.parent / "runs").mkdir(exist_ok=True)
+    (run_dir.parent / "runs" / "x").symlink_to(run_dir / "run")
+    result = CliRunner().invoke(cli, ["sample", "-n", "10", "--seed", "1", "--no-stream"])
+    assert result.exit_code == 0, result.output
+
+
+def test_sample_prime_with_unknown_characters(run_dir):
+    args = ["sample", str(run_dir / "run"), "-n", "5", "--prime", "the Ω"]
+    bad = CliRunner().invoke(cli, args)
+    assert bad.exit_code == 2 and "'Ω'" in bad.output and "Traceback" not in bad.output
+    assert CliRunner().invoke(cli, [*args, "--unknown", "skip"]).exit_code == 0
+
+
+def test_eval_reports_loss_and_unknown_characters(run_dir, tmp_path):
+    text = tmp_path / "t.txt"
+    text.write_text("the cat sat on the mat. Ωmega\n", encoding="utf-8")
+    result = CliRunner().invoke(cli, ["eval", str(run_dir / "run"), str(text), "--json"])
+    assert result.exit_code == 0, result.output
+    row = json.loads(result.output)
+    assert row["unknown_chars"] == 2 and row["loss"] > 0  # "Ω" and "g"
+    assert row["bpc"] == pytest.approx(row["loss"] / 0.6931471805599453)
+
+
+def test_info(run_dir):
+    result = CliRunner().invoke(cli, ["info", str(run_dir / "run" / "last.ckpt"), "--json"])
+    assert result.exit_code == 0
+    row = json.loads(result.output)
+    assert row["step"] == 30 and row["model"]["hidden_size"] == 12 and row["parameters"] > 0
+
+
+@pytest.mark.parametrize("args, message", [
+    (["train", "missing.txt"], "missing.txt"),
+    (["train", "{corpus}", "--lr", "0"], "learning rate"),
+    (["train", "{corpus}", "--dropout", "1.5"], "dropout"),
+    (["train", "{corpus}", "--hidden", "0"], "hidden_size"),
+    (["train", "{corpus}", "--max-time", "soon"], "duration"),
+    (["sample", "{tmp}/nothing.ckpt"], "no checkpoint"),
+    (["sample", "{tmp}"], "no best.ckpt"),
+])
+def test_errors_are_one_line_without_traceback(tmp_path, args, message):
+    corpus = write_corpus(tmp_path / "c.txt")
+    args = [a.format(corpus=corpus, tmp=tmp_path) for a in args]
+    result = CliRunner().invoke(cli, [*args, "--quiet"] if args[0] == "train" else args)
+    assert result.exit_code != 0
+    assert message in result.output
+    assert "Traceback" not in result.output

@@ -1,7 +1,9 @@
 """Where the arithmetic runs, and with how many threads.
 
-The kernels are serial Numba code around BLAS calls, so the BLAS thread pool is the one knob:
-one pool, sized once, so Numba and BLAS threads never oversubscribe the cores.
+Parallelism is coarse: a batch is split into row shards, one per thread, and each shard runs
+a whole chunk with single-threaded BLAS (fine-grained threading inside each small per-step
+matrix product collapses when anything else wants a core). So BLAS is pinned to one thread
+and `threads` is the number of shards.
 """
 import os
 
@@ -10,16 +12,24 @@ from threadpoolctl import threadpool_limits
 from .errors import UsageError
 
 DEVICES = ("cpu",)
-_limits = None
+_threads = None
 
 
 def set_threads(n=None):
-    """Use n threads for the matrix products (None: all cores). Returns the number used."""
-    global _limits
-    n = n or os.cpu_count() or 1
-    import charrnn.kernels.blas  # noqa: F401  (loads SciPy's BLAS so the limit reaches it)
-    _limits = threadpool_limits(limits=n, user_api="blas")
-    return n
+    """Run batches as n parallel shards (None: one per core). Returns n."""
+    global _threads
+    if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
+        raise UsageError(f"threads must be a positive integer, got {n!r}")
+    import charrnn.kernels.blas  # noqa: F401  (load SciPy's BLAS so the limit reaches it)
+
+    threadpool_limits(limits=1, user_api="blas")
+    _threads = n or os.cpu_count() or 1
+    return _threads
+
+
+def threads():
+    """The number of shards in use, pinning BLAS to one thread on first use."""
+    return _threads or set_threads()
 
 
 def check_device(device):

@@ -3,9 +3,12 @@
 Dimension letters: B batch, T time, N = T*B, H hidden, G gates, V vocabulary, E embedding,
 L layers. Inside, batches are time-major, so each step's B rows are contiguous.
 """
+from concurrent.futures import ThreadPoolExecutor
+from functools import lru_cache
+
 import numpy as np
 
-from . import kernels
+from . import backend, kernels
 from .kernels import common, recurrence
 from .params import ParamLayout, init_params
 
@@ -18,14 +21,21 @@ def cell_id(config):
     return _CELL_IDS[config.cell]
 
 
-class _Workspace:
-    """Buffers for one (B, T), allocated once and reused by every call with that shape."""
+@lru_cache(maxsize=None)
+def _pool(n):
+    return ThreadPoolExecutor(max_workers=n, thread_name_prefix="charrnn")
+
+
+class _Pass:
+    """Forward and backward of a batch (or a shard of one) of shape (B, T), with its buffers
+    allocated once and reused by every call with that shape."""
 
     def __init__(self, config, B, T, dtype):
         L, H, G, V, E = (config.num_layers, config.hidden_size, config.gates,
                          config.vocab_size, config.embed_dim)
         N, C = T * B, H if config.cell == "lstm" else 0
         z = lambda *shape: np.zeros(shape, dtype)  # noqa: E731
+        self.config, self.cell, self.N = config, cell_id(config), N
         self.gates = [z(T, B, G * H) for _ in range(L)]
         self.hg = [z(T, B, G * H) for _ in range(L)]
         self.hs = [z(T + 1, B, H) for _ in range(L)]
@@ -37,6 +47,75 @@ class _Workspace:
         self.logits = z(N, V)
         self.embed, self.dembed = (z(N, E), z(N, E)) if E else (None, None)
         self.w_ih0_t = None if E else z(V, G * H)  # layer 0's W_ih.T, rows gathered by id
+        self.ids = np.zeros(N, np.int32)
+        self.targets = np.zeros(N, np.int32)
+        self.train = False
+
+    def draw_masks(self, rng):
+        """Inverted-dropout multipliers for this pass's layer outputs, 0 or 1 / (1 - p)."""
+        keep = 1.0 - self.config.dropout
+        for m in self.masks:
+            m[...] = (rng.random(m.shape) < keep) / keep
+
+    def forward(self, P, inputs, targets, h0, c0, train, scale):
+        """Sum of cross-entropies over the (B, T) inputs; with train, dropout is applied and
+        the logits become d(scale * loss)/d logits for backward."""
+        cfg, N = self.config, self.N
+        self.ids[:] = inputs.T.reshape(N)  # time-major
+        self.targets[:] = targets.T.reshape(N)
+        self.train = train and cfg.dropout > 0
+        x = None
+        if cfg.embed_dim:
+            common.embedding_forward(self.embed, P["encoder.weight"], self.ids)
+            x = self.embed
+        for k in range(cfg.num_layers):
+            gates = self.gates[k].reshape(N, -1)
+            if k == 0 and x is None:
+                np.copyto(self.w_ih0_t, P["rnn.weight_ih_l0"].T)
+                common.embedding_forward(gates, self.w_ih0_t, self.ids)
+                gates += P["rnn.bias_ih_l0"]
+            else:
+                common.linear_forward(gates, x, P[f"rnn.weight_ih_l{k}"], P[f"rnn.bias_ih_l{k}"])
+            self.hs[k][0], self.cs[k][0] = h0[k], c0[k]
+            recurrence.forward(self.cell, self.gates[k], self.hg[k], self.hs[k], self.cs[k],
+                               P[f"rnn.weight_hh_l{k}"], P[f"rnn.bias_hh_l{k}"])
+            x = self.hs[k][1:].reshape(N, -1)
+            if self.train:
+                np.multiply(x, self.masks[k].reshape(N, -1), out=self.dropped[k])
+                x = self.dropped[k]
+        self.top = x
+        common.linear_forward(self.logits, x, P["decoder.weight"], P["decoder.bias"])
+        return common.softmax_cross_entropy(self.logits, self.targets, scale, train)
+
+    def final_state(self):
+        return (np.stack([hs[-1] for hs in self.hs]), np.stack([cs[-1] for cs in self.cs]))
+
+    def backward(self, P, D):
+        """Add the gradients of the last forward into D (views of a zeroed flat buffer);
+        leaves dh0, dc0 (L, B, H) holding the gradient of the initial state."""
+        cfg, N = self.config, self.N
+        L = cfg.num_layers
+        common.linear_backward(self.dhs[L - 1].reshape(N, -1), D["decoder.weight"],
+                               D["decoder.bias"], self.logits, self.top, P["decoder.weight"])
+        for k in range(L - 1, -1, -1):
+            if self.train:
+                common.scale_by_mask(self.dhs[k], self.masks[k])
+            recurrence.backward(self.cell, self.gates[k], self.hg[k], self.dhs[k], self.dh0[k],
+                                self.dc0[k], self.hs[k], self.cs[k], P[f"rnn.weight_hh_l{k}"],
+                                D[f"rnn.weight_hh_l{k}"], D[f"rnn.bias_hh_l{k}"])
+            dgates = self.gates[k].reshape(N, -1)
+            w, dw, db = P[f"rnn.weight_ih_l{k}"], D[f"rnn.weight_ih_l{k}"], D[f"rnn.bias_ih_l{k}"]
+            if k > 0:
+                x = self.dropped[k - 1] if self.train else self.hs[k - 1][1:].reshape(N, -1)
+                common.linear_backward(self.dhs[k - 1].reshape(N, -1), dw, db, dgates, x, w)
+            elif cfg.embed_dim:
+                common.linear_backward(self.dembed, dw, db, dgates, self.embed, w)
+                common.embedding_backward(D["encoder.weight"], self.dembed, self.ids)
+            else:
+                self.w_ih0_t[...] = 0.0
+                common.embedding_backward(self.w_ih0_t, dgates, self.ids)
+                dw += self.w_ih0_t.T
+                common.add_row_sums(db, dgates)
 
 
 class CharRNN:
@@ -56,7 +135,8 @@ class CharRNN:
         self.rng = np.random.default_rng([seed, 1])  # dropout masks
         self.state_grad = None  # gradient of the initial state, set by loss_and_grad
         self._cell = cell_id(config)
-        self._workspaces = {}  # (B, T) -> _Workspace: training and evaluation shapes both stay
+        self._passes = {}  # (shard B, T) -> [_Pass]: training and evaluation shapes both stay
+        self._extra_grads = []
 
     # --- parameters -----------------------------------------------------------------------
     def named_parameters(self):
@@ -101,81 +181,62 @@ class CharRNN:
         """Mean cross-entropy (nats) over the (B, T) batch, and the final state for the next
         chunk. Fills the gradients (named_gradients()) and self.state_grad, the gradient of the
         initial state. Dropout is applied (training mode)."""
-        loss, final = self._forward(inputs, targets, state, train=True)
-        self._backward()
-        return loss, final
+        return self._run(inputs, targets, state, train=True)
 
     def loss(self, inputs, targets, state=None):
         """Mean cross-entropy without gradients or dropout (evaluation)."""
-        return self._forward(inputs, targets, state, train=False)
+        return self._run(inputs, targets, state, train=False)
 
-    def _forward(self, inputs, targets, state, train):
-        cfg, P = self.config, self.params
+    def _run(self, inputs, targets, state, train):
+        """Split the batch into row shards, one per thread; each shard runs the whole chunk
+        (all layers, forward and backward) with single-threaded BLAS, and the shards'
+        gradients are summed once at the end, in a fixed order (deterministic)."""
         inputs, targets = self._check_batch(inputs, targets)
         B, T = inputs.shape
-        N = B * T
-        if (B, T) not in self._workspaces:
-            self._workspaces[(B, T)] = _Workspace(cfg, B, T, self.dtype)
-        ws = self._ws = self._workspaces[(B, T)]
-        self._ids = np.ascontiguousarray(inputs.T).reshape(N)  # time-major
-        self._train = train and cfg.dropout > 0
         h0, c0 = self._split_state(state, B)
-        x = None
-        if cfg.embed_dim:
-            common.embedding_forward(ws.embed, P["encoder.weight"], self._ids)
-            x = ws.embed
-        for k in range(cfg.num_layers):
-            gates = ws.gates[k].reshape(N, -1)
-            if k == 0 and x is None:
-                np.copyto(ws.w_ih0_t, P["rnn.weight_ih_l0"].T)
-                common.embedding_forward(gates, ws.w_ih0_t, self._ids)
-                gates += P["rnn.bias_ih_l0"]
-            else:
-                common.linear_forward(gates, x, P[f"rnn.weight_ih_l{k}"], P[f"rnn.bias_ih_l{k}"])
-            ws.hs[k][0], ws.cs[k][0] = h0[k], c0[k]
-            recurrence.forward(self._cell, ws.gates[k], ws.hg[k], ws.hs[k], ws.cs[k],
-                               P[f"rnn.weight_hh_l{k}"], P[f"rnn.bias_hh_l{k}"])
-            x = ws.hs[k][1:].reshape(N, -1)
-            if self._train:
-                keep = 1.0 - cfg.dropout
-                ws.masks[k][...] = (self.rng.random(ws.masks[k].shape) < keep) / keep
-                np.multiply(x, ws.masks[k].reshape(N, -1), out=ws.dropped[k])
-                x = ws.dropped[k]
-        self._top = x
-        common.linear_forward(ws.logits, x, P["decoder.weight"], P["decoder.bias"])
-        total = common.softmax_cross_entropy(ws.logits, np.ascontiguousarray(targets.T).reshape(N),
-                                             1.0 / N, train)
-        final = self._pack_state(np.stack([hs[T] for hs in ws.hs]),
-                                 np.stack([cs[T] for cs in ws.cs]))
-        return total / N, final
+        bounds = np.linspace(0, B, min(backend.threads(), B) + 1).astype(int)
+        shards = []
+        for i, (lo, hi) in enumerate(zip(bounds[:-1], bounds[1:])):
+            key = (hi - lo, T)
+            if key not in self._passes:
+                self._passes[key] = [_Pass(self.config, hi - lo, T, self.dtype)]
+            while len(self._passes[key]) <= i:  # equal-sized shards need a pass each
+                self._passes[key].append(_Pass(self.config, hi - lo, T, self.dtype))
+            shard = self._passes[key][i]
+            if train and self.config.dropout:
+                shard.draw_masks(self.rng)  # in shard order, in this thread: reproducible
+            shards.append((shard, slice(lo, hi)))
+        extra = self._shard_grads(len(shards))
+        if train:
+            for g in (self.grad, *extra):
+                g[:] = 0.0
+        grads = [self.grads] + [self.layout.views(g) for g in extra]
 
-    def _backward(self):
-        cfg, P, D, ws = self.config, self.params, self.grads, self._ws
-        L, N = cfg.num_layers, self._ids.shape[0]
-        self.grad[:] = 0.0
-        dx = ws.dhs[L - 1].reshape(N, -1)
-        common.linear_backward(dx, D["decoder.weight"], D["decoder.bias"], ws.logits, self._top,
-                               P["decoder.weight"])
-        for k in range(L - 1, -1, -1):
-            if self._train:
-                common.scale_by_mask(ws.dhs[k], ws.masks[k])
-            recurrence.backward(self._cell, ws.gates[k], ws.hg[k], ws.dhs[k], ws.dh0[k],
-                                ws.dc0[k], ws.hs[k], ws.cs[k], P[f"rnn.weight_hh_l{k}"],
-                                D[f"rnn.weight_hh_l{k}"], D[f"rnn.bias_hh_l{k}"])
-            dgates = ws.gates[k].reshape(N, -1)
-            w, dw, db = P[f"rnn.weight_ih_l{k}"], D[f"rnn.weight_ih_l{k}"], D[f"rnn.bias_ih_l{k}"]
-            if k > 0:
-                x = ws.dropped[k - 1] if self._train else ws.hs[k - 1][1:].reshape(N, -1)
-                common.linear_backward(ws.dhs[k - 1].reshape(N, -1), dw, db, dgates, x, w)
-            elif cfg.embed_dim:
-                common.linear_backward(ws.dembed, dw, db, dgates, ws.embed, w)
-                common.embedding_backward(D["encoder.weight"], ws.dembed, self._ids)
-            else:
-                ws.w_ih0_t[...] = 0.0
-                common.embedding_backward(ws.w_ih0_t, dgates, self._ids)
-                dw += ws.w_ih0_t.T
-                common.add_row_sums(db, dgates)
-        self.state_grad = self._pack_state(ws.dh0.copy(), ws.dc0.copy())
+        def work(i):
+            shard, rows = shards[i]
+            total = shard.forward(self.params, inputs[rows], targets[rows], h0[:, rows],
+                                  c0[:, rows], train, 1.0 / (B * T))
+            if train:
+                shard.backward(self.params, grads[i])
+            return total
+
+        totals = list(_pool(len(shards)).map(work, range(len(shards))) if len(shards) > 1
+                      else [work(0)])
+        if train:
+            for g in extra:
+                self.grad += g
+            self.state_grad = self._pack_state(
+                *(np.concatenate(parts, axis=1) for parts in
+                  zip(*[(s.dh0, s.dc0) for s, _ in shards])))
+        final = [s.final_state() for s, _ in shards]
+        return sum(totals) / (B * T), self._pack_state(
+            *(np.concatenate(parts, axis=1) for parts in zip(*final)))
+
+    def _shard_grads(self, n):
+        """Flat gradient buffers for shards 1..n-1 (shard 0 writes into self.grad)."""
+        while len(self._extra_grads) < n - 1:
+            self._extra_grads.append(np.zeros_like(self.grad))
+        return self._extra_grads[: n - 1]
 
     def _check_batch(self, inputs, targets):
         inputs, targets = np.asarray(inputs), np.asarray(targets)

@@ -6,12 +6,11 @@ torch.optim's formulas, so results are comparable with PyTorch.
 import math
 
 import numpy as np
-from numba import njit
-
 from .errors import UsageError
+from .kernels import kernel
 
 
-@njit(cache=True)
+@kernel
 def _global_norm(g):
     s = 0.0
     for i in range(g.shape[0]):
@@ -19,13 +18,13 @@ def _global_norm(g):
     return math.sqrt(s)
 
 
-@njit(cache=True)
+@kernel
 def _scale(g, factor):
     for i in range(g.shape[0]):
         g[i] *= factor
 
 
-@njit(cache=True)
+@kernel
 def _clip_value(g, limit):
     for i in range(g.shape[0]):
         g[i] = min(max(g[i], -limit), limit)
@@ -50,7 +49,7 @@ def clip_gradients(grad, max_value, mode="norm"):
     return norm
 
 
-@njit(cache=True)
+@kernel
 def _adam(p, g, m, v, lr, beta1, beta2, eps, step):
     c1 = 1.0 - beta1 ** step
     c2 = math.sqrt(1.0 - beta2 ** step)
@@ -60,21 +59,21 @@ def _adam(p, g, m, v, lr, beta1, beta2, eps, step):
         p[i] -= lr * (m[i] / c1) / (math.sqrt(v[i]) / c2 + eps)
 
 
-@njit(cache=True)
+@kernel
 def _rmsprop(p, g, v, lr, alpha, eps):
     for i in range(p.shape[0]):
         v[i] = alpha * v[i] + (1.0 - alpha) * g[i] * g[i]
         p[i] -= lr * g[i] / (math.sqrt(v[i]) + eps)
 
 
-@njit(cache=True)
+@kernel
 def _sgd(p, g, buf, lr, momentum):
     for i in range(p.shape[0]):
         buf[i] = momentum * buf[i] + g[i]
         p[i] -= lr * buf[i]
 
 
-@njit(cache=True)
+@kernel
 def _adagrad(p, g, s, lr, eps):
     for i in range(p.shape[0]):
         s[i] += g[i] * g[i]

@@ -13,6 +13,7 @@ import math
 import numpy as np
 from numba import njit
 
+from .backend import check_device
 from .checkpoint import load_model, resolve
 from .errors import UsageError
 from .kernels.common import embedding_forward, linear_forward
@@ -167,9 +168,7 @@ class Sampler:
     @classmethod
     def load(cls, target=None, device="cpu", runs_dir="runs"):
         """From a checkpoint file or run directory (None: the newest run under runs_dir)."""
-        if device != "cpu":
-            raise UsageError(f"device {device!r} is not available: CUDA support is not "
-                             "installed; use device='cpu'")
+        check_device(device)
         model, vocab, _, _ = load_model(resolve(target, runs_dir))
         return cls(model, vocab)
 

@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 
 from charrnn import CharRNN, ModelConfig
+from charrnn.backend import set_threads
 
 # The architectures every engine test runs over: each cell, 1 and 2 layers, one-hot and embedding.
 ARCHS = [
@@ -33,6 +34,12 @@ def random_state(model, B, seed=0):
     if isinstance(state, tuple):
         return tuple(rng.uniform(-0.5, 0.5, s.shape) for s in state)
     return rng.uniform(-0.5, 0.5, state.shape)
+
+
+@pytest.fixture
+def one_shard():
+    """Run batches unsharded (training runs elsewhere set the thread count globally)."""
+    set_threads(1)
 
 
 @pytest.fixture(params=ARCHS, ids=arch_id)

@@ -3,10 +3,12 @@ differences, and truncated BPTT across chunks."""
 import numpy as np
 import pytest
 
+from charrnn.backend import set_threads
 from conftest import make_model, random_batch, random_state
 from reference import loss as reference_loss
 
 B, T = 3, 5
+pytestmark = pytest.mark.usefixtures("one_shard")
 
 
 def split(state):
@@ -31,7 +33,7 @@ def test_dropout_forward_matches_reference_with_the_same_masks(arch):
     model = make_model(arch, dropout=0.4)
     inputs, targets = random_batch(5, B, T)
     loss, _ = model.loss_and_grad(inputs, targets)
-    masks = [m.copy() for m in model._ws.masks]
+    masks = [m.copy() for m in model._passes[(B, T)][0].masks]  # one shard (conftest)
     values = np.unique(masks[0])
     assert len(values) == 2 and values[0] == 0.0 and abs(values[1] - 1 / 0.6) < 1e-12
     ref, _, _ = reference_loss(model.config, model.named_parameters(), inputs, targets,
@@ -104,3 +106,20 @@ def test_step_matches_one_step_chunk(arch):
     assert abs(-logp[np.arange(B), targets[:, 0]].mean() - loss) < 1e-12
     for a, b in zip(split(new_state), split(final)):
         np.testing.assert_allclose(a, b, atol=1e-12, rtol=0)
+
+
+def test_two_shards_give_the_same_loss_gradients_and_state(arch):
+    inputs, targets = random_batch(5, 4, T, seed=6)
+    results = []
+    for threads in (1, 2):
+        set_threads(threads)
+        model = make_model(arch)
+        state = random_state(model, 4, seed=7)
+        loss, final = model.loss_and_grad(inputs, targets, state)
+        results.append((loss, model.grad.copy(), split(final), split(model.state_grad)))
+    set_threads(1)
+    (l1, g1, f1, s1), (l2, g2, f2, s2) = results
+    assert abs(l1 - l2) < 1e-12
+    np.testing.assert_allclose(g1, g2, rtol=0, atol=1e-13)
+    for a, b in zip(f1 + s1, f2 + s2):
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-13)

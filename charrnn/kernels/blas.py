@@ -7,9 +7,11 @@ dimensions (so views into larger arrays need no copy). It is a named symbol, so 
 use it still cache to disk.
 """
 import numpy as np
-from numba import njit, types
+from numba import types
 from numba.extending import overload
 from numba.np.linalg import ensure_blas
+
+from . import kernel
 
 ensure_blas()  # a clear error if SciPy (which provides the BLAS) is missing
 
@@ -43,7 +45,7 @@ def _xxgemm_impl(transa, transb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc):
     return impl
 
 
-@njit(cache=True)
+@kernel
 def gemm(trans_a, trans_b, alpha, a, b, beta, c):
     """c = alpha * op(a) @ op(b) + beta * c, on row-major 2-D arrays (views allowed).
 

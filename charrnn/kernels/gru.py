@@ -6,42 +6,42 @@
 x_* = W_ih x + b_ih and h_* = W_hh h_prev + b_hh (so the reset gate multiplies W_hn h + b_hn).
 Shapes: gates, hg (B, 3H); h_prev, h, dh, dh_prev (B, H).
 """
-from numba import njit
-
+from . import kernel
 from .common import sigmoid, tanh
 
 
-@njit(cache=True)
+@kernel
 def forward(gates, hg, h_prev, h):
     """gates: in x-side pre-activations, out activations (r, z, n). hg is kept for backward."""
     H = h.shape[1]
+    one = gates.dtype.type(1.0)
     for b in range(h.shape[0]):
+        gr, gz, gn = gates[b, :H], gates[b, H:2 * H], gates[b, 2 * H:]
+        hr, hz, hn = hg[b, :H], hg[b, H:2 * H], hg[b, 2 * H:]
+        hp, hb = h_prev[b], h[b]
         for j in range(H):
-            r = sigmoid(gates[b, j] + hg[b, j])
-            z = sigmoid(gates[b, H + j] + hg[b, H + j])
-            n = tanh(gates[b, 2 * H + j] + r * hg[b, 2 * H + j])
-            gates[b, j] = r
-            gates[b, H + j] = z
-            gates[b, 2 * H + j] = n
-            h[b, j] = (1.0 - z) * n + z * h_prev[b, j]
+            r = sigmoid(gr[j] + hr[j])
+            z = sigmoid(gz[j] + hz[j])
+            n = tanh(gn[j] + r * hn[j])
+            gr[j], gz[j], gn[j] = r, z, n
+            hb[j] = (one - z) * n + z * hp[j]
 
 
-@njit(cache=True)
+@kernel
 def backward(gates, hg, dh, h_prev, dh_prev):
     """gates: in activations, out d pre-activations (x side); hg: in h-side pre-activations,
     out their gradients. dh_prev += the direct path dL/dh * z."""
     H = dh.shape[1]
+    one = gates.dtype.type(1.0)
     for b in range(dh.shape[0]):
+        gr, gz, gn = gates[b, :H], gates[b, H:2 * H], gates[b, 2 * H:]
+        hr, hz, hn = hg[b, :H], hg[b, H:2 * H], hg[b, 2 * H:]
+        hp, dhb, dhp = h_prev[b], dh[b], dh_prev[b]
         for j in range(H):
-            r = gates[b, j]
-            z = gates[b, H + j]
-            n = gates[b, 2 * H + j]
-            d = dh[b, j]
-            dn = d * (1.0 - z) * (1.0 - n * n)
-            dr = dn * hg[b, 2 * H + j] * r * (1.0 - r)
-            dz = d * (h_prev[b, j] - n) * z * (1.0 - z)
-            dh_prev[b, j] += d * z
-            gates[b, j] = hg[b, j] = dr
-            gates[b, H + j] = hg[b, H + j] = dz
-            gates[b, 2 * H + j] = dn
-            hg[b, 2 * H + j] = dn * r
+            r, z, n, d = gr[j], gz[j], gn[j], dhb[j]
+            dn = d * (one - z) * (one - n * n)
+            dr = dn * hn[j] * r * (one - r)
+            dz = d * (hp[j] - n) * z * (one - z)
+            dhp[j] += d * z
+            gr[j], gz[j], gn[j] = dr, dz, dn
+            hr[j], hz[j], hn[j] = dr, dz, dn * r

@@ -6,50 +6,47 @@
 x_* = W_ih x + b_ih and h_* = W_hh h_prev + b_hh are computed by the caller (recurrence.py).
 Shapes: gates, hg (B, 4H); c_prev, c, h, dh, dc (B, H).
 """
-from numba import njit
-
+from . import kernel
 from .common import sigmoid, tanh
 
 
-@njit(cache=True)
+@kernel
 def forward(gates, hg, c_prev, c, h):
     """gates: in x-side pre-activations, out activations (i, f, g, o). Writes c, h."""
     H = h.shape[1]
     for b in range(h.shape[0]):
+        gi, gf, gg, go = gates[b, :H], gates[b, H:2 * H], gates[b, 2 * H:3 * H], gates[b, 3 * H:]
+        hi, hf, hgg, ho = hg[b, :H], hg[b, H:2 * H], hg[b, 2 * H:3 * H], hg[b, 3 * H:]
+        cp, cb, hb = c_prev[b], c[b], h[b]
         for j in range(H):
-            i = sigmoid(gates[b, j] + hg[b, j])
-            f = sigmoid(gates[b, H + j] + hg[b, H + j])
-            g = tanh(gates[b, 2 * H + j] + hg[b, 2 * H + j])
-            o = sigmoid(gates[b, 3 * H + j] + hg[b, 3 * H + j])
-            gates[b, j] = i
-            gates[b, H + j] = f
-            gates[b, 2 * H + j] = g
-            gates[b, 3 * H + j] = o
-            c[b, j] = f * c_prev[b, j] + i * g
-            h[b, j] = o * tanh(c[b, j])
+            i = sigmoid(gi[j] + hi[j])
+            f = sigmoid(gf[j] + hf[j])
+            g = tanh(gg[j] + hgg[j])
+            o = sigmoid(go[j] + ho[j])
+            gi[j], gf[j], gg[j], go[j] = i, f, g, o
+            cj = f * cp[j] + i * g
+            cb[j] = cj
+            hb[j] = o * tanh(cj)
 
 
-@njit(cache=True)
+@kernel
 def backward(gates, hg, dh, dc, c_prev, c):
     """gates: in activations, out d pre-activations (x side); hg: out the same (h side).
 
     dh: dL/dh at this step (all paths). dc: in dL/dc from the next step, out dL/dc_prev.
     """
     H = dh.shape[1]
+    one = gates.dtype.type(1.0)
     for b in range(dh.shape[0]):
+        gi, gf, gg, go = gates[b, :H], gates[b, H:2 * H], gates[b, 2 * H:3 * H], gates[b, 3 * H:]
+        cp, cb, dhb, dcb = c_prev[b], c[b], dh[b], dc[b]
         for j in range(H):
-            i = gates[b, j]
-            f = gates[b, H + j]
-            g = gates[b, 2 * H + j]
-            o = gates[b, 3 * H + j]
-            tc = tanh(c[b, j])
-            dcj = dc[b, j] + dh[b, j] * o * (1.0 - tc * tc)
-            di = dcj * g * i * (1.0 - i)
-            df = dcj * c_prev[b, j] * f * (1.0 - f)
-            dg = dcj * i * (1.0 - g * g)
-            do = dh[b, j] * tc * o * (1.0 - o)
-            dc[b, j] = dcj * f
-            gates[b, j] = hg[b, j] = di
-            gates[b, H + j] = hg[b, H + j] = df
-            gates[b, 2 * H + j] = hg[b, 2 * H + j] = dg
-            gates[b, 3 * H + j] = hg[b, 3 * H + j] = do
+            i, f, g, o = gi[j], gf[j], gg[j], go[j]
+            tc = tanh(cb[j])
+            dcj = dcb[j] + dhb[j] * o * (one - tc * tc)
+            dcb[j] = dcj * f
+            gi[j] = dcj * g * i * (one - i)
+            gf[j] = dcj * cp[j] * f * (one - f)
+            gg[j] = dcj * i * (one - g * g)
+            go[j] = dhb[j] * tc * o * (one - o)
+        hg[b] = gates[b]

@@ -11,14 +11,12 @@ Buffers of one layer for one chunk:
     dhs   (T, B, H)    in: dL/dh_t from above; accumulates the recurrent gradient in place
 """
 import numpy as np
-from numba import njit
-
-from . import GRU, LSTM, RNN_RELU, gru, lstm, rnn
+from . import GRU, LSTM, RNN_RELU, gru, kernel, lstm, rnn
 from .blas import gemm
 from .common import add_row_sums, fill_rows
 
 
-@njit(cache=True)
+@kernel
 def step(cell, gates, hg, h_prev, c_prev, h, c, w_hh, b_hh):
     """One time step for B rows: gates (B, GH) in x-side pre-activations, out activations."""
     fill_rows(hg, b_hh)
@@ -31,13 +29,13 @@ def step(cell, gates, hg, h_prev, c_prev, h, c, w_hh, b_hh):
         rnn.forward(gates, hg, h, cell == RNN_RELU)
 
 
-@njit(cache=True)
+@kernel
 def forward(cell, gates, hg, hs, cs, w_hh, b_hh):
     for t in range(gates.shape[0]):
         step(cell, gates[t], hg[t], hs[t], cs[t], hs[t + 1], cs[t + 1], w_hh, b_hh)
 
 
-@njit(cache=True)
+@kernel
 def backward(cell, gates, hg, dhs, dh0, dc0, hs, cs, w_hh, dw_hh, db_hh):
     """Backward through T steps. Writes dh0, dc0 (B, H): the gradients of the initial state.
 

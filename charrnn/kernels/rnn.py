@@ -2,33 +2,34 @@
 
 Shapes: gates, hg, h, dh (B, H) (G = 1).
 """
-from numba import njit
-
+from . import kernel
 from .common import tanh
 
 
-@njit(cache=True)
+@kernel
 def forward(gates, hg, h, relu):
+    zero = gates.dtype.type(0.0)
     for b in range(h.shape[0]):
-        for j in range(h.shape[1]):
-            a = gates[b, j] + hg[b, j]
-            if relu:
-                a = max(a, 0.0)
-            else:
-                a = tanh(a)
-            gates[b, j] = a
-            h[b, j] = a
+        g, hh, hb = gates[b], hg[b], h[b]
+        if relu:
+            for j in range(hb.shape[0]):
+                hb[j] = max(g[j] + hh[j], zero)
+        else:
+            for j in range(hb.shape[0]):
+                hb[j] = tanh(g[j] + hh[j])
+        g[:] = hb
 
 
-@njit(cache=True)
+@kernel
 def backward(gates, hg, dh, relu):
     """gates: in activations (= h), out d pre-activation; hg: out the same."""
+    one, zero = gates.dtype.type(1.0), gates.dtype.type(0.0)
     for b in range(dh.shape[0]):
-        for j in range(dh.shape[1]):
-            a = gates[b, j]
-            if relu:
-                d = dh[b, j] if a > 0.0 else 0.0
-            else:
-                d = dh[b, j] * (1.0 - a * a)
-            gates[b, j] = d
-            hg[b, j] = d
+        g, d = gates[b], dh[b]
+        if relu:
+            for j in range(g.shape[0]):
+                g[j] = d[j] if g[j] > zero else zero
+        else:
+            for j in range(g.shape[0]):
+                g[j] = d[j] * (one - g[j] * g[j])
+        hg[b] = g

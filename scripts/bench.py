@@ -1,0 +1,420 @@
+"""charrnn's performance benchmark, optionally against the same models in PyTorch.
+
+    python scripts/bench.py [--vs-torch] [--threads N] [--configs lstm-2x256,gru-2x256]
+                            [--repeats 5] [--steps S] [--json FILE] [--num-samples 32]
+                            [--skip-memory] [--skip-startup]
+
+Every configuration trains with Adam (lr 2e-3), clipping by global norm 5, B=50, T=50, a
+65-character vocabulary, float32 and one-hot input. Each repeat measures charrnn, then
+PyTorch, config by config (interleaved); the table shows medians and the median of the
+per-repeat ratios. Progress goes to stderr, results to stdout. Only the standard library and
+NumPy are imported at the top, so the memory child for PyTorch does not load charrnn.
+"""
+import argparse
+import datetime
+import importlib.util
+import json
+import math
+import os
+import platform
+import resource
+import shlex
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+CONFIGS = {"lstm-1x128": ("lstm", 1, 128), "lstm-2x128": ("lstm", 2, 128),
+           "lstm-2x256": ("lstm", 2, 256), "lstm-2x512": ("lstm", 2, 512),
+           "gru-2x256": ("gru", 2, 256), "rnn-1x128": ("rnn", 1, 128)}  # cell, layers L, H
+B, T, V, CLIP, LR = 50, 50, 65, 5.0, 2e-3
+GATES = {"lstm": 4, "gru": 3, "rnn": 1}
+SAMPLE_CHARS, MIN_SAMPLE_S, TARGET_TRAIN_S = 2000, 0.5, 1.5
+MEMORY_CONFIG, MEMORY_STEPS = "lstm-2x256", 20
+HERE = os.path.dirname(os.path.abspath(__file__))
+TORCH_MISSING = "error: --vs-torch needs PyTorch; install it with: pip install torch==2.13.0"
+
+
+def log(msg):
+    print(msg, file=sys.stderr, flush=True)
+
+
+def parse_args():
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--vs-torch", action="store_true", help="Also run every config in PyTorch.")
+    p.add_argument("--threads", type=int, default=None,
+                   help="Threads for charrnn and PyTorch [default: all cores].")
+    p.add_argument("--configs", default=",".join(CONFIGS), help=f"Any of {', '.join(CONFIGS)}.")
+    p.add_argument("--repeats", type=int, default=5, help="Interleaved repeats (median).")
+    p.add_argument("--steps", type=int, default=None,
+                   help=f"Training steps per measurement [default: ~{TARGET_TRAIN_S} s worth].")
+    p.add_argument("--json", metavar="FILE", help="Write every number here as JSON.")
+    p.add_argument("--num-samples", type=int, default=32, help="Streams for batched sampling.")
+    p.add_argument("--skip-memory", action="store_true", help="Skip the peak-memory runs.")
+    p.add_argument("--skip-startup", action="store_true",
+                   help="Skip the start-up and first-compile runs.")
+    args = p.parse_args()
+    args.configs = args.configs.split(",")
+    unknown = sorted(set(args.configs) - set(CONFIGS))
+    if unknown:
+        p.error(f"unknown configs {unknown}; choose from {', '.join(CONFIGS)}")
+    if args.vs_torch and importlib.util.find_spec("torch") is None:
+        sys.exit(TORCH_MISSING)
+    return args
+
+
+def header(threads, vs_torch):
+    import numba
+    import scipy
+    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo")
+                if line.startswith("model name")), platform.processor())
+    versions = {"numba": numba.__version__, "numpy": np.__version__, "scipy": scipy.__version__}
+    if vs_torch:
+        import torch
+        versions["torch"] = torch.__version__
+    return {"date": datetime.datetime.now().isoformat(timespec="seconds"),
+            "platform": platform.platform(), "cpu": cpu, "cores": os.cpu_count(),
+            "threads": threads, "versions": versions, "command": shlex.join(sys.orig_argv)}
+
+
+def set_threads(threads, vs_torch):
+    from charrnn.backend import set_threads as charrnn_threads
+    charrnn_threads(threads)
+    if vs_torch:
+        import torch
+        torch.set_num_threads(threads)
+
+
+def gemm_peak(runs=7):
+    """Median float32 FLOP/s of a 1024^3 sgemm, under the thread limit already set."""
+    from scipy.linalg.blas import sgemm
+    n = 1024
+    a, b = (np.asfortranarray(np.random.default_rng(i).random((n, n), np.float32)) for i in (0, 1))
+    sgemm(1.0, a, b)  # warm-up
+    return 2 * n ** 3 / statistics.median(timed(lambda: sgemm(1.0, a, b)) for _ in range(runs))
+
+
+def forward_flops(name):
+    """Per character: 2*G*H*(in + H) per layer (in = V for layer 0) + 2*H*V for the decoder."""
+    cell, L, H = CONFIGS[name]
+    return sum(2 * GATES[cell] * H * ((V if k == 0 else H) + H) for k in range(L)) + 2 * H * V
+
+
+def batches(seed=0, count=8):
+    """The same random (B, T+1) id batches for both frameworks."""
+    rng = np.random.default_rng(seed)
+    return [rng.integers(0, V, (B, T + 1), dtype=np.int64) for _ in range(count)]
+
+
+def timed(fn):
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+def rate(fn, units, min_time=MIN_SAMPLE_S):
+    """units per second over as many calls of fn as fill min_time."""
+    calls, t0 = 0, time.perf_counter()
+    while True:
+        fn()
+        calls += 1
+        elapsed = time.perf_counter() - t0
+        if elapsed >= min_time:
+            return units * calls / elapsed
+
+
+# --- charrnn ---------------------------------------------------------------------------------
+def charrnn_model(name):
+    from charrnn import CharRNN, ModelConfig, Vocab
+    cell, L, H = CONFIGS[name]
+    config = ModelConfig(vocab_size=V, cell=cell, hidden_size=H, num_layers=L)
+    return CharRNN(config, dtype=np.float32), Vocab("\n" + "".join(map(chr, range(32, 96))))
+
+
+def charrnn_trainer(model, data):
+    """run(steps) -> seconds of forward + backward + clip + Adam, state carried across steps."""
+    from charrnn.optim import clip_gradients, make_optimizer
+    opt = make_optimizer("adam", model.layout.size, model.dtype)
+    state, i = None, 0
+
+    def run(steps):
+        nonlocal state, i
+        t0 = time.perf_counter()
+        for _ in range(steps):
+            batch, i = data[i % len(data)], i + 1
+            _, state = model.loss_and_grad(batch[:, :-1], batch[:, 1:], state)
+            clip_gradients(model.grad, CLIP, "norm")
+            opt.step(model.flat, model.grad, LR)
+        return time.perf_counter() - t0
+    return run
+
+
+# --- PyTorch ---------------------------------------------------------------------------------
+def torch_model(name):
+    """A module whose state_dict names match charrnn's parameter names."""
+    from torch import nn
+    cell, L, H = CONFIGS[name]
+    m = nn.Module()
+    m.rnn = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}[cell](V, H, L, batch_first=True)
+    m.decoder = nn.Linear(H, V)
+    return m
+
+
+def torch_trainer(m, data):
+    import torch
+    import torch.nn.functional as F
+    eye, data, params = torch.eye(V), [torch.from_numpy(b) for b in data], list(m.parameters())
+    opt = torch.optim.Adam(params, lr=LR)
+    state, i = None, 0
+
+    def run(steps):
+        nonlocal state, i
+        t0 = time.perf_counter()
+        for _ in range(steps):
+            batch, i = data[i % len(data)], i + 1
+            out, state = m.rnn(eye[batch[:, :-1]], state)  # (B, T, H), one-hot (B, T, V) in
+            loss = F.cross_entropy(m.decoder(out).reshape(-1, V), batch[:, 1:].reshape(-1))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, CLIP)
+            opt.step()
+            state = tuple(s.detach() for s in state) if isinstance(state, tuple) else state.detach()
+        return time.perf_counter() - t0
+    return run
+
+
+def torch_samplers(m, name, temperature=1.0):
+    """{variant: fn drawing SAMPLE_CHARS ids}: the nn.LSTM/GRU/RNN module stepped one character
+    at a time, and a stack of *Cell modules sharing its parameters."""
+    import torch
+    from torch import nn
+    cell, L, H = CONFIGS[name]
+    eye = torch.eye(V)
+    cells = [{"lstm": nn.LSTMCell, "gru": nn.GRUCell, "rnn": nn.RNNCell}[cell](H if k else V, H)
+             for k in range(L)]
+    for k, c in enumerate(cells):
+        for w in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
+            setattr(c, w, getattr(m.rnn, f"{w}_l{k}"))
+
+    def draw(logits):
+        return torch.multinomial(torch.softmax(logits / temperature, dim=-1), 1).item()
+
+    @torch.inference_mode()
+    def module():
+        idx, state = 0, None
+        for _ in range(SAMPLE_CHARS):
+            out, state = m.rnn(eye[idx].view(1, 1, V), state)
+            idx = draw(m.decoder(out[0]))
+
+    @torch.inference_mode()
+    def cell_stack():
+        idx, hs = 0, [None] * L
+        for _ in range(SAMPLE_CHARS):
+            x = eye[idx].view(1, V)
+            for k, c in enumerate(cells):
+                hs[k] = c(x, hs[k])
+                x = hs[k][0] if cell == "lstm" else hs[k]
+            idx = draw(m.decoder(x))
+    return {"module": module, "cells": cell_stack}
+
+
+# --- one configuration, both frameworks --------------------------------------------------------
+class ConfigBench:
+    def __init__(self, name, args):
+        self.name, self.data, self.torch = name, batches(), None
+        self.model, vocab = charrnn_model(name)
+        if args.vs_torch:
+            m = torch_model(name)
+            self.model.load_named_parameters({k: v.detach().numpy()
+                                              for k, v in m.state_dict().items()})
+            self.torch = (torch_trainer(m, self.data), torch_samplers(m, name))
+        self.train = charrnn_trainer(self.model, self.data)
+        from charrnn import Sampler
+        self.sampler = Sampler(self.model, vocab)
+        self.r = {k: [] for k in ("charrnn_train", "charrnn_sample", "torch_train",
+                                  "torch_sample", "torch_sample_variant")}
+        self.r["compile_s"] = self.train(1) + timed(lambda: self.sampler.sample(10, seed=0))
+        self.steps = args.steps or self._calibrate()
+
+    def _calibrate(self, steps=3):
+        """Warm both up; return the steps that take the slower framework ~TARGET_TRAIN_S."""
+        slowest = self.train(steps)
+        if self.torch:
+            self.torch[0](1)
+            slowest = max(slowest, self.torch[0](steps))
+            for fn in self.torch[1].values():
+                fn()
+        return max(2, math.ceil(TARGET_TRAIN_S * steps / slowest))
+
+    def measure(self, seed):
+        chars = B * T * self.steps
+        self.r["charrnn_train"].append(chars / self.train(self.steps))
+        if self.torch:
+            self.r["torch_train"].append(chars / self.torch[0](self.steps))
+        self.r["charrnn_sample"].append(rate(
+            lambda: self.sampler.sample(SAMPLE_CHARS, temperature=1.0, seed=seed), SAMPLE_CHARS))
+        if self.torch:
+            variants = {k: rate(fn, SAMPLE_CHARS) for k, fn in self.torch[1].items()}
+            best = max(variants, key=variants.get)
+            self.r["torch_sample"].append(variants[best])
+            self.r["torch_sample_variant"].append(best)
+
+
+def ratios(r, a, b):
+    return statistics.median(x / y for x, y in zip(r[a], r[b])) if r[b] else None
+
+
+def batched_sampling(repeats, num_samples):
+    from charrnn import Sampler
+    sampler = Sampler(*charrnn_model("lstm-2x256"))
+    single = lambda: sampler.sample(SAMPLE_CHARS, seed=0)  # noqa: E731
+    batch = lambda: sampler.sample_batch(num_samples, SAMPLE_CHARS, seed=0)  # noqa: E731
+    single(), batch()  # warm-up
+    runs = [(rate(single, SAMPLE_CHARS), rate(batch, num_samples * SAMPLE_CHARS))
+            for _ in range(repeats)]
+    return {"config": "lstm-2x256", "num_samples": num_samples,
+            "single_chars_s": statistics.median(s for s, _ in runs),
+            "batched_chars_s": statistics.median(b for _, b in runs),
+            "ratio": statistics.median(b / s for s, b in runs)}
+
+
+# --- fresh processes -----------------------------------------------------------------------------
+def child(call, env=None):
+    """Run bench.<call> in a fresh interpreter; (wall seconds, its stdout)."""
+    t0 = time.perf_counter()
+    out = subprocess.run([sys.executable, "-c", f"import bench; bench.{call}"], cwd=HERE,
+                         env={**os.environ, **(env or {})}, check=True, capture_output=True,
+                         text=True).stdout
+    return time.perf_counter() - t0, out
+
+
+def memory_child(framework, threads):
+    """In a fresh process: train MEMORY_CONFIG for MEMORY_STEPS; print the peak RSS in KiB."""
+    data = batches()
+    if framework == "torch":
+        import torch
+        torch.set_num_threads(threads)
+        run = torch_trainer(torch_model(MEMORY_CONFIG), data)
+    else:
+        set_threads(threads, vs_torch=False)
+        run = charrnn_trainer(charrnn_model(MEMORY_CONFIG)[0], data)
+    run(MEMORY_STEPS)
+    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+
+
+def compile_child(threads):
+    """Import charrnn, one LSTM training step and a 100-character sample (timed by the parent)."""
+    set_threads(threads, vs_torch=False)
+    from charrnn import Sampler
+    model, vocab = charrnn_model(MEMORY_CONFIG)
+    charrnn_trainer(model, batches(count=1))(1)
+    Sampler(model, vocab).sample(100, seed=0)
+
+
+def peak_memory(threads, frameworks):
+    return {f: int(child(f"memory_child({f!r}, {threads})")[1]) / 1024 for f in frameworks}
+
+
+def startup(runs=3):
+    """Median wall time of `python -m charrnn sample CKPT -n 100 --no-stream` (cache warm)."""
+    from charrnn.checkpoint import save_model
+    with tempfile.TemporaryDirectory() as tmp:
+        ckpt = os.path.join(tmp, "model.ckpt")
+        save_model(ckpt, *charrnn_model(MEMORY_CONFIG))
+        cmd = [sys.executable, "-m", "charrnn", "sample", ckpt, "-n", "100", "--no-stream"]
+        run = lambda: subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)  # noqa: E731
+        run()  # warm the kernel cache
+        return statistics.median(timed(run) for _ in range(runs))
+
+
+def first_compile(threads):
+    with tempfile.TemporaryDirectory() as cache:
+        return child(f"compile_child({threads})", {"NUMBA_CACHE_DIR": cache})[0]
+
+
+# --- report ----------------------------------------------------------------------------------------
+def fmt(x, spec=",.0f"):
+    return "-" if x is None else format(x, spec)
+
+
+def summarize(bench, gemm):
+    r = bench.r
+
+    def med(key):
+        return statistics.median(r[key]) if r[key] else None
+    ideal = gemm / (3 * forward_flops(bench.name))
+    return {"steps": bench.steps, "compile_s": r["compile_s"], "ideal_chars_s": ideal,
+            "charrnn_train_chars_s": med("charrnn_train"), "torch_train_chars_s": med("torch_train"),
+            "train_ratio": ratios(r, "charrnn_train", "torch_train"),
+            "gemm_ideal_fraction": med("charrnn_train") / ideal,
+            "charrnn_sample_chars_s": med("charrnn_sample"),
+            "torch_sample_chars_s": med("torch_sample"),
+            "sample_ratio": ratios(r, "charrnn_sample", "torch_sample"), "runs": r}
+
+
+def report(res):
+    h = res["header"]
+    print(f"# charrnn benchmark, {h['date']}\n\n{h['platform']}; {h['cpu']}; {h['cores']} cores; "
+          f"threads {h['threads']}\n"
+          + ", ".join(f"{k} {v}" for k, v in h["versions"].items()) + f"\n`{h['command']}`\n")
+    print(f"GEMM peak (sgemm 1024^3): {res['gemm_flops'] / 1e9:.1f} GFLOP/s; B={B} T={T} V={V}, "
+          f"Adam, clip norm {CLIP}, float32, one-hot input; medians of {res['repeats']} repeats\n")
+    print("| config | charrnn train chars/s | torch train chars/s | ratio | % of GEMM ideal | "
+          "charrnn sample chars/s | torch sample chars/s | ratio | compile s |")
+    print("|---|--:|--:|--:|--:|--:|--:|--:|--:|")
+    for name, s in res["configs"].items():
+        print(f"| {name} | {fmt(s['charrnn_train_chars_s'])} | {fmt(s['torch_train_chars_s'])} | "
+              f"{fmt(s['train_ratio'], '.2f')} | {100 * s['gemm_ideal_fraction']:.1f} | "
+              f"{fmt(s['charrnn_sample_chars_s'])} | {fmt(s['torch_sample_chars_s'])} | "
+              f"{fmt(s['sample_ratio'], '.2f')} | {s['compile_s']:.2f} |")
+    print("\ncompile s: first training step + first sample call in this process (Numba's disk "
+          "cache loads if present; see first compile for a cold cache).")
+    b = res["batched_sampling"]
+    print(f"batched sampling ({b['config']}, {b['num_samples']} streams): "
+          f"{b['batched_chars_s']:,.0f} chars/s vs {b['single_chars_s']:,.0f} single-stream "
+          f"({b['ratio']:.1f}x)")
+    if "memory_mib" in res:
+        print(f"peak RSS training {MEMORY_CONFIG} ({MEMORY_STEPS} steps, fresh process): "
+              + ", ".join(f"{k} {v:.0f} MiB" for k, v in res["memory_mib"].items()))
+    if "startup_s" in res:
+        print(f"start-up (python -m charrnn sample CKPT -n 100 --no-stream, cached kernels, "
+              f"median of 3): {res['startup_s']:.2f} s")
+        print(f"first compile (empty NUMBA_CACHE_DIR: import charrnn, one LSTM training step, "
+              f"100-char sample): {res['first_compile_s']:.1f} s")
+
+
+def main():
+    args = parse_args()
+    threads = args.threads or os.cpu_count()
+    set_threads(threads, args.vs_torch)
+    res = {"header": header(threads, args.vs_torch), "repeats": args.repeats}
+    log("measuring GEMM peak")
+    res["gemm_flops"] = gemm_peak()
+    benches = []
+    for name in args.configs:
+        log(f"setting up {name} (warm-up, calibration)")
+        benches.append(ConfigBench(name, args))
+    for r in range(args.repeats):
+        for bench in benches:
+            log(f"repeat {r + 1}/{args.repeats}: {bench.name} ({bench.steps} steps)")
+            bench.measure(seed=r)
+    res["configs"] = {b.name: summarize(b, res["gemm_flops"]) for b in benches}
+    log("batched sampling")
+    res["batched_sampling"] = batched_sampling(args.repeats, args.num_samples)
+    if not args.skip_memory:
+        log("peak memory (fresh processes)")
+        res["memory_mib"] = peak_memory(threads, ["charrnn"] + ["torch"] * args.vs_torch)
+    if not args.skip_startup:
+        log("start-up and first compile (fresh processes)")
+        res["startup_s"], res["first_compile_s"] = startup(), first_compile(threads)
+    report(res)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(res, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()

@@ -147,8 +147,8 @@ class Trainer:
         set_threads(cfg.threads)
         last, best = os.path.join(out, "last.ckpt"), os.path.join(out, "best.ckpt")
         stop = _SignalFlag()
-        bar = tqdm(total=cfg.max_steps, initial=self.step, unit="step", dynamic_ncols=True,
-                   disable=not (sys.stderr.isatty() if progress is None else progress))
+        bar = _Progress(cfg, self.step, self.elapsed,
+                        sys.stderr.isatty() if progress is None else progress)
         first_loss, warned = None, False
         window_loss, window_steps, window_time, norm = 0.0, 0, 0.0, 0.0
         started = time.perf_counter() - self.elapsed
@@ -175,13 +175,12 @@ class Trainer:
                 window_steps += 1
                 window_time += time.perf_counter() - t0
                 self.elapsed = time.perf_counter() - started
-                bar.update(1)
-                bar.set_postfix_str(f"loss {loss:.3f}", refresh=False)
+                bar.update(self.step, self.elapsed, loss)
                 if self.step % cfg.eval_every == 0 or self._done(stop):
                     chars = window_steps * inputs.size / max(window_time, 1e-9)
                     row = self._evaluate_and_save(window_loss / window_steps, lr, norm, chars,
                                                   last, best, out)
-                    bar.set_postfix_str(_postfix(row), refresh=True)
+                    bar.evaluated(row)
                     window_loss, window_steps, window_time = 0.0, 0, 0.0
                     self.elapsed = time.perf_counter() - started
         if stop.signum:
@@ -229,10 +228,37 @@ def evaluate_text(model, ids, batch_size, seq_len):
     return total / count if count else None
 
 
-def _postfix(row):
-    val = "-" if row["val_loss"] is None else f"{row['val_loss']:.3f} ({row['val_bpc']:.2f} bpc)"
-    return (f"loss {row['train_loss']:.3f} val {val} "
-            f"{row['chars_per_sec'] / 1000:.1f}k char/s")
+class _Progress:
+    """A tqdm bar over steps (with --max-steps) or seconds (with only --max-time), showing the
+    step, train loss, last validation loss and bpc, characters per second and time left."""
+
+    def __init__(self, cfg, step, elapsed, enabled):
+        self.by_steps = cfg.max_steps is not None
+        total = cfg.max_steps if self.by_steps else cfg.max_time
+        self.bar = tqdm(total=total, initial=step if self.by_steps else int(elapsed),
+                        unit="step" if self.by_steps else "s", dynamic_ncols=True,
+                        disable=not enabled, file=sys.stderr,
+                        bar_format="{l_bar}{bar}| {n:.0f}/{total_fmt} {unit} "
+                                   "[{elapsed}<{remaining}{postfix}]")
+        self.val = "-"
+        self.speed = ""
+
+    def update(self, step, elapsed, loss):
+        self.bar.n = step if self.by_steps else min(elapsed, self.bar.total or elapsed)
+        self.bar.set_postfix_str(f"step {step} loss {loss:.3f} val {self.val}{self.speed}",
+                                 refresh=False)
+        self.bar.update(0)
+
+    def evaluated(self, row):
+        if row["val_loss"] is not None:
+            self.val = f"{row['val_loss']:.3f} ({row['val_bpc']:.2f} bpc)"
+        self.speed = f" {row['chars_per_sec'] / 1000:.1f}k char/s"
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.bar.close()
 
 
 class _SignalFlag:

@@ -11,11 +11,11 @@ compiled function serves any number of layers; views are cut from the buffer ins
 import math
 
 import numpy as np
-from numba import njit
 
-from .backend import check_device
+from .backend import check_device, threads
 from .checkpoint import load_model, resolve
 from .errors import UsageError
+from .kernels import kernel
 from .kernels.common import embedding_forward, linear_forward
 from .kernels.recurrence import step
 from .model import cell_id
@@ -23,12 +23,12 @@ from .model import cell_id
 _WEIGHTS = ("rnn.weight_ih_l{}", "rnn.weight_hh_l{}", "rnn.bias_ih_l{}", "rnn.bias_hh_l{}")
 
 
-@njit(cache=True)
+@kernel
 def _view(flat, offset, rows, cols):
     return flat[offset: offset + rows * cols].reshape(rows, cols)
 
 
-@njit(cache=True)
+@kernel
 def _advance(cell, flat, layer_offs, head_offs, h, c, ids, ws, decode):
     """Feed one character per row, ids (B,): h, c (L, B, H) advance in place; with decode,
     ws's logits (B, V) get the next character's logits."""
@@ -54,7 +54,7 @@ def _advance(cell, flat, layer_offs, head_offs, h, c, ids, ws, decode):
         linear_forward(logits, h[L - 1], _view(flat, dec_w, V, H), flat[dec_b: dec_b + V])
 
 
-@njit(cache=True)
+@kernel
 def _pick(row, p, ident, rng, temperature, top_k, top_p):
     """An id drawn from softmax(row / temperature) cut to the top_k (0: all) most likely, then
     to the smallest most-likely set holding top_p of their mass. temperature 0: argmax, no draw.
@@ -93,7 +93,7 @@ def _pick(row, p, ident, rng, temperature, top_k, top_p):
     return order[0]
 
 
-@njit(cache=True)
+@kernel
 def _generate(cell, flat, layer_offs, head_offs, h, c, ids, ws, out, rng, temperature, top_k,
               top_p):
     """Sample out (B, T): feed the pending ids (B,), draw, repeat. ids ends as the last draw."""
@@ -105,7 +105,7 @@ def _generate(cell, flat, layer_offs, head_offs, h, c, ids, ws, out, rng, temper
             out[b, t] = ids[b]
 
 
-@njit(cache=True)
+@kernel
 def _force(cell, flat, layer_offs, head_offs, h, c, ids, ws, text, logp):
     """Teacher forcing: feed the pending ids (B,), then text (T,) but its last character, which
     is left pending in ids. If logp (T,) is non-empty it gets row 0's log p(text[t]), in
@@ -164,6 +164,8 @@ class Sampler:
         self._head_offs = np.array([offs.get("encoder.weight", -1), offs["decoder.weight"],
                                     offs["decoder.bias"]], np.int64)
         self._start = int(vocab.encode("\n")[0]) if "\n" in vocab else 0
+        self._cell = cell_id(cfg)
+        threads()  # pins BLAS to one thread: its threading only slows these small products
 
     @classmethod
     def load(cls, target=None, device="cpu", runs_dir="runs"):
@@ -207,9 +209,12 @@ class Sampler:
         ids = self.vocab.encode(text, unknown=unknown).astype(np.int64)  # (T,)
         h, c, ws = self._buffers(1)
         logp = np.zeros(len(ids))  # (T,)
-        _force(cell_id(self.model.config), self.model.flat, self._layer_offs, self._head_offs, h, c,
-               np.full(1, self._start, np.int64), ws, ids, logp)
+        _force(*self._weights(), h, c, np.full(1, self._start, np.int64), ws, ids, logp)
         return float(logp.sum()), logp
+
+    def _weights(self):
+        """The kernels' leading arguments: cell id, flat parameters, their offsets."""
+        return self._cell, self.model.flat, self._layer_offs, self._head_offs
 
     def _buffers(self, B):
         cfg, dt = self.model.config, self.model.dtype
@@ -227,7 +232,7 @@ class Sampler:
         _check(n, temperature, top_k, top_p, seed)
         prime_ids = self.vocab.encode(prime, unknown=unknown).astype(np.int64)  # (P,)
         rng = np.random.default_rng(seed)
-        args = (cell_id(self.model.config), self.model.flat, self._layer_offs, self._head_offs)
+        args = self._weights()
         h, c, ws = self._buffers(B)
         ids = np.full(B, prime_ids[0] if len(prime_ids) else self._start, np.int64)  # pending
         _force(*args, h, c, ids, ws, prime_ids[1:], np.zeros(0))

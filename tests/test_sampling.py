@@ -43,14 +43,21 @@ def inverse_cdf(rng, temperature):
     return pick
 
 
+def sharp(arch, seed):
+    """A random model with weights scaled up, so its predictions depend strongly on the input."""
+    model = make_model(arch, seed=seed)
+    model.flat *= 4.0
+    return model
+
+
 def decode_rows(ids):
     return [VOCAB.decode(row) for row in ids]
 
 
 @pytest.fixture(scope="module")
 def sampler():
-    return Sampler(make_model(dict(cell="lstm", num_layers=2, embed_dim=None, nonlinearity="tanh"),
-                              seed=3), VOCAB)
+    return Sampler(sharp(dict(cell="lstm", num_layers=2, embed_dim=None, nonlinearity="tanh"), 3),
+                   VOCAB)
 
 
 @pytest.fixture(scope="module")
@@ -102,7 +109,7 @@ def test_start_character_is_id_0_without_a_newline():
 
 
 def test_greedy_matches_python_argmax(arch):
-    model = make_model(arch, seed=2)
+    model = sharp(arch, seed=2)
     s = Sampler(model, VOCAB)
     for prime in ("", "b", "acd"):
         expected = python_run(model, 3, VOCAB.encode(prime), 20, np.argmax)
@@ -111,12 +118,18 @@ def test_greedy_matches_python_argmax(arch):
 
 
 @pytest.mark.parametrize("B", [1, 3])
-def test_seeded_sampling_replays_draw_for_draw(sampler, B):
+@pytest.mark.parametrize("arch", [
+    dict(cell="lstm", num_layers=2, embed_dim=None, nonlinearity="tanh"),
+    dict(cell="gru", num_layers=2, embed_dim=3, nonlinearity="tanh"),
+    dict(cell="rnn", num_layers=1, embed_dim=3, nonlinearity="relu"),
+], ids=["lstm-L2", "gru-L2-E3", "relu-E3"])
+def test_seeded_sampling_replays_draw_for_draw(arch, B):
+    model = sharp(arch, seed=4)
     for prime, temperature in (("", 1.0), ("cab", 0.7), ("d", 2.5)):
         pick = inverse_cdf(np.random.default_rng(5), temperature)
-        expected = python_run(sampler.model, B, VOCAB.encode(prime), 40, pick)
-        assert sampler.sample_batch(B, 40, prime=prime, temperature=temperature,
-                                    seed=5) == decode_rows(expected)
+        expected = python_run(model, B, VOCAB.encode(prime), 40, pick)
+        assert Sampler(model, VOCAB).sample_batch(B, 40, prime=prime, temperature=temperature,
+                                                  seed=5) == decode_rows(expected)
 
 
 def test_float32_model_samples_like_float64(sampler):
@@ -164,7 +177,8 @@ def test_top_k_1_and_tiny_top_p_are_greedy(sampler):
     (dict(top_k=3), normalized(PROBS * [0, 0, 0, 1, 1, 1])),
     (dict(top_k=10), PROBS),
     (dict(top_p=0.45), normalized(PROBS * [0, 0, 0, 0, 1, 1])),  # 0.28 < 0.45 <= 0.28 + 0.22
-    (dict(top_p=0.75, temperature=0.5), normalized(PROBS ** 2 * [0, 0, 0, 1, 1, 1])),  # cut after T
+    # 0.75 keeps 3 at T=0.5 (cumulative 0.39, 0.63, 0.83) but 4 at T=1: T applies first
+    (dict(top_p=0.75, temperature=0.5), normalized(PROBS ** 2 * [0, 0, 0, 1, 1, 1])),
     (dict(top_k=4, top_p=0.5), normalized(PROBS * [0, 0, 0, 0, 1, 1])),  # 0.5 of the top 4
 ], ids=["plain", "T0.5", "T2", "top_k3", "top_k10", "top_p0.45", "top_p0.75-T0.5", "k4-p0.5"])
 def test_empirical_distribution(known, options, expected):
@@ -217,7 +231,7 @@ def test_unknown_skip_drops_prime_characters(sampler):
                                   sampler.log_prob("ab")[1])
 
 
-# --- loading ---------------------------------------------------------------------------------------
+# --- loading -----------------------------------------------------------------------------------
 def test_load_from_file_and_run_directory(sampler, tmp_path):
     run = tmp_path / "run"
     run.mkdir()

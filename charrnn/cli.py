@@ -110,9 +110,17 @@ _TRAIN_OPTIONS = {"seq_len", "batch_size", "optimizer", "lr", "lr_schedule", "wa
               help="Seed for initialisation and dropout.")
 @click.option("--threads", type=int, default=None, help="Threads to use [default: all cores].")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar or messages.")
+@click.option("--encoding", default=None,
+              help="Text encoding of a corpus file [default: utf-8; with --resume, the run's].")
+@click.option("--errors", type=click.Choice(["strict", "replace", "ignore"]), default=None,
+              help="Undecodable bytes: stop with an error, replace with U+FFFD, or drop them "
+                   "[default: strict].")
+@click.option("--bytes", "as_bytes", is_flag=True,
+              help="Train on the raw bytes of any file, binary too (at most 256 symbols).")
 @click.pass_context
-def train(ctx, corpus, out, resume, overwrite, quiet, **options):
-    """Train a model on CORPUS: a UTF-8 text file, or the built-in corpus python-stdlib."""
+def train(ctx, corpus, out, resume, overwrite, quiet, encoding, errors, as_bytes, **options):
+    """Train a model on CORPUS: a text file, a catalog corpus fetched with `charrnn corpus get`
+    (see `charrnn corpus list`), or the built-in python-stdlib."""
     from .train import train as run_training
 
     given = {k for k in options
@@ -126,7 +134,8 @@ def train(ctx, corpus, out, resume, overwrite, quiet, **options):
               for k in _TRAIN_OPTIONS if k in keep}
     result = run_training(corpus, out=out, model=model, config=config, resume=resume,
                           overwrite=overwrite, progress=False if quiet else None,
-                          log=(lambda line: None) if quiet else None)
+                          log=(lambda line: None) if quiet else None, encoding=encoding,
+                          errors=errors, as_bytes=as_bytes or None)
     if not quiet:
         best = "-" if result.best_val_loss is None else f"{result.best_val_loss:.4f}"
         click.echo(f"trained {result.steps} steps; best validation loss {best} nats/char; "
@@ -162,13 +171,11 @@ def sample(target, length, prime, prime_file, temperature, top_k, top_p, seed, s
                    unknown=unknown)
     if stream is None:
         stream = sys.stdout.isatty()
-    click.echo(prime, nl=False)
-    if stream:
-        for chunk in sampler.stream(length, **options):
-            click.echo(chunk, nl=False)
-        click.echo()
-    else:
-        click.echo(sampler.sample(length, **options))
+    chunks = sampler.stream(length, **options) if stream else [sampler.sample(length, **options)]
+    click.echo(prime, nl=False)  # only once the settings and the prime have been accepted
+    for chunk in chunks:
+        click.echo(chunk, nl=False)
+    click.echo()
 
 
 @cli.command("eval")
@@ -224,6 +231,48 @@ def info(target, as_json):
         if isinstance(value, dict):
             value = ", ".join(f"{k}={v}" for k, v in value.items())
         click.echo(f"{key}: {value}")
+
+
+@cli.group()
+def corpus():
+    """Well-known corpora: list the catalog, fetch one into the cache."""
+
+
+@corpus.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object per corpus.")
+def corpus_list(as_json):
+    """List the catalog: size, whether downloaded, how it is verified, licence."""
+    from .cache import cache_dir
+    from .corpora import catalog, status
+
+    for name, entry in catalog().items():
+        row = {"name": name, **entry, "status": status(name)}
+        if as_json:
+            click.echo(json.dumps(row))
+            continue
+        size = f"{entry['text_size'] / 1e6:.1f} MB" if entry.get("text_size") else "-"
+        check = ("" if entry.get("builtin") else "sha256 in catalog" if entry.get("sha256")
+                 else "sha256 trusted on first use")
+        click.echo(f"{name:<16} {size:>9}  {row['status']:<16} {check}")
+        click.echo(f"    {entry['description']}; licence: {entry['licence']}")
+    if not as_json:
+        click.echo(f"cache: {cache_dir()} (set CHARRNN_CACHE to move it)")
+
+
+@corpus.command("get")
+@click.argument("name")
+@click.option("-o", "--output", type=click.Path(dir_okay=False), default=None,
+              help="Also write the text to this file.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar or messages.")
+def corpus_get(name, output, quiet):
+    """Download corpus NAME into the cache, verify its SHA-256, unpack it; print its path."""
+    from .corpora import get
+
+    path = get(name, out=output, progress=False if quiet else None,
+               log=(lambda line: None) if quiet else None)
+    click.echo(str(path))
+    if not quiet and output is None:
+        click.echo(f"train on it with: charrnn train {name}", err=True)
 
 
 def main():

@@ -1,14 +1,10 @@
 """charrnn's performance benchmark, optionally against the same models in PyTorch.
 
-    python scripts/bench.py [--vs-torch] [--threads N] [--configs lstm-2x256,gru-2x256]
-                            [--repeats 5] [--steps S] [--json FILE] [--num-samples 32]
-                            [--skip-memory] [--skip-startup]
-
-Every configuration trains with Adam (lr 2e-3), clipping by global norm 5, B=50, T=50, a
-65-character vocabulary, float32 and one-hot input. Each repeat measures charrnn, then
-PyTorch, config by config (interleaved); the table shows medians and the median of the
-per-repeat ratios. Progress goes to stderr, results to stdout. Only the standard library and
-NumPy are imported at the top, so the memory child for PyTorch does not load charrnn.
+Every config trains with Adam (lr 2e-3), clip by global norm 5, B=50, T=50, V=65, float32 and
+one-hot input. Each repeat runs charrnn then PyTorch, config by config (interleaved); results
+are medians and medians of per-repeat ratios. Progress goes to stderr, results to stdout. Only
+the standard library and NumPy load at import, so the fresh child processes (peak memory,
+first compile) load nothing they do not measure. Usage: python scripts/bench.py --help
 """
 import argparse
 import datetime
@@ -17,7 +13,6 @@ import json
 import math
 import os
 import platform
-import resource
 import shlex
 import statistics
 import subprocess
@@ -34,8 +29,8 @@ B, T, V, CLIP, LR = 50, 50, 65, 5.0, 2e-3
 GATES = {"lstm": 4, "gru": 3, "rnn": 1}
 SAMPLE_CHARS, MIN_SAMPLE_S, TARGET_TRAIN_S = 2000, 0.5, 1.5
 MEMORY_CONFIG, MEMORY_STEPS = "lstm-2x256", 20
+RATES = ("charrnn_train", "torch_train", "charrnn_sample", "torch_sample")  # chars/s
 HERE = os.path.dirname(os.path.abspath(__file__))
-TORCH_MISSING = "error: --vs-torch needs PyTorch; install it with: pip install torch==2.13.0"
 
 
 def log(msg):
@@ -44,37 +39,33 @@ def log(msg):
 
 def parse_args():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--vs-torch", action="store_true", help="Also run every config in PyTorch.")
-    p.add_argument("--threads", type=int, default=None,
-                   help="Threads for charrnn and PyTorch [default: all cores].")
-    p.add_argument("--configs", default=",".join(CONFIGS), help=f"Any of {', '.join(CONFIGS)}.")
-    p.add_argument("--repeats", type=int, default=5, help="Interleaved repeats (median).")
-    p.add_argument("--steps", type=int, default=None,
-                   help=f"Training steps per measurement [default: ~{TARGET_TRAIN_S} s worth].")
-    p.add_argument("--json", metavar="FILE", help="Write every number here as JSON.")
-    p.add_argument("--num-samples", type=int, default=32, help="Streams for batched sampling.")
-    p.add_argument("--skip-memory", action="store_true", help="Skip the peak-memory runs.")
-    p.add_argument("--skip-startup", action="store_true",
-                   help="Skip the start-up and first-compile runs.")
+    add = p.add_argument
+    add("--vs-torch", action="store_true", help="Also run every config in PyTorch.")
+    add("--threads", type=int, help="Threads for charrnn and PyTorch [default: all cores].")
+    add("--configs", default=",".join(CONFIGS), help=f"Any of {', '.join(CONFIGS)}.")
+    add("--repeats", type=int, default=5, help="Interleaved repeats (median).")
+    add("--steps", type=int, help=f"Training steps per measurement [default: ~{TARGET_TRAIN_S} s].")
+    add("--json", metavar="FILE", help="Write every number here as JSON.")
+    add("--num-samples", type=int, default=32, help="Streams for batched sampling.")
+    add("--skip-memory", action="store_true", help="Skip the peak-memory runs.")
+    add("--skip-startup", action="store_true", help="Skip the start-up and first-compile runs.")
     args = p.parse_args()
     args.configs = args.configs.split(",")
-    unknown = sorted(set(args.configs) - set(CONFIGS))
-    if unknown:
-        p.error(f"unknown configs {unknown}; choose from {', '.join(CONFIGS)}")
+    if set(args.configs) - set(CONFIGS):
+        p.error(f"unknown configs in {args.configs}; choose from {', '.join(CONFIGS)}")
     if args.vs_torch and importlib.util.find_spec("torch") is None:
-        sys.exit(TORCH_MISSING)
+        sys.exit("error: --vs-torch needs PyTorch; install it with: pip install torch==2.13.0")
     return args
 
 
-def header(threads, vs_torch):
+def header(threads):
     import numba
     import scipy
+    from importlib.metadata import version
     cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo")
                 if line.startswith("model name")), platform.processor())
     versions = {"numba": numba.__version__, "numpy": np.__version__, "scipy": scipy.__version__}
-    if vs_torch:
-        import torch
-        versions["torch"] = torch.__version__
+    versions["torch"] = version("torch") if importlib.util.find_spec("torch") else "not installed"
     return {"date": datetime.datetime.now().isoformat(timespec="seconds"),
             "platform": platform.platform(), "cpu": cpu, "cores": os.cpu_count(),
             "threads": threads, "versions": versions, "command": shlex.join(sys.orig_argv)}
@@ -88,13 +79,17 @@ def set_threads(threads, vs_torch):
         torch.set_num_threads(threads)
 
 
-def gemm_peak(runs=7):
-    """Median float32 FLOP/s of a 1024^3 sgemm, under the thread limit already set."""
+def gemm_peak(threads, runs=5):
+    """Median float32 FLOP/s of a 1024^3 sgemm with `threads` BLAS threads (charrnn pins its
+    BLAS to one thread and parallelises over batch shards instead)."""
     from scipy.linalg.blas import sgemm
+    from threadpoolctl import threadpool_limits
     n = 1024
     a, b = (np.asfortranarray(np.random.default_rng(i).random((n, n), np.float32)) for i in (0, 1))
-    sgemm(1.0, a, b)  # warm-up
-    return 2 * n ** 3 / statistics.median(timed(lambda: sgemm(1.0, a, b)) for _ in range(runs))
+    with threadpool_limits(limits=threads, user_api="blas"):
+        sgemm(1.0, a, b)  # warm-up
+        seconds = statistics.median(timed(lambda: sgemm(1.0, a, b)) for _ in range(runs))
+    return 2 * n ** 3 / seconds
 
 
 def forward_flops(name):
@@ -117,16 +112,14 @@ def timed(fn):
 
 def rate(fn, units, min_time=MIN_SAMPLE_S):
     """units per second over as many calls of fn as fill min_time."""
-    calls, t0 = 0, time.perf_counter()
-    while True:
+    calls, t0, elapsed = 0, time.perf_counter(), 0.0
+    while elapsed < min_time:
         fn()
-        calls += 1
-        elapsed = time.perf_counter() - t0
-        if elapsed >= min_time:
-            return units * calls / elapsed
+        calls, elapsed = calls + 1, time.perf_counter() - t0
+    return units * calls / elapsed
 
 
-# --- charrnn ---------------------------------------------------------------------------------
+# --- charrnn -------------------------------------------------------------------------------------
 def charrnn_model(name):
     from charrnn import CharRNN, ModelConfig, Vocab
     cell, L, H = CONFIGS[name]
@@ -134,25 +127,33 @@ def charrnn_model(name):
     return CharRNN(config, dtype=np.float32), Vocab("\n" + "".join(map(chr, range(32, 96))))
 
 
-def charrnn_trainer(model, data):
-    """run(steps) -> seconds of forward + backward + clip + Adam, state carried across steps."""
+def charrnn_step(model):
+    """step(batch, state) -> state: forward + backward + clip + Adam on a (B, T+1) batch."""
     from charrnn.optim import clip_gradients, make_optimizer
     opt = make_optimizer("adam", model.layout.size, model.dtype)
+
+    def step(batch, state):
+        _, state = model.loss_and_grad(batch[:, :-1], batch[:, 1:], state)
+        clip_gradients(model.grad, CLIP, "norm")
+        opt.step(model.flat, model.grad, LR)
+        return state
+    return step
+
+
+def trainer(step, data):
+    """run(steps) -> seconds for that many steps, cycling through data, the state carried."""
     state, i = None, 0
 
     def run(steps):
         nonlocal state, i
         t0 = time.perf_counter()
         for _ in range(steps):
-            batch, i = data[i % len(data)], i + 1
-            _, state = model.loss_and_grad(batch[:, :-1], batch[:, 1:], state)
-            clip_gradients(model.grad, CLIP, "norm")
-            opt.step(model.flat, model.grad, LR)
+            state, i = step(data[i % len(data)], state), i + 1
         return time.perf_counter() - t0
     return run
 
 
-# --- PyTorch ---------------------------------------------------------------------------------
+# --- PyTorch -------------------------------------------------------------------------------------
 def torch_model(name):
     """A module whose state_dict names match charrnn's parameter names."""
     from torch import nn
@@ -163,27 +164,27 @@ def torch_model(name):
     return m
 
 
-def torch_trainer(m, data):
+def torch_step(m):
+    """The same step in PyTorch on a (B, T+1) tensor; the one-hot lookup is part of it."""
     import torch
     import torch.nn.functional as F
-    eye, data, params = torch.eye(V), [torch.from_numpy(b) for b in data], list(m.parameters())
+    eye, params = torch.eye(V), list(m.parameters())
     opt = torch.optim.Adam(params, lr=LR)
-    state, i = None, 0
 
-    def run(steps):
-        nonlocal state, i
-        t0 = time.perf_counter()
-        for _ in range(steps):
-            batch, i = data[i % len(data)], i + 1
-            out, state = m.rnn(eye[batch[:, :-1]], state)  # (B, T, H), one-hot (B, T, V) in
-            loss = F.cross_entropy(m.decoder(out).reshape(-1, V), batch[:, 1:].reshape(-1))
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(params, CLIP)
-            opt.step()
-            state = tuple(s.detach() for s in state) if isinstance(state, tuple) else state.detach()
-        return time.perf_counter() - t0
-    return run
+    def step(batch, state):
+        out, state = m.rnn(eye[batch[:, :-1]], state)  # (B, T, H) from one-hot (B, T, V)
+        loss = F.cross_entropy(m.decoder(out).reshape(-1, V), batch[:, 1:].reshape(-1))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, CLIP)
+        opt.step()
+        return tuple(s.detach() for s in state) if isinstance(state, tuple) else state.detach()
+    return step
+
+
+def torch_trainer(m, data):
+    import torch
+    return trainer(torch_step(m), [torch.from_numpy(b) for b in data])
 
 
 def torch_samplers(m, name, temperature=1.0):
@@ -221,9 +222,12 @@ def torch_samplers(m, name, temperature=1.0):
     return {"module": module, "cells": cell_stack}
 
 
-# --- one configuration, both frameworks --------------------------------------------------------
+# --- one configuration, both frameworks ----------------------------------------------------------
 class ConfigBench:
+    """One config's models (charrnn, and PyTorch from the same initial weights) and results."""
+
     def __init__(self, name, args):
+        from charrnn import Sampler
         self.name, self.data, self.torch = name, batches(), None
         self.model, vocab = charrnn_model(name)
         if args.vs_torch:
@@ -231,23 +235,22 @@ class ConfigBench:
             self.model.load_named_parameters({k: v.detach().numpy()
                                               for k, v in m.state_dict().items()})
             self.torch = (torch_trainer(m, self.data), torch_samplers(m, name))
-        self.train = charrnn_trainer(self.model, self.data)
-        from charrnn import Sampler
+        self.train = trainer(charrnn_step(self.model), self.data)
         self.sampler = Sampler(self.model, vocab)
-        self.r = {k: [] for k in ("charrnn_train", "charrnn_sample", "torch_train",
-                                  "torch_sample", "torch_sample_variant")}
+        self.r = {k: [] for k in RATES + ("torch_sample_variant",)}
         self.r["compile_s"] = self.train(1) + timed(lambda: self.sampler.sample(10, seed=0))
-        self.steps = args.steps or self._calibrate()
+        per_step = self._warm_up()
+        self.steps = args.steps or max(2, math.ceil(TARGET_TRAIN_S / per_step))
 
-    def _calibrate(self, steps=3):
-        """Warm both up; return the steps that take the slower framework ~TARGET_TRAIN_S."""
+    def _warm_up(self, steps=3):
+        """Warm both frameworks up; return the slower one's seconds per training step."""
         slowest = self.train(steps)
         if self.torch:
             self.torch[0](1)
             slowest = max(slowest, self.torch[0](steps))
             for fn in self.torch[1].values():
                 fn()
-        return max(2, math.ceil(TARGET_TRAIN_S * steps / slowest))
+        return slowest / steps
 
     def measure(self, seed):
         chars = B * T * self.steps
@@ -263,10 +266,6 @@ class ConfigBench:
             self.r["torch_sample_variant"].append(best)
 
 
-def ratios(r, a, b):
-    return statistics.median(x / y for x, y in zip(r[a], r[b])) if r[b] else None
-
-
 def batched_sampling(repeats, num_samples):
     from charrnn import Sampler
     sampler = Sampler(*charrnn_model("lstm-2x256"))
@@ -276,46 +275,26 @@ def batched_sampling(repeats, num_samples):
     runs = [(rate(single, SAMPLE_CHARS), rate(batch, num_samples * SAMPLE_CHARS))
             for _ in range(repeats)]
     return {"config": "lstm-2x256", "num_samples": num_samples,
-            "single_chars_s": statistics.median(s for s, _ in runs),
-            "batched_chars_s": statistics.median(b for _, b in runs),
+            "single": statistics.median(s for s, _ in runs),
+            "batched": statistics.median(b for _, b in runs),
             "ratio": statistics.median(b / s for s, b in runs)}
 
 
-# --- fresh processes -----------------------------------------------------------------------------
-def child(call, env=None):
-    """Run bench.<call> in a fresh interpreter; (wall seconds, its stdout)."""
+# --- fresh processes (scripts/_bench_child.py) ---------------------------------------------------
+def child(*argv, env=None):
+    """(wall seconds, stdout) of a fresh `python _bench_child.py ARGV...`."""
+    cmd = [sys.executable, os.path.join(HERE, "_bench_child.py"), *map(str, argv)]
     t0 = time.perf_counter()
-    out = subprocess.run([sys.executable, "-c", f"import bench; bench.{call}"], cwd=HERE,
-                         env={**os.environ, **(env or {})}, check=True, capture_output=True,
-                         text=True).stdout
+    out = subprocess.run(cmd, env={**os.environ, **(env or {})}, check=True, text=True,
+                         capture_output=True).stdout
     return time.perf_counter() - t0, out
 
 
-def memory_child(framework, threads):
-    """In a fresh process: train MEMORY_CONFIG for MEMORY_STEPS; print the peak RSS in KiB."""
-    data = batches()
-    if framework == "torch":
-        import torch
-        torch.set_num_threads(threads)
-        run = torch_trainer(torch_model(MEMORY_CONFIG), data)
-    else:
-        set_threads(threads, vs_torch=False)
-        run = charrnn_trainer(charrnn_model(MEMORY_CONFIG)[0], data)
-    run(MEMORY_STEPS)
-    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
-
-
-def compile_child(threads):
-    """Import charrnn, one LSTM training step and a 100-character sample (timed by the parent)."""
-    set_threads(threads, vs_torch=False)
-    from charrnn import Sampler
-    model, vocab = charrnn_model(MEMORY_CONFIG)
-    charrnn_trainer(model, batches(count=1))(1)
-    Sampler(model, vocab).sample(100, seed=0)
-
-
 def peak_memory(threads, frameworks):
-    return {f: int(child(f"memory_child({f!r}, {threads})")[1]) / 1024 for f in frameworks}
+    """MiB per framework. Run while this process is small: a child's ru_maxrss starts from
+    its parent's RSS at the fork. The first child warms the kernel cache."""
+    child("compile", threads)
+    return {f: int(child("memory", f, threads)[1]) / 1024 for f in frameworks}
 
 
 def startup(runs=3):
@@ -332,81 +311,83 @@ def startup(runs=3):
 
 def first_compile(threads):
     with tempfile.TemporaryDirectory() as cache:
-        return child(f"compile_child({threads})", {"NUMBA_CACHE_DIR": cache})[0]
+        return child("compile", threads, env={"NUMBA_CACHE_DIR": cache})[0]
 
 
-# --- report ----------------------------------------------------------------------------------------
+# --- report --------------------------------------------------------------------------------------
+def summarize(bench, gemm):
+    r = bench.r
+    med = {k: statistics.median(r[k]) if r[k] else None for k in RATES}
+    ideal = gemm / (3 * forward_flops(bench.name))
+    return {"steps": bench.steps, "compile_s": r["compile_s"], "ideal_chars_s": ideal,
+            "gemm_ideal_fraction": med["charrnn_train"] / ideal, "median": med,
+            "train_ratio": ratio(r, "charrnn_train", "torch_train"),
+            "sample_ratio": ratio(r, "charrnn_sample", "torch_sample"), "runs": r}
+
+
+def ratio(r, a, b):
+    return statistics.median(x / y for x, y in zip(r[a], r[b])) if r[b] else None
+
+
 def fmt(x, spec=",.0f"):
     return "-" if x is None else format(x, spec)
 
 
-def summarize(bench, gemm):
-    r = bench.r
-
-    def med(key):
-        return statistics.median(r[key]) if r[key] else None
-    ideal = gemm / (3 * forward_flops(bench.name))
-    return {"steps": bench.steps, "compile_s": r["compile_s"], "ideal_chars_s": ideal,
-            "charrnn_train_chars_s": med("charrnn_train"), "torch_train_chars_s": med("torch_train"),
-            "train_ratio": ratios(r, "charrnn_train", "torch_train"),
-            "gemm_ideal_fraction": med("charrnn_train") / ideal,
-            "charrnn_sample_chars_s": med("charrnn_sample"),
-            "torch_sample_chars_s": med("torch_sample"),
-            "sample_ratio": ratios(r, "charrnn_sample", "torch_sample"), "runs": r}
-
-
 def report(res):
     h = res["header"]
-    print(f"# charrnn benchmark, {h['date']}\n\n{h['platform']}; {h['cpu']}; {h['cores']} cores; "
-          f"threads {h['threads']}\n"
-          + ", ".join(f"{k} {v}" for k, v in h["versions"].items()) + f"\n`{h['command']}`\n")
-    print(f"GEMM peak (sgemm 1024^3): {res['gemm_flops'] / 1e9:.1f} GFLOP/s; B={B} T={T} V={V}, "
-          f"Adam, clip norm {CLIP}, float32, one-hot input; medians of {res['repeats']} repeats\n")
+    print(f"# charrnn benchmark, {h['date']}\n\n{h['platform']}; {h['cpu']}; {h['cores']} "
+          f"cores; threads {h['threads']}; " + ", ".join(f"{k} {v}" for k, v in
+                                                        h["versions"].items()))
+    print(f"`{h['command']}`\nB={B} T={T} V={V}, Adam, clip norm {CLIP}, float32, one-hot input;"
+          f" medians of {res['repeats']} repeats; GEMM peak (sgemm 1024^3) "
+          f"{res['gemm_flops'] / 1e9:.1f} GFLOP/s\n")
     print("| config | charrnn train chars/s | torch train chars/s | ratio | % of GEMM ideal | "
-          "charrnn sample chars/s | torch sample chars/s | ratio | compile s |")
-    print("|---|--:|--:|--:|--:|--:|--:|--:|--:|")
+          "charrnn sample chars/s | torch sample chars/s | ratio | compile s |\n"
+          "|---|--:|--:|--:|--:|--:|--:|--:|--:|")
     for name, s in res["configs"].items():
-        print(f"| {name} | {fmt(s['charrnn_train_chars_s'])} | {fmt(s['torch_train_chars_s'])} | "
-              f"{fmt(s['train_ratio'], '.2f')} | {100 * s['gemm_ideal_fraction']:.1f} | "
-              f"{fmt(s['charrnn_sample_chars_s'])} | {fmt(s['torch_sample_chars_s'])} | "
+        m = s["median"]
+        print(f"| {name} | {fmt(m['charrnn_train'])} | {fmt(m['torch_train'])} | "
+              f"{fmt(s['train_ratio'], '.2f')} | {100 * s['gemm_ideal_fraction']:.0f}% | "
+              f"{fmt(m['charrnn_sample'])} | {fmt(m['torch_sample'])} | "
               f"{fmt(s['sample_ratio'], '.2f')} | {s['compile_s']:.2f} |")
-    print("\ncompile s: first training step + first sample call in this process (Numba's disk "
-          "cache loads if present; see first compile for a cold cache).")
+    print("\nGEMM ideal = peak / (3 x forward FLOPs per char), counting layer 0's one-hot input "
+          "as a GEMM (charrnn gathers it, so small models can pass 100%). compile s = first "
+          "training step + first sample call here (Numba's disk cache loads if warm).")
     b = res["batched_sampling"]
-    print(f"batched sampling ({b['config']}, {b['num_samples']} streams): "
-          f"{b['batched_chars_s']:,.0f} chars/s vs {b['single_chars_s']:,.0f} single-stream "
-          f"({b['ratio']:.1f}x)")
+    print(f"batched sampling ({b['config']}, {b['num_samples']} streams): {b['batched']:,.0f} "
+          f"chars/s vs {b['single']:,.0f} single-stream ({b['ratio']:.1f}x)")
     if "memory_mib" in res:
         print(f"peak RSS training {MEMORY_CONFIG} ({MEMORY_STEPS} steps, fresh process): "
               + ", ".join(f"{k} {v:.0f} MiB" for k, v in res["memory_mib"].items()))
     if "startup_s" in res:
-        print(f"start-up (python -m charrnn sample CKPT -n 100 --no-stream, cached kernels, "
-              f"median of 3): {res['startup_s']:.2f} s")
-        print(f"first compile (empty NUMBA_CACHE_DIR: import charrnn, one LSTM training step, "
-              f"100-char sample): {res['first_compile_s']:.1f} s")
+        print(f"start-up (python -m charrnn sample CKPT -n 100 --no-stream, warm cache, median "
+              f"of 3): {res['startup_s']:.2f} s\nfirst compile (empty NUMBA_CACHE_DIR: import "
+              f"charrnn, one LSTM step, 100-char sample): {res['first_compile_s']:.1f} s")
 
 
 def main():
     args = parse_args()
     threads = args.threads or os.cpu_count()
+    res = {"repeats": args.repeats}
+    if not args.skip_memory:
+        log("peak memory (fresh processes, while this one is small)")
+        res["memory_mib"] = peak_memory(threads, ["charrnn"] + ["torch"] * args.vs_torch)
     set_threads(threads, args.vs_torch)
-    res = {"header": header(threads, args.vs_torch), "repeats": args.repeats}
-    log("measuring GEMM peak")
-    res["gemm_flops"] = gemm_peak()
-    benches = []
+    res["header"] = header(threads)
+    benches, gemm = [], []
     for name in args.configs:
         log(f"setting up {name} (warm-up, calibration)")
         benches.append(ConfigBench(name, args))
     for r in range(args.repeats):
+        log(f"repeat {r + 1}/{args.repeats}: GEMM peak")
+        gemm.append(gemm_peak(threads))
         for bench in benches:
             log(f"repeat {r + 1}/{args.repeats}: {bench.name} ({bench.steps} steps)")
             bench.measure(seed=r)
+    res["gemm_flops"] = statistics.median(gemm)
     res["configs"] = {b.name: summarize(b, res["gemm_flops"]) for b in benches}
     log("batched sampling")
     res["batched_sampling"] = batched_sampling(args.repeats, args.num_samples)
-    if not args.skip_memory:
-        log("peak memory (fresh processes)")
-        res["memory_mib"] = peak_memory(threads, ["charrnn"] + ["torch"] * args.vs_torch)
     if not args.skip_startup:
         log("start-up and first compile (fresh processes)")
         res["startup_s"], res["first_compile_s"] = startup(), first_compile(threads)

@@ -10,6 +10,7 @@ from click.core import ParameterSource
 from . import __version__
 from .config import (CELLS, CLIP_MODES, NONLINEARITIES, OPTIMIZER_NAMES, SCHEDULES, ModelConfig,
                      TrainConfig)
+from .backend import DEVICES
 from .errors import CharRNNError
 
 DEFAULT_MAX_TIME = 600.0  # seconds, when neither --max-steps nor --max-time is given
@@ -109,6 +110,9 @@ _TRAIN_OPTIONS = {"seq_len", "batch_size", "optimizer", "lr", "lr_schedule", "wa
 @click.option("--seed", type=int, default=_T.seed, show_default=True,
               help="Seed for initialisation and dropout.")
 @click.option("--threads", type=int, default=None, help="Threads to use [default: all cores].")
+@click.option("--device", type=click.Choice(DEVICES), default="cpu", show_default=True,
+              help="Train on the CPU, or on an NVIDIA GPU (cuda; needs charrnn[cuda]); auto "
+                   "picks cuda when a GPU can be used.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar or messages.")
 @click.option("--encoding", default=None,
               help="Text encoding of a corpus file [default: utf-8; with --resume, the run's].")
@@ -118,7 +122,8 @@ _TRAIN_OPTIONS = {"seq_len", "batch_size", "optimizer", "lr", "lr_schedule", "wa
 @click.option("--bytes", "as_bytes", is_flag=True,
               help="Train on the raw bytes of any file, binary too (at most 256 symbols).")
 @click.pass_context
-def train(ctx, corpus, out, resume, overwrite, quiet, encoding, errors, as_bytes, **options):
+def train(ctx, corpus, out, resume, overwrite, quiet, encoding, errors, as_bytes, device,
+          **options):
     """Train a model on CORPUS: a text file, a catalog corpus fetched with `charrnn corpus get`
     (see `charrnn corpus list`), or the built-in python-stdlib."""
     from .train import train as run_training
@@ -135,7 +140,7 @@ def train(ctx, corpus, out, resume, overwrite, quiet, encoding, errors, as_bytes
     result = run_training(corpus, out=out, model=model, config=config, resume=resume,
                           overwrite=overwrite, progress=False if quiet else None,
                           log=(lambda line: None) if quiet else None, encoding=encoding,
-                          errors=errors, as_bytes=as_bytes or None)
+                          errors=errors, as_bytes=as_bytes or None, device=device)
     if not quiet:
         best = "-" if result.best_val_loss is None else f"{result.best_val_loss:.4f}"
         click.echo(f"trained {result.steps} steps; best validation loss {best} nats/char; "
@@ -159,14 +164,18 @@ def train(ctx, corpus, out, resume, overwrite, quiet, encoding, errors, as_bytes
               help="Print characters as they come [default: on a terminal].")
 @click.option("--unknown", type=click.Choice(["error", "skip"]), default="error",
               show_default=True, help="What to do with prime characters the model never saw.")
-def sample(target, length, prime, prime_file, temperature, top_k, top_p, seed, stream, unknown):
+@click.option("--device", type=click.Choice(DEVICES), default="cpu", show_default=True,
+              help="Sample on the CPU, or on an NVIDIA GPU (cuda; needs charrnn[cuda]); auto "
+                   "picks cuda when a GPU can be used.")
+def sample(target, length, prime, prime_file, temperature, top_k, top_p, seed, stream, unknown,
+           device):
     """Generate text from TARGET: a checkpoint or run directory [default: the newest run]."""
     from .sampling import Sampler
 
     if prime_file:
         with open(prime_file, encoding="utf-8") as f:
             prime = f.read()
-    sampler = Sampler.load(target)
+    sampler = Sampler.load(target, device=device)
     options = dict(prime=prime, temperature=temperature, top_k=top_k, top_p=top_p, seed=seed,
                    unknown=unknown)
     if stream is None:

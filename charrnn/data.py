@@ -1,5 +1,9 @@
 """Corpora and batches: read a text, split it into train/val, cut ids into (B, T) batches.
 
+A corpus is a builtin name, a path to a text file, or a catalog name (see corpora.py) once
+downloaded. ``load_corpus`` encodes a file once into the user cache and memory-maps the ids
+afterwards (see cache.py), so a corpus larger than memory never becomes one Python string.
+
 Batches follow char-rnn / torch-rnn: the id array is cut into B contiguous streams and each
 batch takes the next T characters of every stream, so the hidden state can carry over from one
 batch to the next. B is the batch size, T the sequence length, L the length of one stream.
@@ -8,14 +12,17 @@ batch to the next. B is the batch size, T the sequence length, L the length of o
 import numbers
 import os
 import sysconfig
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 
+from charrnn import cache
 from charrnn.errors import CharRNNError, UsageError
+from charrnn.vocab import Vocab
 
 _SKIPPED_DIRS = frozenset({"site-packages", "dist-packages", "test", "tests", "idle_test"})
-_BINARY_SNIFF = 8192  # a NUL byte in this many leading bytes marks a file as binary
 
 
 def python_stdlib_text() -> str:
@@ -46,46 +53,111 @@ _BUILTINS = {"python-stdlib": python_stdlib_text}
 BUILTIN_CORPORA = tuple(_BUILTINS)
 
 
-def read_corpus(source: str) -> tuple[str, str]:
-    """``(name, text)`` for a builtin corpus name or a path to a UTF-8 text file.
+def _not_found(path) -> UsageError:
+    from charrnn.corpora import catalog
 
-    A file's name is its stem; a leading byte-order mark is dropped. Raises ``UsageError`` for
-    a missing, empty, whitespace-only, binary or non-UTF-8 file, or a directory.
+    names = [n for n in catalog() if n not in _BUILTINS]
+    return UsageError(
+        f"corpus file '{path}' not found; give a path to a text file, a builtin corpus "
+        f"({', '.join(BUILTIN_CORPORA)}) or a catalog corpus ({', '.join(names)}; "
+        "see charrnn corpus list)"
+    )
+
+
+def read_corpus(source: str, encoding: str = None, errors: str = None) -> tuple[str, str]:
+    """``(name, text)`` for a builtin corpus name or a path to a text file, in memory.
+
+    For files small enough to hold as one string (``load_corpus`` handles any size). A file's
+    name is its stem; a leading UTF-8 byte-order mark is dropped. Raises ``UsageError`` for a
+    missing, empty, whitespace-only, binary or undecodable file, or a directory.
     """
     if source in _BUILTINS:
         return source, _BUILTINS[source]()
     path = Path(source)
     if not path.exists():
-        raise UsageError(
-            f"corpus file '{path}' not found; give a path to a UTF-8 text file "
-            f"or a builtin corpus ({', '.join(BUILTIN_CORPORA)})"
-        )
-    if path.is_dir():
-        raise UsageError(f"corpus '{path}' is a directory; give a text file inside it instead")
+        raise _not_found(path)
+    settings = cache.decoding(encoding, errors)
+    cache.check_file(path)
     try:
         raw = path.read_bytes()
     except OSError as e:
         raise UsageError(f"cannot read corpus file '{path}' ({e.strerror}); check its permissions")
-    if not raw:
-        raise UsageError(f"corpus file '{path}' is empty; give a file with text to train on")
-    nul = raw.find(b"\0", 0, _BINARY_SNIFF)
-    if nul >= 0:
-        raise UsageError(
-            f"corpus file '{path}' looks binary (NUL byte at offset {nul}); "
-            "give a plain UTF-8 text file"
-        )
+    if not settings["encoding"].startswith(("utf-16", "utf-32")):
+        nul = raw.find(b"\0", 0, cache.BINARY_SNIFF)
+        if nul >= 0:
+            raise UsageError(cache.binary_message(path, nul))
     try:
-        text = raw.decode("utf-8").removeprefix("\ufeff")
+        text = raw.decode(settings["encoding"], settings["errors"])
     except UnicodeDecodeError as e:
         raise UsageError(
-            f"corpus file '{path}' is not valid UTF-8 (byte 0x{raw[e.start]:02x} at offset "
-            f"{e.start}); convert it first, e.g. iconv -f latin1 -t utf-8 in.txt > out.txt"
+            cache.decode_error_message(path, settings["encoding"], raw[e.start], e.start)
         ) from None
+    if settings["encoding"] == "utf-8":
+        text = text.removeprefix("\ufeff")
     if not text.strip():
-        raise UsageError(
-            f"corpus file '{path}' holds only whitespace; give a file with text to train on"
-        )
+        raise UsageError(cache.whitespace_message(path))
     return path.stem, text
+
+
+@dataclass(frozen=True)
+class Corpus:
+    """An encoded corpus: its vocabulary and ids, and what identifies it.
+
+    ``ids`` is (N,) uint8, uint16 or uint32, usually a read-only memory map of the cache.
+    ``sha256`` is the hash of the file's bytes (of the UTF-8 text for a builtin). ``settings``
+    are the decoding settings ``{"encoding", "errors", "bytes"}``.
+    """
+
+    name: str
+    vocab: Vocab
+    ids: np.ndarray
+    sha256: str
+    settings: dict
+    path: Optional[str] = None
+
+    def describe(self) -> dict:
+        """What a checkpoint records about its corpus."""
+        return {"name": self.name, "chars": int(len(self.ids)), "sha256": self.sha256,
+                **self.settings}
+
+
+def corpus_name(source: str) -> str:
+    """The name a corpus goes by (runs/<name>): a builtin or catalog name, or a file's stem."""
+    if source in _BUILTINS or Path(source).exists():
+        return source if source in _BUILTINS else Path(source).stem
+    from charrnn.corpora import catalog
+
+    return source if source in catalog() else Path(source).stem
+
+
+def load_corpus(source: str, encoding: str = None, errors: str = None,
+                as_bytes: Optional[bool] = None, log=None) -> Corpus:
+    """The encoded corpus for a builtin name, a text file, or a downloaded catalog name.
+
+    A path that exists wins over a catalog name. ``as_bytes=None`` means: raw bytes if the
+    catalog entry says so (enwik8), else decode with ``encoding`` (default utf-8) and
+    ``errors`` (strict, replace or ignore). Files are encoded once into the cache (see
+    cache.py) and memory-mapped; builtins are encoded in memory. ``log`` hears about encoding.
+    """
+    if source in _BUILTINS:
+        if as_bytes or encoding not in (None, "utf-8") or errors not in (None, "strict"):
+            raise UsageError(f"{source} is built in and always UTF-8; drop --encoding, "
+                             "--errors and --bytes")
+        vocab, ids, sha = cache.encode_text(_BUILTINS[source]())
+        return Corpus(source, vocab, ids, sha, cache.decoding())
+    path, name = Path(source), None
+    if not path.exists():
+        from charrnn import corpora
+
+        if source not in corpora.catalog():
+            raise _not_found(path)
+        entry = corpora.entry(source)
+        path, name = corpora.text_path(source), source
+        if as_bytes is None and encoding is None and errors is None:
+            as_bytes = bool(entry.get("bytes"))
+    settings = cache.decoding(encoding, errors, bool(as_bytes))
+    vocab, ids, sha = cache.encoded_file(path, encoding, errors, bool(as_bytes), log)
+    return Corpus(name or path.stem, vocab, ids, sha, settings, str(path))
 
 
 def split_train_val(ids: np.ndarray, val_frac: float) -> tuple[np.ndarray, np.ndarray]:
@@ -119,8 +191,9 @@ class BatchStream:
 
     def __init__(self, ids: np.ndarray, batch_size: int, seq_len: int):
         _check_sizes(batch_size, seq_len)
-        if np.ndim(ids) != 1:
-            raise ValueError(f"ids must be 1-D, got shape {np.shape(ids)}")
+        ids = np.asarray(ids) if not isinstance(ids, np.ndarray) else ids
+        if ids.ndim != 1 or ids.dtype.kind not in "iu":
+            raise ValueError(f"ids must be 1-D integers, got {ids.dtype} of shape {ids.shape}")
         B, T, n = int(batch_size), int(seq_len), len(ids)
         L = n // B
         if L < T + 1:
@@ -135,7 +208,7 @@ class BatchStream:
                 f"(each stream needs {T + 1}); {fix}"
             )
         self.batch_size, self.seq_len = B, T
-        self._streams = np.ascontiguousarray(ids[: B * L], dtype=np.int32).reshape(B, L)
+        self._streams = ids[: B * L].reshape(B, L)  # (B, L) a view, never a copy of the corpus
         self._inputs = np.empty((B, T), dtype=np.int32)  # (B, T)
         self._targets = np.empty((B, T), dtype=np.int32)  # (B, T)
         self.steps_per_epoch = (L - 1) // T
@@ -154,8 +227,8 @@ class BatchStream:
         they must outlive the next call.
         """
         p, T = self.position, self.seq_len
-        np.copyto(self._inputs, self._streams[:, p : p + T])
-        np.copyto(self._targets, self._streams[:, p + 1 : p + T + 1])
+        np.copyto(self._inputs, self._streams[:, p : p + T], casting="unsafe")  # ids < 2**31
+        np.copyto(self._targets, self._streams[:, p + 1 : p + T + 1], casting="unsafe")
         self.position = p + T
         if self.position + T + 1 > self._streams.shape[1]:
             self.position = 0

@@ -8,7 +8,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from . import backend, kernels
+from . import backend, kernels, optim
 from .kernels import common, recurrence
 from .params import ParamLayout, init_params
 
@@ -120,6 +120,8 @@ class _Pass:
 
 class CharRNN:
     """A character-level RNN, LSTM or GRU language model with PyTorch-compatible parameters."""
+
+    device = "cpu"  # charrnn.cuda.model.CudaCharRNN is the same model on the GPU
 
     def __init__(self, config, dtype=np.float32, seed=0):
         self.config = config
@@ -247,6 +249,15 @@ class CharRNN:
             if a.dtype.kind not in "iu" or a.min() < 0 or a.max() >= self.config.vocab_size:
                 raise ValueError(f"{name} must be integer ids in [0, {self.config.vocab_size})")
         return inputs, targets
+
+    # --- the trainer's device hooks (CudaCharRNN has the same two) ---------------------------
+    def clip_gradients(self, max_value, mode="norm"):
+        """Clip the gradient in place; returns its pre-clip norm (optim.clip_gradients)."""
+        return optim.clip_gradients(self.grad, max_value, mode)
+
+    def make_optimizer(self, name, **hyper):
+        """An optimizer for this model's flat buffer (optim.make_optimizer)."""
+        return optim.make_optimizer(name, self.layout.size, self.dtype, **hyper)
 
     # --- one step, for sampling ---------------------------------------------------------------
     def step(self, ids, state=None):

@@ -169,9 +169,14 @@ class Sampler:
 
     @classmethod
     def load(cls, target=None, device="cpu", runs_dir="runs"):
-        """From a checkpoint file or run directory (None: the newest run under runs_dir)."""
-        check_device(device)
+        """From a checkpoint file or run directory (None: the newest run under runs_dir).
+        device "cuda" (or "auto" with a GPU) gives a charrnn.cuda.sampling.CudaSampler."""
+        device = check_device(device)
         model, vocab, _, _ = load_model(resolve(target, runs_dir))
+        if device == "cuda":
+            from .cuda.sampling import CudaSampler
+
+            return CudaSampler(model, vocab)
         return cls(model, vocab)
 
     def sample(self, n, prime="", temperature=1.0, top_k=None, top_p=None, seed=None,

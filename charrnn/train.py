@@ -6,21 +6,19 @@ import os
 import signal
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Optional
 
 import numpy as np
 from tqdm import tqdm
 
 from . import checkpoint
-from .backend import set_threads
+from .backend import check_device, set_threads, to_device
 from .config import ModelConfig, TrainConfig
-from .data import BatchStream, iter_eval_batches, read_corpus, split_train_val
+from .data import BatchStream, corpus_name, iter_eval_batches, load_corpus, split_train_val
 from .errors import CharRNNError, UsageError
 from .model import CharRNN
-from .optim import clip_gradients, make_optimizer
 from .schedule import learning_rate
-from .vocab import Vocab
 
 # Training settings that fix the data layout or the arithmetic: a resumed run must keep them.
 _FIXED_ON_RESUME = ("seq_len", "batch_size", "val_frac", "dtype")
@@ -47,53 +45,81 @@ class RunResult:
 
 
 def train(corpus, out=None, model=None, config=None, resume=False, overwrite=False,
-          progress=None, log=None):
-    """Train on `corpus` (a path or a built-in corpus name) into the run directory `out`.
+          progress=None, log=None, encoding=None, errors=None, as_bytes=None, device="cpu"):
+    """Train on `corpus` (a path, a built-in corpus name or a downloaded catalog name) into the
+    run directory `out`.
 
     model: ModelConfig fields other than vocab_size (dict). config: TrainConfig fields (dict).
     With resume, both default to the checkpoint's; given model fields must agree with it.
-    progress: show a progress bar (default: when stderr is a terminal). log: a function that
-    takes a line of text (default: print to stderr). Returns a RunResult.
+    encoding, errors, as_bytes: how to read a text file (see data.load_corpus); with resume
+    they default to the checkpoint's. progress: show a progress bar (default: when stderr is a
+    terminal). log: a function that takes a line of text (default: print to stderr).
+    device: "cpu", "cuda" (parameters, gradients and optimizer state on the GPU) or "auto".
+    Returns a RunResult.
     """
+    device = check_device(device)
     log = log or (lambda line: tqdm.write(line, file=sys.stderr))
-    name, text = read_corpus(corpus)
-    out = os.fspath(out or os.path.join("runs", name))
+    out = os.fspath(out or os.path.join("runs", corpus_name(corpus)))
     last = os.path.join(out, "last.ckpt")
     if resume:
-        trainer = Trainer.resume(last, text, model or {}, config or {})
+        saved = checkpoint.read_meta(last).get("corpus")
+        if isinstance(saved, dict) and (encoding, errors, as_bytes) == (None, None, None):
+            if saved.get("bytes") is True:
+                as_bytes = True
+            elif saved.get("bytes") is False:  # written by a charrnn that records settings
+                encoding, errors, as_bytes = saved.get("encoding"), saved.get("errors"), False
+        data = load_corpus(corpus, encoding, errors, as_bytes, log)
+        trainer = Trainer.resume(last, data, model or {}, config or {}, device)
         log(f"resuming {last} at step {trainer.step}")
     else:
         if os.path.exists(last) and not overwrite:
             raise UsageError(f"{out} already holds a run; continue it with --resume, or pass "
                              "--overwrite or another --out")
-        trainer = Trainer.fresh(name, text, model or {}, TrainConfig.from_dict(dict(config or {})))
+        cfg = TrainConfig.from_dict(dict(config or {}))
+        data = load_corpus(corpus, encoding, errors, as_bytes, log)
+        trainer = Trainer.fresh(data, model or {}, cfg, log, device)
     os.makedirs(out, exist_ok=True)
     return trainer.run(out, corpus, progress, log)
+
+
+def _fit_batch(corpus, cfg, log):
+    """`cfg`, with a smaller batch if the corpus is too short for B streams of T + 1 (said in
+    `log`). When not even one stream fits, BatchStream names the smallest workable settings."""
+    n = len(corpus.ids) - int(len(corpus.ids) * cfg.val_frac)  # training characters
+    fit = n // (cfg.seq_len + 1)
+    if n // cfg.batch_size >= cfg.seq_len + 1 or fit < 1:
+        return cfg
+    log(f"note: {corpus.name} has {n} training characters, too few for batch size "
+        f"{cfg.batch_size} at seq len {cfg.seq_len}; using batch size {fit}")
+    return replace(cfg, batch_size=fit)
 
 
 class Trainer:
     """A model, its optimizer and data streams, and where training stands."""
 
-    def __init__(self, model, vocab, cfg, corpus_name, ids):
+    def __init__(self, model, vocab, cfg, corpus):
         self.model, self.vocab, self.cfg = model, vocab, cfg
-        self.corpus = {"name": corpus_name, "chars": int(len(ids))}
-        train_ids, self.val_ids = split_train_val(ids, cfg.val_frac)
+        self.corpus = corpus.describe()
+        train_ids, self.val_ids = split_train_val(corpus.ids, cfg.val_frac)  # views, no copies
         self.stream = BatchStream(train_ids, cfg.batch_size, cfg.seq_len)
         self.val_ids = self.val_ids[: cfg.eval_chars]
-        self.opt = make_optimizer(cfg.optimizer, model.layout.size, model.dtype)
+        self.opt = model.make_optimizer(cfg.optimizer)  # its state on the model's device
         self.state = model.initial_state(cfg.batch_size)
         self.step, self.elapsed, self.best = 0, 0.0, None
 
     @classmethod
-    def fresh(cls, corpus_name, text, model_fields, cfg):
-        vocab = Vocab.from_text(text)
-        mcfg = ModelConfig.from_dict({**model_fields, "vocab_size": len(vocab)})
-        model = CharRNN(mcfg, dtype=np.dtype(cfg.dtype), seed=cfg.seed)
-        return cls(model, vocab, cfg, corpus_name, vocab.encode(text))
+    def fresh(cls, corpus, model_fields, cfg, log=None, device="cpu"):
+        """A new model for a `data.Corpus`; the batch shrinks to fit a tiny corpus."""
+        cfg = _fit_batch(corpus, cfg, log or (lambda line: None))
+        mcfg = ModelConfig.from_dict({**model_fields, "vocab_size": len(corpus.vocab)})
+        model = to_device(CharRNN(mcfg, dtype=np.dtype(cfg.dtype), seed=cfg.seed), device)
+        return cls(model, corpus.vocab, cfg, corpus)
 
     @classmethod
-    def resume(cls, path, text, model_fields, overrides):
+    def resume(cls, path, corpus, model_fields, overrides, device="cpu"):
+        """The run saved at `path`, continued on `corpus`, which must be the one it began on."""
         model, vocab, meta, arrays = checkpoint.load_model(path)
+        model = to_device(model, device)  # checkpoints are device-independent
         saved = meta.get("train")
         if not isinstance(saved, dict) or "step" not in meta:
             raise UsageError(f"{path} holds no training state; it cannot be resumed")
@@ -105,12 +131,14 @@ class Trainer:
         if clash:
             raise UsageError(f"--resume contradicts the checkpoint: {'; '.join(clash)}; drop "
                              "those options or train into another --out")
-        unknown = vocab.unknown_chars(text)
-        if unknown or len(text) != meta["corpus"]["chars"]:
+        was = meta.get("corpus") if isinstance(meta.get("corpus"), dict) else {}
+        if (corpus.vocab != vocab or len(corpus.ids) != was.get("chars")
+                or was.get("sha256", corpus.sha256) != corpus.sha256):
             raise UsageError(f"this corpus is not the one {path} was trained on "
-                             f"({meta['corpus']['name']}, {meta['corpus']['chars']} characters); "
-                             "resume with that corpus")
-        t = cls(model, vocab, cfg, meta["corpus"]["name"], vocab.encode(text))
+                             f"({was.get('name')}, {was.get('chars')} characters); "
+                             "resume with that corpus (and the same --encoding, --errors "
+                             "and --bytes)")
+        t = cls(model, vocab, cfg, replace(corpus, name=was.get("name", corpus.name)))
         t._load_training_state(meta, arrays, path)
         return t
 
@@ -157,7 +185,7 @@ class Trainer:
                 t0 = time.perf_counter()
                 inputs, targets = self.stream.next_batch()
                 loss, state = model.loss_and_grad(inputs, targets, self.state)
-                norm = clip_gradients(model.grad, cfg.clip, cfg.clip_mode)
+                norm = model.clip_gradients(cfg.clip, cfg.clip_mode)
                 if not (math.isfinite(loss) and math.isfinite(norm)):
                     raise TrainingDiverged(
                         f"training diverged at step {self.step + 1} (loss {loss:.4g}, gradient "

@@ -9,7 +9,9 @@ ids). Then, each in a fresh process with a fresh cache under --dir:
 1. `charrnn train BIG --max-steps 20 --hidden 128 --layers 1` on a cold cache (encodes once);
 2. the same again (memory-maps the cached array);
 3. the same on a 100 KB corpus, for the baseline memory of Python + NumPy + Numba + model;
-4. the library in a child process, timing from interpreter start to the first training step.
+4. the library in a child process, timing from interpreter start to the first training step,
+   then reading one whole epoch of batches (every page of the memory map), with the split of
+   resident memory into anonymous (RssAnon) and file-backed page cache (RssFile).
 
 It prints one JSON object of figures. Peak RSS comes from wait4 on each child (ru_maxrss).
 Not a test: it takes a minute or two and writes ~300 MB under --dir.
@@ -40,7 +42,20 @@ m.CharRNN.loss_and_grad = timed
 from charrnn import train
 train(sys.argv[1], out=sys.argv[2], model={"hidden_size": 128, "num_layers": 1},
       config={"max_steps": 20, "eval_every": 20}, overwrite=True, progress=False)
-print(json.dumps({"first_step_s": first[0], "total_s": time.perf_counter() - t0}))
+total = time.perf_counter() - t0
+
+def status():
+    keys = ("VmHWM", "RssAnon", "RssFile")
+    rows = [l.split(":") for l in open("/proc/self/status") if l.startswith(keys)]
+    return {k + "_mb": int(v.split()[0]) / 1024 for k, v in rows}
+
+after_train = status()
+from charrnn.data import BatchStream, load_corpus   # a whole epoch touches every page
+s = BatchStream(load_corpus(sys.argv[1]).ids, 50, 50)
+for _ in range(s.steps_per_epoch):
+    s.next_batch()
+print(json.dumps({"first_step_s": first[0], "total_s": total, "after_20_steps": after_train,
+                  "after_a_full_epoch_of_batches": status()}))
 """
 
 
@@ -93,9 +108,11 @@ def main():
     exe = [sys.executable, "-m", "charrnn", "train"]
     r = {"corpus_bytes": big.stat().st_size}
 
-    first, err = measured([*exe, str(big), "--out", str(a.dir / "run"), "--overwrite", *ARGS],
-                          env)
-    m = re.search(r"encoded (\d+) characters \((\d+) distinct, (\w+)\) in ([\d.]+) s", err)
+    announce = ("import sys, charrnn.cache as c; c.ANNOUNCE_S = 0; from charrnn.cli import cli; "
+                "cli(sys.argv[1:], prog_name='charrnn')")  # the CLI, telling how long encoding took
+    first, err = measured([sys.executable, "-c", announce, "train", str(big), "--out",
+                           str(a.dir / "run"), "--overwrite", *ARGS], env)
+    m = re.search(r"encoded .*: (\d+) characters \((\d+) distinct, (\w+)\) in ([\d.]+) s", err)
     r["chars"], r["vocab"], r["ids_dtype"], r["encode_s"] = \
         int(m[1]), int(m[2]), m[3], float(m[4])
     ids = next((cache / "encoded").glob("*.ids"))

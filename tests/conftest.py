@@ -1,8 +1,20 @@
-import numpy as np
-import pytest
+import os
+import sys
 
-from charrnn import CharRNN, ModelConfig
-from charrnn.backend import set_threads
+# numba.cuda runs on the CUDA simulator in tests unless NUMBA_ENABLE_CUDASIM=0 is set (a real
+# GPU: see tests/test_cuda*.py). Numba reads this when numba.cuda is first imported, which
+# nothing does before this line; CPU (@njit) code is unaffected.
+os.environ.setdefault("NUMBA_ENABLE_CUDASIM", "1")
+if "numba" in sys.modules:  # imported early by a plugin: make its config see the setting
+    from numba.core import config as _numba_config
+
+    _numba_config.reload_config()
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+from charrnn import CharRNN, ModelConfig  # noqa: E402
+from charrnn.backend import set_threads  # noqa: E402
 
 # The architectures every engine test runs over: each cell, 1 and 2 layers, one-hot and embedding.
 ARCHS = [
@@ -34,6 +46,16 @@ def random_state(model, B, seed=0):
     if isinstance(state, tuple):
         return tuple(rng.uniform(-0.5, 0.5, s.shape) for s in state)
     return rng.uniform(-0.5, 0.5, state.shape)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def private_cache(tmp_path_factory):
+    """Point charrnn's user cache (encoded corpora, downloads) at a temporary directory, for
+    every test and every subprocess they start: tests never touch ~/.cache/charrnn."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("CHARRNN_CACHE", str(tmp_path_factory.mktemp("charrnn-cache")))
+        mp.delenv("CHARRNN_CATALOG", raising=False)
+        yield
 
 
 @pytest.fixture

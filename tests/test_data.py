@@ -282,3 +282,14 @@ def test_eval_batches_shrink_seq_len_for_tiny_arrays():
     assert x.tolist() == [[0, 1, 2, 3, 4, 5]] and y.tolist() == [[1, 2, 3, 4, 5, 6]]
     assert list(iter_eval_batches(np.arange(1), 8, 10)) == []
     assert list(iter_eval_batches(np.arange(0), 8, 10)) == []
+
+
+def test_stream_keeps_a_view_of_narrow_ids_and_yields_int32():
+    ids = np.random.default_rng(2).integers(0, 200, size=1000).astype(np.uint8)
+    stream = BatchStream(ids, 4, 10)
+    assert np.shares_memory(stream._streams, ids)
+    x, y = stream.next_batch()
+    assert x.dtype == y.dtype == np.int32
+    assert np.array_equal(x, ids.reshape(4, 250)[:, :10]) and np.array_equal(y[:, -1], ids[10::250])
+    with pytest.raises(ValueError, match="1-D integers"):
+        BatchStream(np.zeros(100), 2, 5)

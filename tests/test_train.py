@@ -116,3 +116,72 @@ def test_signal_saves_and_exits_with_resume_hint(corpus, tmp_path, signum, code)
     meta = checkpoint.read_meta(out / "last.ckpt")
     assert meta["step"] >= 5
     checkpoint.load_model(out / "last.ckpt")
+
+
+# ---- corpora: encoded once, tiny corpora, resume checks -----------------------------------------
+
+
+def test_tiny_corpus_shrinks_the_batch_and_says_so(tmp_path):
+    path = tmp_path / "poem.txt"
+    path.write_text("Roses are red, violets are blue.\n" * 10)  # 330 characters
+    lines = []
+    result = train(str(path), out=tmp_path / "run", model=MODEL,
+                   config={"seq_len": 20, "batch_size": 50, "max_steps": 3, "val_frac": 0.1},
+                   progress=False, log=lines.append)
+    assert result.steps == 3
+    assert any("too few for batch size 50 at seq len 20; using batch size 14" in x for x in lines)
+    meta = checkpoint.read_meta(tmp_path / "run" / "last.ckpt")
+    assert meta["train"]["batch_size"] == 14  # so --resume keeps it
+    train(str(path), out=tmp_path / "run", config={"max_steps": 5}, resume=True, progress=False)
+
+
+def test_corpus_too_small_for_any_batch_is_a_clear_error(tmp_path):
+    path = tmp_path / "haiku.txt"
+    path.write_text("an old silent pond")
+    with pytest.raises(UsageError, match="use batch size 1 and a seq len of at most 17"):
+        train(str(path), out=tmp_path / "run", model=MODEL,
+              config={"seq_len": 50, "batch_size": 50, "max_steps": 1}, progress=False)
+
+
+def test_checkpoint_records_the_corpus_and_resume_keeps_its_settings(tmp_path):
+    path = tmp_path / "latin1.txt"
+    path.write_bytes(("naïve café " * 400).encode("latin-1"))
+    out = tmp_path / "run"
+    with pytest.raises(UsageError, match="not valid UTF-8"):
+        train(str(path), out=out, model=MODEL, config={**CONFIG, "max_steps": 2}, progress=False)
+    train(str(path), out=out, model=MODEL, config={**CONFIG, "max_steps": 2}, progress=False,
+          encoding="latin-1")
+    corpus = checkpoint.read_meta(out / "last.ckpt")["corpus"]
+    assert corpus["encoding"] == "iso8859-1" and corpus["bytes"] is False
+    assert corpus["chars"] == 4400 and len(corpus["sha256"]) == 64
+    train(str(path), out=out, config={"max_steps": 4}, resume=True, progress=False)
+    with pytest.raises(UsageError, match="not the one.*--encoding"):  # another vocabulary
+        train(str(path), out=out, config={"max_steps": 6}, resume=True, progress=False,
+              encoding="utf-8", errors="replace")
+
+
+def test_resume_refuses_an_edited_corpus_of_the_same_length_and_vocabulary(corpus, tmp_path):
+    out = tmp_path / "run"
+    train(str(corpus), out=out, model=MODEL, config={**CONFIG, "max_steps": 2}, progress=False)
+    text = corpus.read_text(encoding="utf-8")
+    corpus.write_text(text[1:] + text[0], encoding="utf-8")  # same characters, other order
+    with pytest.raises(UsageError, match="not the one"):
+        train(str(corpus), out=out, config={"max_steps": 4}, resume=True, progress=False)
+
+
+def test_training_reads_a_memory_map_without_copying_the_corpus(corpus, tmp_path, monkeypatch):
+    from charrnn import data
+
+    seen = {}
+    real = data.BatchStream.__init__
+
+    def spy(self, ids, batch_size, seq_len):
+        real(self, ids, batch_size, seq_len)
+        seen.setdefault("stream", (ids, self._streams))
+
+    monkeypatch.setattr(data.BatchStream, "__init__", spy)
+    train(str(corpus), out=tmp_path / "run", model=MODEL, config={**CONFIG, "max_steps": 2},
+          progress=False)
+    ids, streams = seen["stream"]
+    assert isinstance(ids, np.memmap) and ids.dtype == np.uint8
+    assert np.shares_memory(streams, ids)

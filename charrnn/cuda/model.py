@@ -1,0 +1,283 @@
+"""CudaCharRNN: the CharRNN of charrnn.model with its parameters, gradients and optimizer state
+on an NVIDIA GPU, computed by this package's twins of the CPU kernels.
+
+What the trainer and checkpoints use reads the same as CharRNN: config, dtype, layout, rng,
+`flat` / `grad` (device arrays), named_parameters() / named_gradients() (host copies),
+load_named_parameters(), initial_state(), loss_and_grad(), loss(), state_grad (host copies),
+clip_gradients(), make_optimizer(). A training step copies one (2, T*B) block of ids in and
+one pair of float64s (the loss and the gradient norm) out; the carried hidden state stays on the
+device between chunks (the returned states are device arrays; np.asarray copies them out).
+
+The batch is not sharded (the GPU is one device). Dropout masks are drawn on the device from
+a key the host generator supplies per layer and batch (charrnn.cuda.random), so a seeded GPU
+run repeats exactly on the GPU but draws other masks than the CPU.
+"""
+import numpy as np
+from numba import cuda
+
+from ..model import CharRNN, cell_id
+from ..params import ParamLayout
+from . import common, random, recurrence
+from . import optim as cuda_optim
+
+
+def _device_views(layout, flat):
+    """{name: device view into flat} with each parameter's shape (ParamLayout.views)."""
+    return {name: flat[layout.offsets[name]: layout.offsets[name] + int(np.prod(shape))]
+            .reshape(shape) for name, shape in layout.shapes.items()}
+
+
+def is_device_array(a):
+    """A numba.cuda device array (real or simulated; the simulator has no is_cuda_array)."""
+    return hasattr(a, "copy_to_host")
+
+
+class _Pass:
+    """Forward and backward of a (B, T) batch on the device, buffers allocated once per shape.
+    Per-step views are cut once here too: slicing device arrays costs host time."""
+
+    def __init__(self, config, B, T, dtype):
+        L, H, G, V, E = (config.num_layers, config.hidden_size, config.gates,
+                         config.vocab_size, config.embed_dim)
+        N, C = T * B, H if config.cell == "lstm" else 0
+        z = lambda *shape: cuda.to_device(np.zeros(shape, dtype))  # noqa: E731
+        self.config, self.cell, self.B, self.T, self.N = config, cell_id(config), B, T, N
+        self.gates = [z(T, B, G * H) for _ in range(L)]  # (T, B, GH)
+        self.hg = [z(T, B, G * H) for _ in range(L)]  # (T, B, GH)
+        self.hs = [z(T + 1, B, H) for _ in range(L)]  # (T+1, B, H)
+        self.cs = [z(T + 1, B, C) for _ in range(L)]  # (T+1, B, C)
+        self.dhs = [z(T, B, H) for _ in range(L)]  # (T, B, H)
+        self.dh0, self.dc0 = z(L, B, H), z(L, B, C)
+        self.masks = [z(T, B, H) for _ in range(L)] if config.dropout else []
+        self.dropped = [z(N, H) for _ in range(L)] if config.dropout else []
+        self.logits = z(N, V)  # (N, V)
+        self.embed, self.dembed = (z(N, E), z(N, E)) if E else (None, None)
+        self.batch = cuda.to_device(np.zeros((2, N), np.int32))  # ids, targets (time-major)
+        self.staging = cuda.pinned_array((2, N), np.int32)
+        self.scalars = cuda.to_device(np.zeros(2))  # loss sum, gradient norm (float64)
+        # per-step and flattened views
+        self.steps = [([g[t] for t in range(T)], [q[t] for t in range(T)],
+                       [h[t] for t in range(T + 1)], [c[t] for t in range(T + 1)],
+                       [d[t] for t in range(T)])
+                      for g, q, h, c, d in zip(self.gates, self.hg, self.hs, self.cs, self.dhs)]
+        self.gates2 = [g.reshape(N, G * H) for g in self.gates]  # (N, GH)
+        self.out2 = [h[1:].reshape(N, H) for h in self.hs]  # (N, H) layer outputs
+        self.dout2 = [d.reshape(N, H) for d in self.dhs]  # (N, H)
+        self.h0 = [h[0] for h in self.hs]
+        self.c0 = [c[0] for c in self.cs]
+        self.train = False
+
+    def draw_masks(self, rng):
+        keep = 1.0 - self.config.dropout
+        for m in self.masks:
+            random.dropout_mask(m, int(rng.integers(0, 2 ** 32)), keep)
+
+    def forward(self, P, inputs, targets, h0, c0, train, scale):
+        """Sum of cross-entropies, left in scalars[0]; as charrnn.model._Pass.forward."""
+        cfg, N = self.config, self.N
+        self.staging[0] = inputs.T.reshape(N)  # time-major
+        self.staging[1] = targets.T.reshape(N)
+        self.batch.copy_to_device(self.staging)  # the step's one host-to-device transfer
+        ids, tg = self.batch[0], self.batch[1]
+        self.train = train and cfg.dropout > 0
+        x = None
+        if cfg.embed_dim:
+            common.embedding_forward(self.embed, P["encoder.weight"], ids)
+            x = self.embed
+        for k in range(cfg.num_layers):
+            gates = self.gates2[k]
+            if k == 0 and x is None:
+                common.onehot_forward(gates, P["rnn.weight_ih_l0"], P["rnn.bias_ih_l0"], ids)
+            else:
+                common.linear_forward(gates, x, P[f"rnn.weight_ih_l{k}"], P[f"rnn.bias_ih_l{k}"])
+            self.h0[k].copy_to_device(h0[k])
+            if c0.shape[2]:
+                self.c0[k].copy_to_device(c0[k])
+            recurrence.forward(self.cell, self.gates[k], self.hg[k], self.hs[k], self.cs[k],
+                               P[f"rnn.weight_hh_l{k}"], P[f"rnn.bias_hh_l{k}"],
+                               self.steps[k][:4])
+            x = self.out2[k]
+            if self.train:
+                common.multiply(self.dropped[k], x, self.masks[k])
+                x = self.dropped[k]
+        self.top = x
+        common.linear_forward(self.logits, x, P["decoder.weight"], P["decoder.bias"])
+        common.softmax_cross_entropy(self.logits, tg, scale, train, out=self.scalars, index=0)
+
+    def final_state(self, dtype):
+        cfg = self.config
+        L, B, H = cfg.num_layers, self.B, cfg.hidden_size
+        h = cuda.device_array((L, B, H), dtype)
+        c = cuda.device_array((L, B, self.cs[0].shape[2]), dtype)
+        for k in range(L):
+            h[k].copy_to_device(self.hs[k][self.T])
+            if c.shape[2]:
+                c[k].copy_to_device(self.cs[k][self.T])
+        return h, c
+
+    def backward(self, P, D):
+        """Add the gradients of the last forward into D (views of the zeroed flat gradient);
+        leaves dh0, dc0 (L, B, H) holding the gradient of the initial state."""
+        cfg, N = self.config, self.N
+        L = cfg.num_layers
+        ids = self.batch[0]
+        common.linear_backward(self.dout2[L - 1], D["decoder.weight"], D["decoder.bias"],
+                               self.logits, self.top, P["decoder.weight"])
+        for k in range(L - 1, -1, -1):
+            if self.train:
+                common.scale_by_mask(self.dhs[k], self.masks[k])
+            recurrence.backward(self.cell, self.gates[k], self.hg[k], self.dhs[k], self.dh0[k],
+                                self.dc0[k], self.hs[k], self.cs[k], P[f"rnn.weight_hh_l{k}"],
+                                D[f"rnn.weight_hh_l{k}"], D[f"rnn.bias_hh_l{k}"], self.steps[k])
+            dgates = self.gates2[k]
+            w, dw, db = P[f"rnn.weight_ih_l{k}"], D[f"rnn.weight_ih_l{k}"], D[f"rnn.bias_ih_l{k}"]
+            if k > 0:
+                x = self.dropped[k - 1] if self.train else self.out2[k - 1]
+                common.linear_backward(self.dout2[k - 1], dw, db, dgates, x, w)
+            elif cfg.embed_dim:
+                common.linear_backward(self.dembed, dw, db, dgates, self.embed, w)
+                common.embedding_backward(D["encoder.weight"], self.dembed, ids)
+            else:
+                common.onehot_backward(dw, db, dgates, ids)
+
+
+class CudaCharRNN:
+    """A CharRNN whose parameters, gradients and optimizer state live on the GPU."""
+
+    device = "cuda"
+
+    def __init__(self, config, dtype=np.float32, seed=0):
+        host = CharRNN(config, dtype=dtype, seed=seed)  # the same initial parameters as on CPU
+        self._adopt(host)
+
+    @classmethod
+    def from_cpu(cls, model):
+        """A device copy of a CharRNN (parameters and dropout generator; the generator object
+        is shared, so its state carries on)."""
+        self = cls.__new__(cls)
+        self._adopt(model)
+        return self
+
+    def _adopt(self, host):
+        self.config, self.dtype, self.layout = host.config, host.dtype, host.layout
+        self.flat = cuda.to_device(host.flat)
+        self.grad = cuda.to_device(np.zeros_like(host.grad))
+        self.params = _device_views(self.layout, self.flat)
+        self.grads = _device_views(self.layout, self.grad)
+        self.rng = host.rng
+        self.grad_norm = None  # pre-clip gradient norm of the last loss_and_grad
+        self._unclipped = False  # grad_norm is the norm of the gradient as it stands
+        self._state_grad = None
+        self._passes = {}
+
+    def to_cpu(self):
+        """A CharRNN with these parameters (and this dropout generator's state)."""
+        model = CharRNN(self.config, self.dtype)
+        model.flat[...] = self.flat.copy_to_host()
+        model.rng.bit_generator.state = self.rng.bit_generator.state
+        return model
+
+    # --- parameters -----------------------------------------------------------------------
+    def named_parameters(self):
+        """{name: host copy}, views into one copy of the flat buffer."""
+        return self.layout.views(self.flat.copy_to_host())
+
+    def named_gradients(self):
+        return self.layout.views(self.grad.copy_to_host())
+
+    def load_named_parameters(self, named):
+        """Copy {name: array} in; names and shapes must match (as CharRNN's)."""
+        host = self.flat.copy_to_host()
+        views = self.layout.views(host)
+        missing, extra = set(views) - set(named), set(named) - set(views)
+        if missing or extra:
+            raise ValueError(f"parameter names differ: missing {sorted(missing)}, "
+                             f"unexpected {sorted(extra)}")
+        for name, p in views.items():
+            value = np.asarray(named[name])
+            if value.shape != p.shape:
+                raise ValueError(f"{name}: shape {value.shape}, expected {p.shape}")
+            p[...] = value
+        self.flat.copy_to_device(host)
+
+    # --- state ----------------------------------------------------------------------------
+    def initial_state(self, batch_size):
+        """Zeros on the host, in PyTorch's layout (as CharRNN's); any state may be passed in
+        as host or device arrays."""
+        shape = (self.config.num_layers, batch_size, self.config.hidden_size)
+        h = np.zeros(shape, self.dtype)
+        return (h, h.copy()) if self.config.cell == "lstm" else h
+
+    def _split_state(self, state, B):
+        """(h, c) device arrays of shape (L, B, H) (c (L, B, 0) for GRU and RNN)."""
+        shape = (self.config.num_layers, B, self.config.hidden_size)
+        if state is None:
+            state = self.initial_state(B)
+        lstm = self.config.cell == "lstm"
+        h, c = state if lstm else (state, np.zeros(shape[:2] + (0,), self.dtype))
+        if np.shape(h) != shape or (lstm and np.shape(c) != shape):
+            raise ValueError(f"state must be {'(h, c), each ' if lstm else ''}of shape {shape}")
+        return self._on_device(h), self._on_device(c)
+
+    def _on_device(self, a):
+        if is_device_array(a):
+            if a.dtype != self.dtype:
+                raise ValueError(f"state is {a.dtype} on the device, the model {self.dtype}")
+            return a
+        return cuda.to_device(np.ascontiguousarray(a, dtype=self.dtype))
+
+    def _pack_state(self, h, c):
+        return (h, c) if self.config.cell == "lstm" else h
+
+    @property
+    def state_grad(self):
+        """Host copies of the gradient of the initial state after loss_and_grad."""
+        if self._state_grad is None:
+            return None
+        return self._pack_state(*(a.copy_to_host() for a in self._state_grad))
+
+    # --- training forward and backward ------------------------------------------------------
+    def loss_and_grad(self, inputs, targets, state=None):
+        """Mean cross-entropy (nats) and the final state (device arrays), as CharRNN's; fills
+        the gradient and sets grad_norm, the gradient's pre-clip L2 norm, fetched with the
+        loss in one transfer."""
+        return self._run(inputs, targets, state, train=True)
+
+    def loss(self, inputs, targets, state=None):
+        """Mean cross-entropy without gradients or dropout (evaluation)."""
+        return self._run(inputs, targets, state, train=False)
+
+    def _run(self, inputs, targets, state, train):
+        inputs, targets = CharRNN._check_batch(self, inputs, targets)  # reads only config
+        B, T = inputs.shape
+        h0, c0 = self._split_state(state, B)
+        if (B, T) not in self._passes:
+            self._passes[(B, T)] = _Pass(self.config, B, T, self.dtype)
+        p = self._passes[(B, T)]
+        if train:
+            if self.config.dropout:
+                p.draw_masks(self.rng)
+            common.fill(self.grad, 0.0)
+        p.forward(self.params, inputs, targets, h0, c0, train, 1.0 / (B * T))
+        if train:
+            p.backward(self.params, self.grads)
+            cuda_optim.global_norm(self.grad, out=p.scalars, index=1)
+            self._state_grad = (p.dh0, p.dc0)
+        final = p.final_state(self.dtype)
+        loss_sum, norm = p.scalars.copy_to_host()  # the step's one device-to-host transfer
+        if train:
+            self.grad_norm, self._unclipped = float(norm), True
+        return float(loss_sum) / (B * T), self._pack_state(*final)
+
+    # --- the trainer's device hooks ----------------------------------------------------------
+    def clip_gradients(self, max_value, mode="norm"):
+        """Clip the gradient in place and return its pre-clip norm, which loss_and_grad
+        already fetched (so clipping moves nothing between host and device)."""
+        if not self._unclipped:
+            return cuda_optim.clip_gradients(self.grad, max_value, mode)
+        self._unclipped = False
+        return cuda_optim.clip_with_norm(self.grad, self.grad_norm, max_value, mode)
+
+    def make_optimizer(self, name, **hyper):
+        """An optimizer whose state lives on the device, for model.flat and model.grad."""
+        return cuda_optim.make_optimizer(name, self.layout.size, self.dtype, **hyper)

@@ -1,0 +1,45 @@
+"""Vanilla RNN cell, pointwise part, on the GPU: twin of kernels.rnn, h = act(x_h + h_h), act
+tanh or relu. One thread per (b, j). Shapes: gates, hg, h, dh (B, H) (G = 1)."""
+import math
+
+from numba import cuda
+
+from . import grid1
+
+
+@cuda.jit
+def _forward(gates, hg, h, relu):
+    B, H = h.shape
+    zero = gates.dtype.type(0.0)
+    for idx in range(cuda.grid(1), B * H, cuda.gridsize(1)):
+        b = idx // H
+        j = idx - b * H
+        pre = gates[b, j] + hg[b, j]
+        v = max(pre, zero) if relu else math.tanh(pre)
+        h[b, j] = v
+        gates[b, j] = v
+
+
+def forward(gates, hg, h, relu):
+    _forward[grid1(h.size)](gates, hg, h, bool(relu))
+
+
+@cuda.jit
+def _backward(gates, hg, dh, relu):
+    B, H = dh.shape
+    one, zero = gates.dtype.type(1.0), gates.dtype.type(0.0)
+    for idx in range(cuda.grid(1), B * H, cuda.gridsize(1)):
+        b = idx // H
+        j = idx - b * H
+        g = gates[b, j]
+        if relu:
+            d = dh[b, j] if g > zero else zero
+        else:
+            d = dh[b, j] * (one - g * g)
+        gates[b, j] = d
+        hg[b, j] = d
+
+
+def backward(gates, hg, dh, relu):
+    """gates: in activations (= h), out d pre-activation; hg: out the same."""
+    _backward[grid1(dh.size)](gates, hg, dh, bool(relu))

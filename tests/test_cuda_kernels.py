@@ -1,0 +1,338 @@
+"""Each GPU kernel against its CPU twin on the same inputs, in float64 and float32 (the CPU
+kernels are the reference; they are themselves checked against NumPy and finite differences).
+Runs on the CUDA simulator unless NUMBA_ENABLE_CUDASIM=0; see tests/cuda_support.py."""
+import math
+
+import numpy as np
+import pytest
+
+from charrnn import kernels as K
+from charrnn import optim as cpu_optim
+from charrnn.kernels import blas as cpu_blas
+from charrnn.kernels import common as cpu_common
+from charrnn.kernels import gru as cpu_gru
+from charrnn.kernels import lstm as cpu_lstm
+from charrnn.kernels import recurrence as cpu_recurrence
+from charrnn.kernels import rnn as cpu_rnn
+from charrnn.sampling import _pick as cpu_pick
+from cuda_support import DTYPES, TOL, host, skip_without_cuda, tiny_blocks, to_device  # noqa: F401
+
+pytestmark = skip_without_cuda
+B, T, H, V = 3, 4, 5, 7
+CELLS = [("lstm", K.LSTM, 4), ("gru", K.GRU, 3), ("rnn-tanh", K.RNN_TANH, 1),
+         ("rnn-relu", K.RNN_RELU, 1)]
+
+
+def rand(rng, *shape, dtype=np.float64, scale=1.0):
+    return (scale * rng.standard_normal(shape)).astype(dtype)
+
+
+def close(got, want, dtype):
+    np.testing.assert_allclose(got, want, **TOL[dtype])
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(0)
+
+
+# --- matrix products ------------------------------------------------------------------------
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("trans_a", [False, True])
+@pytest.mark.parametrize("trans_b", [False, True])
+def test_gemm_matches_cpu_with_transposes_views_and_beta(rng, dtype, trans_a, trans_b):
+    from charrnn.cuda.blas import gemm
+
+    M, N, Kd = 9, 10, 6  # 3 x 3 tiles of 4 in the output, 2 along k: grid strides and tails
+    a = rand(rng, *((Kd, M) if trans_a else (M, Kd)), dtype=dtype)
+    wide = rand(rng, *((N, Kd + 3) if trans_b else (Kd, N + 3)), dtype=dtype)
+    b = wide[:, 1:Kd + 1] if trans_b else wide[:, 1:N + 1]  # a view with a longer row stride
+    for alpha, beta in ((1.0, 0.0), (0.5, 1.0), (2.0, -0.5)):
+        c = rand(rng, M, N, dtype=dtype)
+        if beta == 0.0:
+            c[0, 0] = np.nan  # ignored with beta 0, as BLAS does
+        want = c.copy()
+        cpu_blas.gemm(trans_a, trans_b, alpha, a, b, beta, want)
+        dc, dwide = to_device(c, wide)
+        db = dwide[:, 1:Kd + 1] if trans_b else dwide[:, 1:N + 1]
+        gemm(trans_a, trans_b, alpha, to_device(a), db, beta, dc)
+        close(host(dc), want, dtype)
+
+
+def test_gemm_rejects_mismatched_shapes(rng):
+    from charrnn.cuda.blas import gemm
+
+    with pytest.raises(ValueError, match="do not agree"):
+        a, b, c = to_device(rand(rng, 3, 4), rand(rng, 5, 2), rand(rng, 3, 2))
+        gemm(False, False, 1.0, a, b, 0.0, c)
+
+
+# --- layers ---------------------------------------------------------------------------------
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_linear_forward_and_backward_match_cpu(rng, dtype):
+    from charrnn.cuda import common
+
+    N, Kd, M = 10, 6, 9
+    x, w, b, dout = (rand(rng, N, Kd, dtype=dtype), rand(rng, M, Kd, dtype=dtype),
+                     rand(rng, M, dtype=dtype), rand(rng, N, M, dtype=dtype))
+    out = np.empty((N, M), dtype)
+    cpu_common.linear_forward(out, x, w, b)
+    dout_d, x_d, w_d, b_d = to_device(dout, x, w, b)
+    out_d = to_device(np.full((N, M), np.nan, dtype))
+    common.linear_forward(out_d, x_d, w_d, b_d)
+    close(host(out_d), out, dtype)
+
+    dx, dw, db = np.empty((N, Kd), dtype), rand(rng, M, Kd, dtype=dtype), rand(rng, M, dtype=dtype)
+    dx_d, dw_d, db_d = to_device(dx, dw, db)
+    cpu_common.linear_backward(dx, dw, db, dout, x, w)
+    common.linear_backward(dx_d, dw_d, db_d, dout_d, x_d, w_d)
+    for got, want in ((dx_d, dx), (dw_d, dw), (db_d, db)):
+        close(host(got), want, dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_embedding_and_one_hot_gathers_match_cpu(rng, dtype):
+    from charrnn.cuda import common
+
+    N, M = 11, 6
+    ids = np.array([0, 3, 3, 6, 1, 3, 0, 2, 6, 6, 5], np.int32)  # repeats: gradients add up
+    table, dout = rand(rng, V, M, dtype=dtype), rand(rng, N, M, dtype=dtype)
+    out = np.empty((N, M), dtype)
+    cpu_common.embedding_forward(out, table, ids)
+    out_d = to_device(np.zeros((N, M), dtype))
+    common.embedding_forward(out_d, to_device(table), to_device(ids))
+    close(host(out_d), out, dtype)
+    dtable = rand(rng, V, M, dtype=dtype)
+    dtable_d = to_device(dtable)
+    cpu_common.embedding_backward(dtable, dout, ids)
+    common.embedding_backward(dtable_d, to_device(dout), to_device(ids))
+    close(host(dtable_d), dtable, dtype)
+
+    # one-hot input: the CPU gathers rows of W.T (embedding_forward), the GPU columns of W
+    w, b = rand(rng, M, V, dtype=dtype), rand(rng, M, dtype=dtype)
+    want = np.empty((N, M), dtype)
+    cpu_common.embedding_forward(want, np.ascontiguousarray(w.T), ids)
+    want += b
+    got = to_device(np.zeros((N, M), dtype))
+    common.onehot_forward(got, to_device(w), to_device(b), to_device(ids))
+    close(host(got), want, dtype)
+    dw, db = rand(rng, M, V, dtype=dtype), rand(rng, M, dtype=dtype)
+    dw_d, db_d = to_device(dw, db)
+    dwt = np.zeros((V, M), dtype)
+    cpu_common.embedding_backward(dwt, dout, ids)
+    dw += dwt.T
+    cpu_common.add_row_sums(db, dout)
+    common.onehot_backward(dw_d, db_d, to_device(dout), to_device(ids))
+    close(host(dw_d), dw, dtype)
+    close(host(db_d), db, dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("with_grad", [False, True])
+def test_softmax_cross_entropy_matches_cpu(rng, dtype, with_grad):
+    from charrnn.cuda import common
+
+    N = 10
+    logits, targets = rand(rng, N, V, dtype=dtype, scale=3.0), rng.integers(0, V, N)
+    want_logits = logits.copy()
+    want = cpu_common.softmax_cross_entropy(want_logits, targets, 1.0 / N, with_grad)
+    got_logits = to_device(logits)
+    got = common.softmax_cross_entropy(got_logits, to_device(targets.astype(np.int32)), 1.0 / N,
+                                       with_grad)
+    assert isinstance(got, float)
+    assert got == pytest.approx(want, rel=TOL[dtype]["rtol"])
+    close(host(got_logits), want_logits, dtype)
+    # the same sum left on the device, for the one transfer per step
+    out = to_device(np.zeros(3))
+    common.softmax_cross_entropy(to_device(logits), to_device(targets.astype(np.int32)),
+                                 1.0 / N, with_grad, out=out, index=2)
+    assert host(out)[2] == pytest.approx(want, rel=TOL[dtype]["rtol"])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_elementwise_helpers_and_sums(rng, dtype):
+    from charrnn.cuda import common
+
+    x, mask = rand(rng, T, B, H, dtype=dtype), (rng.random((T, B, H)) < 0.5).astype(dtype) * 2
+    x_d, mask_d = to_device(x, mask)
+    common.scale_by_mask(x_d, mask_d)
+    want = x.copy()
+    cpu_common.scale_by_mask(want, mask)
+    close(host(x_d), want, dtype)
+    out_d = to_device(np.zeros_like(x))
+    common.multiply(out_d, to_device(x), mask_d)
+    close(host(out_d), np.multiply(x, mask), dtype)
+    rows, row = np.empty((6, V), dtype), rand(rng, V, dtype=dtype)
+    cpu_common.fill_rows(rows, row)
+    rows_d = to_device(np.zeros((6, V), dtype))
+    common.fill_rows(rows_d, to_device(row))
+    close(host(rows_d), rows, dtype)
+    tot, xs = rand(rng, V, dtype=dtype), rand(rng, 9, V, dtype=dtype)
+    tot_d = to_device(tot)
+    cpu_common.add_row_sums(tot, xs)
+    common.add_row_sums(tot_d, to_device(xs))
+    close(host(tot_d), tot, dtype)
+    big = rand(rng, 37, dtype=dtype)  # 37 items: two blocks of 4 threads stride 5 times
+    out = to_device(np.zeros(2))
+    common.total(to_device(big), out, 0)
+    common.total(to_device(big), out, 1, square=True, root=True)
+    np.testing.assert_allclose(host(out), [big.astype(np.float64).sum(),
+                                           np.linalg.norm(big.astype(np.float64))], rtol=1e-12)
+    common.fill(x_d, 0.25)
+    assert (host(x_d) == dtype(0.25)).all()
+
+
+# --- cells and time loops ---------------------------------------------------------------------
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("cell,cid,G", CELLS, ids=[c[0] for c in CELLS])
+def test_cell_forward_and_backward_match_cpu(rng, dtype, cell, cid, G):
+    from charrnn.cuda import gru, lstm, rnn
+
+    gates, hg = rand(rng, B, G * H, dtype=dtype), rand(rng, B, G * H, dtype=dtype)
+    h_prev, c_prev = rand(rng, B, H, dtype=dtype), rand(rng, B, H, dtype=dtype)
+    dh, dc = rand(rng, B, H, dtype=dtype), rand(rng, B, H, dtype=dtype)
+    cpu = [a.copy() for a in (gates, hg, h_prev, c_prev, np.zeros_like(h_prev),
+                              np.zeros_like(c_prev), dh, dc, np.zeros_like(h_prev))]
+    dev = list(to_device(*cpu))
+    relu = cid == K.RNN_RELU
+    for module, arrays in ((None, cpu), ("gpu", dev)):
+        g, q, hp, cp, h, c, d, dcc, dhp = arrays
+        mods = (cpu_lstm, cpu_gru, cpu_rnn) if module is None else (lstm, gru, rnn)
+        if cid == K.LSTM:
+            mods[0].forward(g, q, cp, c, h)
+            mods[0].backward(g, q, d, dcc, cp, c)
+        elif cid == K.GRU:
+            mods[1].forward(g, q, hp, h)
+            mods[1].backward(g, q, d, hp, dhp)
+        else:
+            mods[2].forward(g, q, h, relu)
+            mods[2].backward(g, q, d, relu)
+    for got, want in zip(dev, cpu):
+        close(host(got), want, dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("cell,cid,G", CELLS, ids=[c[0] for c in CELLS])
+def test_time_loops_match_cpu(rng, dtype, cell, cid, G):
+    from charrnn.cuda import recurrence
+
+    C = H if cid == K.LSTM else 0
+    gates, hs, cs = rand(rng, T, B, G * H, dtype=dtype), np.zeros((T + 1, B, H), dtype), \
+        np.zeros((T + 1, B, C), dtype)
+    hs[0], cs[0] = rand(rng, B, H, dtype=dtype, scale=0.5), rand(rng, B, C, dtype=dtype)
+    w_hh, b_hh = rand(rng, G * H, H, dtype=dtype, scale=0.5), rand(rng, G * H, dtype=dtype)
+    dhs = rand(rng, T, B, H, dtype=dtype)
+    hg = np.zeros_like(gates)
+    dw, db = rand(rng, G * H, H, dtype=dtype), rand(rng, G * H, dtype=dtype)
+    dh0, dc0 = np.zeros((B, H), dtype), np.zeros((B, C), dtype)
+    cpu = [gates, hg, hs, cs, dhs, dw, db, dh0, dc0]
+    dev = list(to_device(*cpu))
+    w_d, b_d = to_device(w_hh, b_hh)
+    cpu_recurrence.forward(cid, gates, hg, hs, cs, w_hh, b_hh)
+    g, q, h, c, d, dw_d, db_d, dh0_d, dc0_d = dev
+    recurrence.forward(cid, g, q, h, c, w_d, b_d)
+    close(host(h), hs, dtype)
+    close(host(c), cs, dtype)
+    cpu_recurrence.backward(cid, gates, hg, dhs, dh0, dc0, hs, cs, w_hh, dw, db)
+    recurrence.backward(cid, g, q, d, dh0_d, dc0_d, h, c, w_d, dw_d, db_d)
+    for got, want in zip(dev, cpu):
+        close(host(got), want, dtype)
+
+
+# --- clipping and optimizers ------------------------------------------------------------------
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("max_value,mode", [(1.0, "norm"), (100.0, "norm"), (0.3, "value"),
+                                            (0.0, "norm")])
+def test_clipping_matches_cpu(rng, dtype, max_value, mode):
+    from charrnn.cuda.optim import clip_gradients
+
+    g = rand(rng, 21, dtype=dtype)
+    want = g.copy()
+    want_norm = cpu_optim.clip_gradients(want, max_value, mode)
+    g_d = to_device(g)
+    # (in float32 the CPU kernel squares in float32 before summing in float64; the GPU's
+    # squares are float64, so the norms agree to float32 rounding)
+    assert clip_gradients(g_d, max_value, mode) == pytest.approx(want_norm,
+                                                                 rel=TOL[dtype]["rtol"])
+    close(host(g_d), want, dtype)
+
+
+def test_clipping_reports_nan_and_leaves_the_gradient():
+    from charrnn.cuda.optim import clip_gradients
+
+    g = to_device(np.array([np.nan, 1.0, 2.0]))
+    assert math.isnan(clip_gradients(g, 1.0, "norm"))
+    np.testing.assert_array_equal(host(g)[1:], [1.0, 2.0])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("name,hyper", [("adam", {}), ("rmsprop", dict(alpha=0.9)),
+                                        ("sgd", dict(momentum=0.5)), ("adagrad", {})])
+def test_optimizers_match_cpu(rng, dtype, name, hyper):
+    from charrnn.cuda.optim import make_optimizer
+
+    p, grads = rand(rng, 19, dtype=dtype), [rand(rng, 19, dtype=dtype) for _ in range(3)]
+    cpu = cpu_optim.make_optimizer(name, p.size, dtype, **hyper)
+    gpu = make_optimizer(name, p.size, dtype, **hyper)
+    want, got = p.copy(), to_device(p)
+    for g in grads:
+        cpu.step(want, g.copy(), 0.01)
+        gpu.step(got, to_device(g), 0.01)
+    close(host(got), want, dtype)
+    assert gpu.steps == cpu.steps == 3
+    state = gpu.state_dict()
+    for k, v in cpu.state.items():
+        close(state["arrays"][k], v, dtype)
+    # a round trip through host arrays (as checkpoints do) continues identically
+    again = make_optimizer(name, p.size, dtype, **hyper)
+    again.load_state_dict(state)
+    a, b = to_device(host(got)), to_device(host(got))
+    gpu.step(a, to_device(grads[0]), 0.01)
+    again.step(b, to_device(grads[0]), 0.01)
+    np.testing.assert_array_equal(host(a), host(b))
+
+
+# --- random numbers and sampling ----------------------------------------------------------------
+def test_counter_based_random_numbers():
+    from charrnn.cuda import random
+
+    mask = to_device(np.zeros((T, B, 6)))
+    random.dropout_mask(mask, 123, 0.75)
+    m = host(mask)
+    assert set(np.unique(m)) <= {0.0, 1 / 0.75} and 0 < (m == 0).sum() < m.size
+    again = to_device(np.zeros((T, B, 6)))
+    random.dropout_mask(again, 123, 0.75)
+    np.testing.assert_array_equal(host(again), m)  # a key repeats its mask
+    random.dropout_mask(again, 124, 0.75)
+    assert (host(again) != m).any()
+    u = to_device(np.zeros(50))
+    random.uniforms(u, 7, 0)
+    first = host(u)
+    assert ((0 <= first) & (first < 1)).all() and len(np.unique(first)) == 50
+    random.uniforms(u[10:], 7, 10)  # number i of a stream is the same whoever draws it
+    np.testing.assert_array_equal(host(u), first)
+    assert random.key(1) != random.key(2) and random.key(2 ** 40) != random.key(0)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("temperature,top_k,top_p", [(0.0, 0, 1.0), (1.0, 0, 1.0),
+                                                     (0.7, 3, 1.0), (1.3, 0, 0.6),
+                                                     (1.0, 4, 0.8)])
+def test_pick_matches_cpu_given_the_same_uniform_numbers(rng, dtype, temperature, top_k, top_p):
+    from charrnn.cuda.sampling import pick
+
+    rows = 9  # 9 rows on 2 blocks of 4 threads: the row loop strides
+    logits = rand(rng, rows, V, dtype=dtype, scale=2.0)
+    want = np.empty(rows, np.int64)
+    draws = np.random.default_rng(5)
+    u = np.empty(rows)
+    for b in range(rows):
+        state = draws.bit_generator.state
+        u[b] = draws.random() if temperature > 0 else 0.0
+        draws.bit_generator.state = state  # the CPU kernel draws the same number
+        want[b] = cpu_pick(logits[b], np.empty(V), np.arange(V), draws, temperature, top_k, top_p)
+    ids, out = to_device(np.zeros(rows, np.int32)), to_device(np.zeros((rows, 3), np.int64))
+    pick(to_device(logits), to_device(np.zeros((rows, V))), to_device(np.zeros((rows, V), np.int32)),
+         to_device(u), ids, out, 1, temperature, top_k, top_p)
+    np.testing.assert_array_equal(host(ids), want)
+    np.testing.assert_array_equal(host(out)[:, 1], want)

@@ -65,9 +65,9 @@ def check_device(device):
     if device == "auto":
         return "cuda" if usable and not simulated else "cpu"
     if not usable:
-        raise UsageError(f"CUDA was asked for but {why}; install the GPU extra with "
-                         "`pip install 'charrnn[cuda]'` on a machine with an NVIDIA GPU and "
-                         "driver, or use --device cpu")
+        raise UsageError(f"CUDA was asked for but {why}; the GPU path needs an NVIDIA GPU "
+                         "with its driver and the GPU extra (install it with "
+                         "`pip install 'charrnn[cuda]'`), or use --device cpu")
     return "cuda"
 
 

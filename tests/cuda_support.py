@@ -5,6 +5,7 @@ tests/conftest.py turns the CUDA simulator on (NUMBA_ENABLE_CUDASIM=1) unless th
 says otherwise; `NUMBA_ENABLE_CUDASIM=0 python -m pytest -q tests/test_cuda*.py` runs the same
 tests on a real GPU.
 """
+import contextlib
 import sys
 
 import numpy as np
@@ -16,25 +17,68 @@ USABLE, SIMULATED, WHY = _cuda_probe()
 skip_without_cuda = pytest.mark.skipif(not USABLE, reason=f"no CUDA: {WHY}")
 
 # 4 threads per 1-D block, 4x4 matrix tiles, at most 2 blocks per grid dimension: H = 5 spans
-# two tiles, and anything over 8 items is covered by striding.
+# two tiles, and anything over 8 items is covered by striding. A test module may set its own
+# CUDA_SETTINGS: the model-level tests use one block per grid (each block the simulator runs
+# costs a thread per GPU thread; the kernel tests cover many blocks).
 TINY = dict(THREADS_PER_BLOCK=4, TILE=4, MAX_BLOCKS=2)
 
 
+def _thread_safe_shared_arrays(monkeypatch):
+    """The simulator (Numba 0.68) makes a block's shared array when the first of its threads
+    asks, in an unlocked check-then-set: two threads can each make their own and the block
+    silently computes with two arrays. Patch in the same lookup under a lock."""
+    import threading
+
+    from numba.core import types
+    from numba.cuda.simulator import kernelapi
+    from numba.np import numpy_support
+
+    original, lock = kernelapi.FakeCUDAShared.array, threading.Lock()
+
+    def array(self, shape, dtype):
+        if shape == 0:  # dynamic shared memory: one buffer already
+            return original(self, shape, dtype)
+        if isinstance(dtype, types.Type):
+            dtype = numpy_support.as_dtype(dtype)
+        frame = sys._getframe(1)  # the kernel line asking, as the original keys it
+        caller = (frame.f_code.co_filename, frame.f_lineno)
+        with lock:
+            if caller not in self._allocations:
+                self._allocations[caller] = np.empty(shape, dtype)
+            return self._allocations[caller]
+
+    monkeypatch.setattr(kernelapi.FakeCUDAShared, "array", array)
+
+
+@contextlib.contextmanager
+def launch_settings(settings=TINY):
+    """Shrink the launch settings (and, on the simulator, work around its shared-array race
+    and let its threads switch often) for the duration."""
+    with pytest.MonkeyPatch.context() as mp:
+        import charrnn.cuda
+
+        for name, value in settings.items():
+            mp.setattr(charrnn.cuda, name, value)
+        interval = sys.getswitchinterval()
+        if SIMULATED:
+            _thread_safe_shared_arrays(mp)
+            # Each simulated GPU thread is a Python thread, polled by one that holds the GIL;
+            # a short switch interval lets them run (several times faster here).
+            sys.setswitchinterval(2e-5)
+        try:
+            yield
+        finally:
+            sys.setswitchinterval(interval)
+
+
 @pytest.fixture(autouse=True)
-def tiny_blocks(monkeypatch):
+def tiny_blocks(request):
+    """Every test in a module that imports this: its CUDA_SETTINGS, else TINY."""
     if not USABLE:
         yield
         return
-    import charrnn.cuda as settings
-
-    for name, value in TINY.items():
-        monkeypatch.setattr(settings, name, value)
-    # The simulator runs each GPU thread as a Python thread and polls them while holding the
-    # GIL; a short switch interval lets the threads run (5-10x faster on these tests).
-    interval = sys.getswitchinterval()
-    sys.setswitchinterval(2e-5 if SIMULATED else interval)
-    yield
-    sys.setswitchinterval(interval)
+    with launch_settings(getattr(request.module, "CUDA_SETTINGS", TINY)):
+        yield
 
 
 def to_device(*arrays):

@@ -14,6 +14,8 @@ from numba import cuda
 
 from . import MAX_TILE, grid2
 
+_PADDED = MAX_TILE + 1  # a tile row plus one: transposed stores hit different banks
+
 
 @lru_cache(maxsize=None)
 def _kernel(dtype):
@@ -22,8 +24,8 @@ def _kernel(dtype):
 
     @cuda.jit
     def gemm_kernel(trans_a, trans_b, alpha, a, b, beta, c):
-        sa = cuda.shared.array((MAX_TILE, MAX_TILE + 1), nbtype)  # sa[i, k] = op(a)[i0+i, k0+k]
-        sb = cuda.shared.array((MAX_TILE, MAX_TILE + 1), nbtype)  # sb[k, j] = op(b)[k0+k, j0+j]
+        sa = cuda.shared.array((MAX_TILE, _PADDED), nbtype)  # sa[i, k] = op(a)[i0+i, k0+k]
+        sb = cuda.shared.array((MAX_TILE, _PADDED), nbtype)  # sb[k, j] = op(b)[k0+k, j0+j]
         tile = cuda.blockDim.x
         tx, ty = cuda.threadIdx.x, cuda.threadIdx.y
         M, N = c.shape

@@ -16,7 +16,6 @@ import numpy as np
 from numba import cuda
 
 from ..model import CharRNN, cell_id
-from ..params import ParamLayout
 from . import common, random, recurrence
 from . import optim as cuda_optim
 
@@ -118,8 +117,7 @@ class _Pass:
     def backward(self, P, D):
         """Add the gradients of the last forward into D (views of the zeroed flat gradient);
         leaves dh0, dc0 (L, B, H) holding the gradient of the initial state."""
-        cfg, N = self.config, self.N
-        L = cfg.num_layers
+        cfg, L = self.config, self.config.num_layers
         ids = self.batch[0]
         common.linear_backward(self.dout2[L - 1], D["decoder.weight"], D["decoder.bias"],
                                self.logits, self.top, P["decoder.weight"])

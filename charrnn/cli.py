@@ -68,16 +68,16 @@ _TRAIN_OPTIONS = {"seq_len", "batch_size", "optimizer", "lr", "lr_schedule", "wa
 
 @cli.command()
 @click.argument("corpus")
-@click.option("--cell", type=click.Choice(CELLS), default=_M.cell, show_default=True,
-              help="Recurrent cell.")
-@click.option("--layers", type=int, default=_M.num_layers, show_default=True,
-              help="Stacked layers.")
-@click.option("--hidden", type=int, default=_M.hidden_size, show_default=True,
-              help="Hidden size per layer.")
+@click.option("--cell", type=click.Choice(CELLS), default=None,
+              help="Recurrent cell [default: gru; see README, Defaults].")
+@click.option("--layers", type=int, default=None, help="Stacked layers [default: 2].")
+@click.option("--hidden", type=int, default=None,
+              help="Hidden size per layer [default: 512 for --max-time of 10m or more, else 256].")
 @click.option("--embed-dim", type=int, default=None,
               help="Embed characters in this many dimensions [default: one-hot input].")
-@click.option("--dropout", type=float, default=_M.dropout, show_default=True,
-              help="Dropout between layers and before the decoder, in [0, 1).")
+@click.option("--dropout", type=float, default=None,
+              help="Dropout between layers and before the decoder, in [0, 1) [default: 0.25 "
+                   "for a 512-wide model on a corpus the budget covers many times, else 0].")
 @click.option("--nonlinearity", type=click.Choice(NONLINEARITIES), default=_M.nonlinearity,
               show_default=True, help="Vanilla RNN activation (--cell rnn only).")
 @click.option("--seq-len", type=int, default=_T.seq_len, show_default=True,
@@ -134,7 +134,7 @@ def train(ctx, corpus, out, resume, overwrite, quiet, encoding, errors, as_bytes
     if not resume and options["max_steps"] is None and options["max_time"] is None:
         options["max_time"] = DEFAULT_MAX_TIME
     keep = given if resume else set(options)
-    model = {field: options[o] for o, field in _MODEL_OPTIONS.items() if o in keep}
+    model = {field: options[o] for o, field in _MODEL_OPTIONS.items() if o in given}
     config = {("warmup_steps" if k == "warmup" else k): options[k]
               for k in _TRAIN_OPTIONS if k in keep}
     result = run_training(corpus, out=out, model=model, config=config, resume=resume,

@@ -79,8 +79,8 @@ class TrainConfig:
     batch_size: int = 50
     optimizer: str = "adam"
     lr: float = 2e-3
-    lr_schedule: str = "constant"
-    warmup_steps: int = 0
+    lr_schedule: str = "cosine"  # over max_steps, or over max_time when only that is given
+    warmup_steps: int = 100
     lr_decay: float = 0.5        # step schedule: multiply by this ...
     lr_decay_every: int = 2000   # ... every this many steps after warm-up
     min_lr_frac: float = 0.1     # cosine schedule: final lr as a fraction of lr
@@ -128,3 +128,15 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, d):
         return _from_dict(cls, d)
+
+
+def default_model(max_time, corpus_chars):
+    """The model for the fields a user leaves out, chosen by measurement (BENCHMARKS.md,
+    "Good models by default"): a 2-layer GRU (it learns faster per second than an LSTM here),
+    512 wide for budgets of 10 minutes or more and 256 below, and dropout 0.25 on the wide model
+    when the budget will see a small corpus many times (under 5,000 characters per second of
+    budget), where it would otherwise overfit."""
+    wide = max_time is not None and max_time >= 600
+    many_passes = max_time is not None and corpus_chars < 5000 * max_time
+    return {"cell": "gru", "num_layers": 2, "hidden_size": 512 if wide else 256,
+            "dropout": 0.25 if wide and many_passes else 0.0}

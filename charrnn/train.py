@@ -14,7 +14,7 @@ from tqdm import tqdm
 
 from . import checkpoint
 from .backend import check_device, set_threads, to_device
-from .config import ModelConfig, TrainConfig
+from .config import ModelConfig, TrainConfig, default_model
 from .data import BatchStream, corpus_name, iter_eval_batches, load_corpus, split_train_val
 from .errors import CharRNNError, UsageError
 from .model import CharRNN
@@ -110,8 +110,14 @@ class Trainer:
     @classmethod
     def fresh(cls, corpus, model_fields, cfg, log=None, device="cpu"):
         """A new model for a `data.Corpus`; the batch shrinks to fit a tiny corpus."""
-        cfg = _fit_batch(corpus, cfg, log or (lambda line: None))
-        mcfg = ModelConfig.from_dict({**model_fields, "vocab_size": len(corpus.vocab)})
+        log = log or (lambda line: None)
+        cfg = _fit_batch(corpus, cfg, log)
+        chosen = {k: v for k, v in default_model(cfg.max_time, len(corpus.ids)).items()
+                  if k not in model_fields}
+        if chosen:
+            log("model defaults for this budget and corpus: " +
+                ", ".join(f"{k}={v}" for k, v in chosen.items()))
+        mcfg = ModelConfig.from_dict({**chosen, **model_fields, "vocab_size": len(corpus.vocab)})
         model = to_device(CharRNN(mcfg, dtype=np.dtype(cfg.dtype), seed=cfg.seed), device)
         return cls(model, corpus.vocab, cfg, corpus)
 

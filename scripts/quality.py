@@ -1,7 +1,7 @@
 """Quality per minute: charrnn against an identical PyTorch model under the same time budget.
 
     python scripts/quality.py CORPUS --budget 10m [--threads 2] [--vs-torch] [--json FILE]
-        [--cell lstm --layers 2 --hidden 256 --dropout 0 --lr 2e-3 ...]
+        [--cell gru --layers 2 --hidden 256 --dropout 0 --lr 2e-3 ...]  (default: charrnn's)
 
 Both models see the same train/validation split, the same (B, T) batches in stream order, the
 same optimizer, learning-rate schedule, clipping and dropout placement, and are evaluated with
@@ -16,19 +16,21 @@ import subprocess
 import sys
 import time
 
-import numpy as np
 
 from charrnn import train
 from charrnn.cli import Duration
-from charrnn.config import TrainConfig
+from charrnn.config import TrainConfig, default_model
 from charrnn.data import BatchStream, iter_eval_batches, read_corpus, split_train_val
 from charrnn.schedule import learning_rate
 from charrnn.vocab import Vocab
 
 
+_T = TrainConfig()
+
+
 def run_charrnn(args, out):
     model = dict(cell=args.cell, num_layers=args.layers, hidden_size=args.hidden,
-                 dropout=args.dropout, embed_dim=args.embed_dim)
+                 dropout=args.dropout)
     config = training_config(args)
     train(args.corpus, out=out, model=model, config=config.to_dict(), overwrite=True,
           progress=False)
@@ -124,30 +126,37 @@ def main():
     p.add_argument("--budget", type=lambda s: Duration().convert(s, None, None), default=600.0)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--vs-torch", action="store_true")
-    p.add_argument("--cell", default="lstm")
-    p.add_argument("--layers", type=int, default=2)
-    p.add_argument("--hidden", type=int, default=256)
-    p.add_argument("--embed-dim", type=int, default=None)
-    p.add_argument("--dropout", type=float, default=0.0)
-    p.add_argument("--lr", type=float, default=2e-3)
-    p.add_argument("--lr-schedule", default="constant")
-    p.add_argument("--warmup", type=int, default=0)
-    p.add_argument("--clip", type=float, default=5.0)
-    p.add_argument("--seq-len", type=int, default=50)
-    p.add_argument("--batch-size", type=int, default=50)
-    p.add_argument("--val-frac", type=float, default=0.05)
+    p.add_argument("--cell", help="[default: charrnn's, from the budget and corpus size]")
+    p.add_argument("--layers", type=int)
+    p.add_argument("--hidden", type=int)
+    p.add_argument("--dropout", type=float)
+    p.add_argument("--lr", type=float, default=_T.lr)
+    p.add_argument("--lr-schedule", default=_T.lr_schedule)
+    p.add_argument("--warmup", type=int, default=_T.warmup_steps)
+    p.add_argument("--clip", type=float, default=_T.clip)
+    p.add_argument("--seq-len", type=int, default=_T.seq_len)
+    p.add_argument("--batch-size", type=int, default=_T.batch_size)
+    p.add_argument("--val-frac", type=float, default=_T.val_frac)
     p.add_argument("--eval-every", type=int, default=100)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="runs/quality")
     p.add_argument("--json", default=None)
     args = p.parse_args()
+    chosen = default_model(args.budget, len(read_corpus(args.corpus)[1]))
+    for arg, field in (("cell", "cell"), ("layers", "num_layers"), ("hidden", "hidden_size"),
+                       ("dropout", "dropout")):
+        if getattr(args, arg) is None:
+            setattr(args, arg, chosen[field])
     if args.vs_torch:
         try:
             import torch  # noqa: F401
         except ImportError:
             sys.exit("error: --vs-torch needs PyTorch; install it with: pip install torch==2.13.0")
     print(f"# quality: {' '.join(sys.argv)}\n# {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}"
-          f"; {platform.platform()}; {subprocess.getoutput('nproc')} cores", flush=True)
+          f"; {platform.platform()}; {subprocess.getoutput('nproc')} cores\n# model {args.cell} "
+          f"{args.layers}x{args.hidden}, dropout {args.dropout}; {args.threads} threads each; "
+          f"Adam {args.lr:g}, {args.lr_schedule} schedule, warm-up {args.warmup}, B={args.batch_size} "
+          f"T={args.seq_len}", flush=True)
     results = {"charrnn": run_charrnn(args, args.out)}
     if args.vs_torch:
         results["torch"] = run_torch(args)

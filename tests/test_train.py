@@ -1,6 +1,5 @@
 """Training as a library call: metrics, checkpoints, exact resume, divergence, signals."""
 import json
-import os
 import signal
 import subprocess
 import sys

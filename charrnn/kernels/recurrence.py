@@ -10,7 +10,6 @@ Buffers of one layer for one chunk:
     cs    (T+1, B, H)  LSTM cell states (size 0 on the last axis for other cells)
     dhs   (T, B, H)    in: dL/dh_t from above; accumulates the recurrent gradient in place
 """
-import numpy as np
 from . import GRU, LSTM, RNN_RELU, gru, kernel, lstm, rnn
 from .blas import gemm
 from .common import add_row_sums, fill_rows

@@ -114,12 +114,13 @@ class Trainer:
         cfg = _fit_batch(corpus, cfg, log)
         chosen = {k: v for k, v in default_model(cfg.max_time, len(corpus.ids)).items()
                   if k not in model_fields}
-        if chosen:
-            log("model defaults for this budget and corpus: " +
-                ", ".join(f"{k}={v}" for k, v in chosen.items()))
         mcfg = ModelConfig.from_dict({**chosen, **model_fields, "vocab_size": len(corpus.vocab)})
         model = to_device(CharRNN(mcfg, dtype=np.dtype(cfg.dtype), seed=cfg.seed), device)
-        return cls(model, corpus.vocab, cfg, corpus)
+        trainer = cls(model, corpus.vocab, cfg, corpus)  # raises on unusable settings
+        if chosen:  # said only once the settings are accepted, so errors stay one line
+            log("model defaults for this budget and corpus: " +
+                ", ".join(f"{k}={v}" for k, v in chosen.items()))
+        return trainer
 
     @classmethod
     def resume(cls, path, corpus, model_fields, overrides, device="cpu"):

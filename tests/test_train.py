@@ -184,3 +184,23 @@ def test_training_reads_a_memory_map_without_copying_the_corpus(corpus, tmp_path
     ids, streams = seen["stream"]
     assert isinstance(ids, np.memmap) and ids.dtype == np.uint8
     assert np.shares_memory(streams, ids)
+
+
+def test_default_model_follows_the_documented_rule():
+    from charrnn.config import default_model
+
+    short = default_model(180.0, 1_115_394)
+    assert short == {"cell": "gru", "num_layers": 2, "hidden_size": 256, "dropout": 0.0}
+    assert default_model(1200.0, 1_115_394)["hidden_size"] == 512
+    assert default_model(1200.0, 1_115_394)["dropout"] == 0.25  # small corpus, long budget
+    assert default_model(1200.0, 12_000_000)["dropout"] == 0.0  # seen about once
+    assert default_model(None, 1000)["hidden_size"] == 256  # only --max-steps
+
+
+def test_unchosen_model_fields_come_from_the_defaults(corpus, tmp_path):
+    lines = []
+    train(str(corpus), out=tmp_path / "run", model={"hidden_size": 12},
+          config={**CONFIG, "max_steps": 2}, progress=False, log=lines.append)
+    config = checkpoint.read_meta(tmp_path / "run" / "last.ckpt")["model"]
+    assert config["cell"] == "gru" and config["hidden_size"] == 12
+    assert any("model defaults" in line and "hidden_size" not in line for line in lines)

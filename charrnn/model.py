@@ -199,12 +199,10 @@ class CharRNN:
         bounds = np.linspace(0, B, min(backend.threads(), B) + 1).astype(int)
         shards = []
         for i, (lo, hi) in enumerate(zip(bounds[:-1], bounds[1:])):
-            key = (hi - lo, T)
-            if key not in self._passes:
-                self._passes[key] = [_Pass(self.config, hi - lo, T, self.dtype)]
-            while len(self._passes[key]) <= i:  # equal-sized shards need a pass each
-                self._passes[key].append(_Pass(self.config, hi - lo, T, self.dtype))
-            shard = self._passes[key][i]
+            passes = self._passes.setdefault((hi - lo, T), [])
+            while len(passes) <= i:  # equal-sized shards need a pass each
+                passes.append(_Pass(self.config, hi - lo, T, self.dtype))
+            shard = passes[i]
             if train and self.config.dropout:
                 shard.draw_masks(self.rng)  # in shard order, in this thread: reproducible
             shards.append((shard, slice(lo, hi)))

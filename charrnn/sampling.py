@@ -32,7 +32,7 @@ def _view(flat, offset, rows, cols):
 def _advance(cell, flat, layer_offs, head_offs, h, c, ids, ws, decode):
     """Feed one character per row, ids (B,): h, c (L, B, H) advance in place; with decode,
     ws's logits (B, V) get the next character's logits."""
-    gates, hg, hn, cn, x0, logits, _, _ = ws
+    gates, hg, hn, cn, x0, logits, _, _, w0t = ws
     L, (B, H), GH, E, V = h.shape[0], hn.shape, gates.shape[1], x0.shape[1], logits.shape[1]
     for k in range(L):
         w_ih, w_hh, b_ih, b_hh = layer_offs[k]
@@ -41,11 +41,10 @@ def _advance(cell, flat, layer_offs, head_offs, h, c, ids, ws, decode):
         elif E > 0:
             embedding_forward(x0, _view(flat, head_offs[0], V, E), ids)
             linear_forward(gates, x0, _view(flat, w_ih, GH, E), flat[b_ih: b_ih + GH])
-        else:  # one-hot input: gather column ids[b] of W_ih (GH, V)
-            w = _view(flat, w_ih, GH, V)
+        else:  # one-hot input: gather rows of W_ih.T (V, GH), as in training
+            embedding_forward(gates, w0t, ids)
             for b in range(B):
-                for g in range(GH):
-                    gates[b, g] = w[g, ids[b]] + flat[b_ih + g]
+                gates[b] += flat[b_ih: b_ih + GH]
         step(cell, gates, hg, h[k], c[k], hn, cn, _view(flat, w_hh, GH, H), flat[b_hh: b_hh + GH])
         h[k] = hn
         c[k] = cn
@@ -229,7 +228,9 @@ class Sampler:
         ws = (np.empty((B, GH), dt), np.empty((B, GH), dt),  # gates, hg
               np.empty((B, H), dt), np.empty((B, Hc), dt),  # next h, next c
               np.empty((B, cfg.embed_dim or 0), dt), np.empty((B, V), dt),  # x0, logits
-              np.empty(V), np.arange(V))  # probabilities (float64), identity order
+              np.empty(V), np.arange(V),  # probabilities (float64), identity order
+              np.ascontiguousarray(self.model.params["rnn.weight_ih_l0"].T  # (V, GH) one-hot
+                                   if not cfg.embed_dim else np.empty((0, GH), dt)))
         return h, c, ws
 
     def _run(self, B, n, prime, temperature, top_k, top_p, seed, unknown):

@@ -33,11 +33,13 @@ class _Pass:
     def __init__(self, config, B, T, dtype):
         L, H, G, V, E = (config.num_layers, config.hidden_size, config.gates,
                          config.vocab_size, config.embed_dim)
-        N, C = T * B, H if config.cell == "lstm" else 0
+        N = T * B
+        C = H if config.cell == "lstm" else 0  # cell-state width
+        Q = G * H if config.cell == "gru" else 0  # hg width (see kernels.recurrence)
         z = lambda *shape: np.zeros(shape, dtype)  # noqa: E731
         self.config, self.cell, self.N = config, cell_id(config), N
         self.gates = [z(T, B, G * H) for _ in range(L)]
-        self.hg = [z(T, B, G * H) for _ in range(L)]
+        self.hg = [z(T, B, Q) for _ in range(L)]
         self.hs = [z(T + 1, B, H) for _ in range(L)]
         self.cs = [z(T + 1, B, C) for _ in range(L)]
         self.dhs = [z(T, B, H) for _ in range(L)]

@@ -68,7 +68,18 @@ def header(threads):
     versions["torch"] = version("torch") if importlib.util.find_spec("torch") else "not installed"
     return {"date": datetime.datetime.now().isoformat(timespec="seconds"),
             "platform": platform.platform(), "cpu": cpu, "cores": os.cpu_count(),
-            "threads": threads, "versions": versions, "command": shlex.join(sys.orig_argv)}
+            "threads": threads, "versions": versions, "blas": blas(),
+            "command": shlex.join(sys.orig_argv)}
+
+
+def blas():
+    """SciPy's BLAS (the one charrnn's kernels call) and its kernel family, which
+    OPENBLAS_CORETYPE can force below what the CPU supports."""
+    from threadpoolctl import threadpool_info
+    lib = next(d for d in threadpool_info() if "scipy.libs" in d["filepath"])
+    forced = os.environ.get("OPENBLAS_CORETYPE")
+    return (f"{lib['internal_api']} {lib['version']} {lib.get('architecture') or ''} kernels"
+            + (f" (OPENBLAS_CORETYPE={forced})" if forced else " (detected)"))
 
 
 def set_threads(threads, vs_torch):
@@ -340,7 +351,7 @@ def report(res):
                                                         h["versions"].items()))
     print(f"`{h['command']}`\nB={B} T={T} V={V}, Adam, clip norm {CLIP}, float32, one-hot input;"
           f" medians of {res['repeats']} repeats; GEMM peak (sgemm 1024^3) "
-          f"{res['gemm_flops'] / 1e9:.1f} GFLOP/s\n")
+          f"{res['gemm_flops'] / 1e9:.1f} GFLOP/s; BLAS: {h['blas']}\n")
     print("| config | charrnn train chars/s | torch train chars/s | ratio | % of GEMM ideal | "
           "charrnn sample chars/s | torch sample chars/s | ratio | compile s |\n"
           "|---|--:|--:|--:|--:|--:|--:|--:|--:|")

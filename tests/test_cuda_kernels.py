@@ -189,24 +189,25 @@ def test_cell_forward_and_backward_match_cpu(rng, dtype, cell, cid, G):
     from charrnn.cuda import gru, lstm, rnn
 
     gates, hg = rand(rng, B, G * H, dtype=dtype), rand(rng, B, G * H, dtype=dtype)
+    b_hh = rand(rng, G * H, dtype=dtype)
     h_prev, c_prev = rand(rng, B, H, dtype=dtype), rand(rng, B, H, dtype=dtype)
     dh, dc = rand(rng, B, H, dtype=dtype), rand(rng, B, H, dtype=dtype)
-    cpu = [a.copy() for a in (gates, hg, h_prev, c_prev, np.zeros_like(h_prev),
+    cpu = [a.copy() for a in (gates, hg, b_hh, h_prev, c_prev, np.zeros_like(h_prev),
                               np.zeros_like(c_prev), dh, dc, np.zeros_like(h_prev))]
     dev = list(to_device(*cpu))
     relu = cid == K.RNN_RELU
     for module, arrays in ((None, cpu), ("gpu", dev)):
-        g, q, hp, cp, h, c, d, dcc, dhp = arrays
+        g, q, bh, hp, cp, h, c, d, dcc, dhp = arrays
         mods = (cpu_lstm, cpu_gru, cpu_rnn) if module is None else (lstm, gru, rnn)
         if cid == K.LSTM:
-            mods[0].forward(g, q, cp, c, h)
-            mods[0].backward(g, q, d, dcc, cp, c)
+            mods[0].forward(g, bh, cp, c, h)
+            mods[0].backward(g, d, dcc, cp, c)
         elif cid == K.GRU:
             mods[1].forward(g, q, hp, h)
             mods[1].backward(g, q, d, hp, dhp)
         else:
-            mods[2].forward(g, q, h, relu)
-            mods[2].backward(g, q, d, relu)
+            mods[2].forward(g, bh, h, relu)
+            mods[2].backward(g, d, relu)
     for got, want in zip(dev, cpu):
         close(host(got), want, dtype)
 
@@ -222,7 +223,7 @@ def test_time_loops_match_cpu(rng, dtype, cell, cid, G):
     hs[0], cs[0] = rand(rng, B, H, dtype=dtype, scale=0.5), rand(rng, B, C, dtype=dtype)
     w_hh, b_hh = rand(rng, G * H, H, dtype=dtype, scale=0.5), rand(rng, G * H, dtype=dtype)
     dhs = rand(rng, T, B, H, dtype=dtype)
-    hg = np.zeros_like(gates)
+    hg = np.zeros((T, B, G * H if cid == K.GRU else 0), dtype)  # as the models make it
     dw, db = rand(rng, G * H, H, dtype=dtype), rand(rng, G * H, dtype=dtype)
     dh0, dc0 = np.zeros((B, H), dtype), np.zeros((B, C), dtype)
     cpu = [gates, hg, hs, cs, dhs, dw, db, dh0, dc0]

@@ -204,3 +204,19 @@ def test_unchosen_model_fields_come_from_the_defaults(corpus, tmp_path):
     config = checkpoint.read_meta(tmp_path / "run" / "last.ckpt")["model"]
     assert config["cell"] == "gru" and config["hidden_size"] == 12
     assert any("model defaults" in line and "hidden_size" not in line for line in lines)
+
+
+@pytest.mark.parametrize("coretype, avx512, noted", [
+    ("Haswell", True, True), ("SkylakeX", True, False), ("Haswell", False, False),
+    (None, True, False)])
+def test_a_blas_core_type_older_than_the_cpu_is_noted(monkeypatch, coretype, avx512, noted):
+    from charrnn import backend
+
+    if coretype is None:
+        monkeypatch.delenv("OPENBLAS_CORETYPE", raising=False)
+    else:
+        monkeypatch.setenv("OPENBLAS_CORETYPE", coretype)
+    monkeypatch.setattr(backend, "_cpu_has_avx512", lambda: avx512)
+    note = backend.blas_note()
+    assert bool(note) == noted
+    assert not noted or note.startswith("note: OPENBLAS_CORETYPE=Haswell") and "unset" in note

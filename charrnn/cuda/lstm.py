@@ -3,7 +3,8 @@
     i = sigmoid(x_i + h_i)   f = sigmoid(x_f + h_f)   g = tanh(x_g + h_g)   o = sigmoid(x_o + h_o)
     c = f * c_prev + i * g   h = o * tanh(c)
 
-One thread per (b, j). Shapes: gates, hg (B, 4H); c_prev, c, h, dh, dc (B, H). Each thread
+gates arrives holding the pre-activations less b_hh, which forward adds. One thread per (b, j).
+Shapes: gates (B, 4H), b_hh (4H,); c_prev, c, h, dh, dc (B, H). Each thread
 reads and writes only its own (b, j) elements, so c may alias c_prev and h may alias h_prev.
 """
 import math
@@ -15,29 +16,29 @@ from .common import sigmoid
 
 
 @cuda.jit
-def _forward(gates, hg, c_prev, c, h):
+def _forward(gates, b_hh, c_prev, c, h):
     B, H = h.shape
     one = gates.dtype.type(1.0)
     for idx in range(cuda.grid(1), B * H, cuda.gridsize(1)):
         b = idx // H
         j = idx - b * H
-        i = sigmoid(gates[b, j] + hg[b, j], one)
-        f = sigmoid(gates[b, H + j] + hg[b, H + j], one)
-        g = math.tanh(gates[b, 2 * H + j] + hg[b, 2 * H + j])
-        o = sigmoid(gates[b, 3 * H + j] + hg[b, 3 * H + j], one)
+        i = sigmoid(gates[b, j] + b_hh[j], one)
+        f = sigmoid(gates[b, H + j] + b_hh[H + j], one)
+        g = math.tanh(gates[b, 2 * H + j] + b_hh[2 * H + j])
+        o = sigmoid(gates[b, 3 * H + j] + b_hh[3 * H + j], one)
         gates[b, j], gates[b, H + j], gates[b, 2 * H + j], gates[b, 3 * H + j] = i, f, g, o
         cj = f * c_prev[b, j] + i * g
         c[b, j] = cj
         h[b, j] = o * math.tanh(cj)
 
 
-def forward(gates, hg, c_prev, c, h):
-    """gates: in x-side pre-activations, out activations (i, f, g, o). Writes c, h."""
-    _forward[grid1(h.size)](gates, hg, c_prev, c, h)
+def forward(gates, b_hh, c_prev, c, h):
+    """gates: in pre-activations less b_hh, out activations (i, f, g, o). Writes c, h."""
+    _forward[grid1(h.size)](gates, b_hh, c_prev, c, h)
 
 
 @cuda.jit
-def _backward(gates, hg, dh, dc, c_prev, c):
+def _backward(gates, dh, dc, c_prev, c):
     B, H = dh.shape
     one = gates.dtype.type(1.0)
     for idx in range(cuda.grid(1), B * H, cuda.gridsize(1)):
@@ -52,12 +53,11 @@ def _backward(gates, hg, dh, dc, c_prev, c):
         dg = dcj * i * (one - g * g)
         do = dh[b, j] * tc * o * (one - o)
         gates[b, j], gates[b, H + j], gates[b, 2 * H + j], gates[b, 3 * H + j] = di, df, dg, do
-        hg[b, j], hg[b, H + j], hg[b, 2 * H + j], hg[b, 3 * H + j] = di, df, dg, do
 
 
-def backward(gates, hg, dh, dc, c_prev, c):
-    """gates: in activations, out d pre-activations (x side); hg: out the same (h side).
+def backward(gates, dh, dc, c_prev, c):
+    """gates: in activations, out d pre-activations (the same for the x and h sides).
 
     dh: dL/dh at this step (all paths). dc: in dL/dc from the next step, out dL/dc_prev.
     """
-    _backward[grid1(dh.size)](gates, hg, dh, dc, c_prev, c)
+    _backward[grid1(dh.size)](gates, dh, dc, c_prev, c)

@@ -38,11 +38,13 @@ class _Pass:
     def __init__(self, config, B, T, dtype):
         L, H, G, V, E = (config.num_layers, config.hidden_size, config.gates,
                          config.vocab_size, config.embed_dim)
-        N, C = T * B, H if config.cell == "lstm" else 0
+        N = T * B
+        C = H if config.cell == "lstm" else 0  # cell-state width
+        Q = G * H if config.cell == "gru" else 0  # hg width (see kernels.recurrence)
         z = lambda *shape: cuda.to_device(np.zeros(shape, dtype))  # noqa: E731
         self.config, self.cell, self.B, self.T, self.N = config, cell_id(config), B, T, N
         self.gates = [z(T, B, G * H) for _ in range(L)]  # (T, B, GH)
-        self.hg = [z(T, B, G * H) for _ in range(L)]  # (T, B, GH)
+        self.hg = [z(T, B, Q) for _ in range(L)]  # (T, B, Q)
         self.hs = [z(T + 1, B, H) for _ in range(L)]  # (T+1, B, H)
         self.cs = [z(T + 1, B, C) for _ in range(L)]  # (T+1, B, C)
         self.dhs = [z(T, B, H) for _ in range(L)]  # (T, B, H)

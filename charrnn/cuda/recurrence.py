@@ -3,7 +3,8 @@ backward. The loop over t runs on the host, a few kernel launches per step (the 
 product, then the cell's pointwise kernel); the weight gradients are one product over all
 T*B rows after the loop. Buffers as in kernels.recurrence:
 
-    gates (T, B, GH)  hg (T, B, GH)  hs (T+1, B, H)  cs (T+1, B, H or 0)  dhs (T, B, H)
+    gates (T, B, GH)  hg (T, B, GH for the GRU, else 0)  hs (T+1, B, H)  cs (T+1, B, H or 0)
+    dhs (T, B, H)
 """
 from ..kernels import GRU, LSTM, RNN_RELU
 from . import gru, lstm, rnn
@@ -14,14 +15,16 @@ from .common import add_row_sums, fill, fill_rows
 def step(cell, gates, hg, h_prev, c_prev, h, c, w_hh, b_hh):
     """One time step for B rows: gates (B, GH) in x-side pre-activations, out activations.
     h may alias h_prev and c c_prev (the sampler advances its state in place)."""
-    fill_rows(hg, b_hh)
-    gemm(False, True, 1.0, h_prev, w_hh, 1.0, hg)
-    if cell == LSTM:
-        lstm.forward(gates, hg, c_prev, c, h)
-    elif cell == GRU:
+    if cell == GRU:
+        fill_rows(hg, b_hh)
+        gemm(False, True, 1.0, h_prev, w_hh, 1.0, hg)
         gru.forward(gates, hg, h_prev, h)
+        return
+    gemm(False, True, 1.0, h_prev, w_hh, 1.0, gates)
+    if cell == LSTM:
+        lstm.forward(gates, b_hh, c_prev, c, h)
     else:
-        rnn.forward(gates, hg, h, cell == RNN_RELU)
+        rnn.forward(gates, b_hh, h, cell == RNN_RELU)
 
 
 def forward(cell, gates, hg, hs, cs, w_hh, b_hh, views=None):
@@ -50,13 +53,13 @@ def backward(cell, gates, hg, dhs, dh0, dc0, hs, cs, w_hh, dw_hh, db_hh, views=N
     for t in range(T - 1, -1, -1):
         dh_prev = d[t - 1] if t > 0 else dh0
         if cell == LSTM:
-            lstm.backward(g[t], q[t], d[t], dc0, c[t], c[t + 1])
+            lstm.backward(g[t], d[t], dc0, c[t], c[t + 1])
         elif cell == GRU:
             gru.backward(g[t], q[t], d[t], h[t], dh_prev)
         else:
-            rnn.backward(g[t], q[t], d[t], cell == RNN_RELU)
-        gemm(False, False, 1.0, q[t], w_hh, 1.0, dh_prev)
-    dhg = hg.reshape(T * B, GH)
+            rnn.backward(g[t], d[t], cell == RNN_RELU)
+        gemm(False, False, 1.0, q[t] if cell == GRU else g[t], w_hh, 1.0, dh_prev)
+    dhg = (hg if cell == GRU else gates).reshape(T * B, GH)
     h_prev = hs[:T].reshape(T * B, H)
     gemm(True, False, 1.0, dhg, h_prev, 1.0, dw_hh)
     add_row_sums(db_hh, dhg)

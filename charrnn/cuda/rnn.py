@@ -1,5 +1,6 @@
 """Vanilla RNN cell, pointwise part, on the GPU: twin of kernels.rnn, h = act(x_h + h_h), act
-tanh or relu. One thread per (b, j). Shapes: gates, hg, h, dh (B, H) (G = 1)."""
+tanh or relu; gates arrives holding x_h + h_h less b_hh, which forward adds. One thread per
+(b, j). Shapes: gates, h, dh (B, H) (G = 1), b_hh (H,)."""
 import math
 
 from numba import cuda
@@ -8,24 +9,24 @@ from . import grid1
 
 
 @cuda.jit
-def _forward(gates, hg, h, relu):
+def _forward(gates, b_hh, h, relu):
     B, H = h.shape
     zero = gates.dtype.type(0.0)
     for idx in range(cuda.grid(1), B * H, cuda.gridsize(1)):
         b = idx // H
         j = idx - b * H
-        pre = gates[b, j] + hg[b, j]
+        pre = gates[b, j] + b_hh[j]
         v = max(pre, zero) if relu else math.tanh(pre)
         h[b, j] = v
         gates[b, j] = v
 
 
-def forward(gates, hg, h, relu):
-    _forward[grid1(h.size)](gates, hg, h, bool(relu))
+def forward(gates, b_hh, h, relu):
+    _forward[grid1(h.size)](gates, b_hh, h, bool(relu))
 
 
 @cuda.jit
-def _backward(gates, hg, dh, relu):
+def _backward(gates, dh, relu):
     B, H = dh.shape
     one, zero = gates.dtype.type(1.0), gates.dtype.type(0.0)
     for idx in range(cuda.grid(1), B * H, cuda.gridsize(1)):
@@ -37,9 +38,8 @@ def _backward(gates, hg, dh, relu):
         else:
             d = dh[b, j] * (one - g * g)
         gates[b, j] = d
-        hg[b, j] = d
 
 
-def backward(gates, hg, dh, relu):
-    """gates: in activations (= h), out d pre-activation; hg: out the same."""
-    _backward[grid1(dh.size)](gates, hg, dh, bool(relu))
+def backward(gates, dh, relu):
+    """gates: in activations (= h), out d pre-activation (the same for both sides)."""
+    _backward[grid1(dh.size)](gates, dh, bool(relu))

@@ -3,26 +3,27 @@
     i = sigmoid(x_i + h_i)   f = sigmoid(x_f + h_f)   g = tanh(x_g + h_g)   o = sigmoid(x_o + h_o)
     c = f * c_prev + i * g   h = o * tanh(c)
 
-x_* = W_ih x + b_ih and h_* = W_hh h_prev + b_hh are computed by the caller (recurrence.py).
-Shapes: gates, hg (B, 4H); c_prev, c, h, dh, dc (B, H).
+x_* + h_* arrive summed in gates, but for b_hh: the caller (recurrence.py) adds W_hh h_prev into
+the precomputed W_ih x + b_ih, and forward adds b_hh. Shapes: gates (B, 4H), b_hh (4H,);
+c_prev, c, h, dh, dc (B, H).
 """
 from . import kernel
 from .common import sigmoid, tanh
 
 
 @kernel
-def forward(gates, hg, c_prev, c, h):
-    """gates: in x-side pre-activations, out activations (i, f, g, o). Writes c, h."""
+def forward(gates, b_hh, c_prev, c, h):
+    """gates: in pre-activations less b_hh, out activations (i, f, g, o). Writes c, h."""
     H = h.shape[1]
+    bi, bf, bg, bo = b_hh[:H], b_hh[H:2 * H], b_hh[2 * H:3 * H], b_hh[3 * H:]
     for b in range(h.shape[0]):
         gi, gf, gg, go = gates[b, :H], gates[b, H:2 * H], gates[b, 2 * H:3 * H], gates[b, 3 * H:]
-        hi, hf, hgg, ho = hg[b, :H], hg[b, H:2 * H], hg[b, 2 * H:3 * H], hg[b, 3 * H:]
         cp, cb, hb = c_prev[b], c[b], h[b]
         for j in range(H):
-            i = sigmoid(gi[j] + hi[j])
-            f = sigmoid(gf[j] + hf[j])
-            g = tanh(gg[j] + hgg[j])
-            o = sigmoid(go[j] + ho[j])
+            i = sigmoid(gi[j] + bi[j])
+            f = sigmoid(gf[j] + bf[j])
+            g = tanh(gg[j] + bg[j])
+            o = sigmoid(go[j] + bo[j])
             gi[j], gf[j], gg[j], go[j] = i, f, g, o
             cj = f * cp[j] + i * g
             cb[j] = cj
@@ -30,8 +31,8 @@ def forward(gates, hg, c_prev, c, h):
 
 
 @kernel
-def backward(gates, hg, dh, dc, c_prev, c):
-    """gates: in activations, out d pre-activations (x side); hg: out the same (h side).
+def backward(gates, dh, dc, c_prev, c):
+    """gates: in activations, out d pre-activations (the same for the x and h sides).
 
     dh: dL/dh at this step (all paths). dc: in dL/dc from the next step, out dL/dc_prev.
     """
@@ -49,4 +50,3 @@ def backward(gates, hg, dh, dc, c_prev, c):
             gf[j] = dcj * cp[j] * f * (one - f)
             gg[j] = dcj * i * (one - g * g)
             go[j] = dhb[j] * tc * o * (one - o)
-        hg[b] = gates[b]

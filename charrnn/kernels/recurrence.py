@@ -4,8 +4,11 @@ Per step only the recurrent product h_prev @ W_hh.T runs; the input projections 
 come in precomputed, and the weight gradients are one GEMM over all T*B rows after the loop.
 
 Buffers of one layer for one chunk:
-    gates (T, B, GH)   in: x-side pre-activations;  forward -> activations;  backward -> their grads
-    hg    (T, B, GH)   h-side pre-activations (h_prev @ W_hh.T + b_hh); backward -> their grads
+    gates (T, B, GH)   in: x-side pre-activations;  forward -> activations;  backward -> grads of
+                       the pre-activations (LSTM and RNN: the h side's too, which is the same)
+    hg    (T, B, GH)   GRU only (its reset gate scales the h side apart): h-side pre-activations
+                       (h_prev @ W_hh.T + b_hh); backward -> their grads. (T, B, 0) otherwise:
+                       LSTM and RNN steps add h_prev @ W_hh.T straight into gates.
     hs    (T+1, B, H)  hidden states; hs[0] is the initial state
     cs    (T+1, B, H)  LSTM cell states (size 0 on the last axis for other cells)
     dhs   (T, B, H)    in: dL/dh_t from above; accumulates the recurrent gradient in place
@@ -18,14 +21,16 @@ from .common import add_row_sums, fill_rows
 @kernel
 def step(cell, gates, hg, h_prev, c_prev, h, c, w_hh, b_hh):
     """One time step for B rows: gates (B, GH) in x-side pre-activations, out activations."""
-    fill_rows(hg, b_hh)
-    gemm(False, True, 1.0, h_prev, w_hh, 1.0, hg)
-    if cell == LSTM:
-        lstm.forward(gates, hg, c_prev, c, h)
-    elif cell == GRU:
+    if cell == GRU:
+        fill_rows(hg, b_hh)
+        gemm(False, True, 1.0, h_prev, w_hh, 1.0, hg)
         gru.forward(gates, hg, h_prev, h)
+        return
+    gemm(False, True, 1.0, h_prev, w_hh, 1.0, gates)
+    if cell == LSTM:
+        lstm.forward(gates, b_hh, c_prev, c, h)
     else:
-        rnn.forward(gates, hg, h, cell == RNN_RELU)
+        rnn.forward(gates, b_hh, h, cell == RNN_RELU)
 
 
 @kernel
@@ -48,13 +53,13 @@ def backward(cell, gates, hg, dhs, dh0, dc0, hs, cs, w_hh, dw_hh, db_hh):
     for t in range(T - 1, -1, -1):
         dh_prev = dhs[t - 1] if t > 0 else dh0
         if cell == LSTM:
-            lstm.backward(gates[t], hg[t], dhs[t], dc0, cs[t], cs[t + 1])
+            lstm.backward(gates[t], dhs[t], dc0, cs[t], cs[t + 1])
         elif cell == GRU:
             gru.backward(gates[t], hg[t], dhs[t], hs[t], dh_prev)
         else:
-            rnn.backward(gates[t], hg[t], dhs[t], cell == RNN_RELU)
-        gemm(False, False, 1.0, hg[t], w_hh, 1.0, dh_prev)
-    dhg = hg.reshape(T * B, GH)
+            rnn.backward(gates[t], dhs[t], cell == RNN_RELU)
+        gemm(False, False, 1.0, hg[t] if cell == GRU else gates[t], w_hh, 1.0, dh_prev)
+    dhg = (hg if cell == GRU else gates).reshape(T * B, GH)
     h_prev = hs.reshape((T + 1) * B, H)[: T * B]
     gemm(True, False, 1.0, dhg, h_prev, 1.0, dw_hh)
     add_row_sums(db_hh, dhg)

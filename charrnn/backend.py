@@ -46,6 +46,22 @@ def blas_note():
             "training runs up to ~1.8x faster with it unset")
 
 
+def blas_description():
+    """SciPy's BLAS (the one the kernels call), e.g. "openblas 0.3.30 Haswell kernels
+    (OPENBLAS_CORETYPE=Haswell)", for benchmark reports."""
+    from threadpoolctl import threadpool_info
+
+    import charrnn.kernels.blas  # noqa: F401  (loads it)
+
+    lib = next((d for d in threadpool_info()
+                if "scipy" in os.path.basename(os.path.dirname(d["filepath"]))), None)
+    if lib is None:
+        return "unknown"
+    forced = os.environ.get("OPENBLAS_CORETYPE")
+    return (f"{lib['internal_api']} {lib['version']} {lib.get('architecture') or ''} kernels"
+            + (f" (OPENBLAS_CORETYPE={forced})" if forced else " (detected)"))
+
+
 def _cpu_has_avx512():
     try:
         with open("/proc/cpuinfo") as f:

@@ -9,7 +9,7 @@ from functools import lru_cache
 import numpy as np
 
 from . import backend, kernels, optim
-from .kernels import common, recurrence
+from .kernels import common, packed, recurrence
 from .params import ParamLayout, init_params
 
 _CELL_IDS = {"lstm": kernels.LSTM, "gru": kernels.GRU}
@@ -59,9 +59,10 @@ class _Pass:
         for m in self.masks:
             m[...] = (rng.random(m.shape) < keep) / keep
 
-    def forward(self, P, inputs, targets, h0, c0, train, scale):
+    def forward(self, P, W, inputs, targets, h0, c0, train, scale):
         """Sum of cross-entropies over the (B, T) inputs; with train, dropout is applied and
-        the logits become d(scale * loss)/d logits for backward."""
+        the logits become d(scale * loss)/d logits for backward. W: per layer, W_hh as the
+        recurrent products take it (CharRNN._recurrent_weights)."""
         cfg, N = self.config, self.N
         self.ids[:] = inputs.T.reshape(N)  # time-major
         self.targets[:] = targets.T.reshape(N)
@@ -80,7 +81,7 @@ class _Pass:
                 common.linear_forward(gates, x, P[f"rnn.weight_ih_l{k}"], P[f"rnn.bias_ih_l{k}"])
             self.hs[k][0], self.cs[k][0] = h0[k], c0[k]
             recurrence.forward(self.cell, self.gates[k], self.hg[k], self.hs[k], self.cs[k],
-                               P[f"rnn.weight_hh_l{k}"], P[f"rnn.bias_hh_l{k}"])
+                               W[k][0], P[f"rnn.bias_hh_l{k}"])
             x = self.hs[k][1:].reshape(N, -1)
             if self.train:
                 np.multiply(x, self.masks[k].reshape(N, -1), out=self.dropped[k])
@@ -92,7 +93,7 @@ class _Pass:
     def final_state(self):
         return (np.stack([hs[-1] for hs in self.hs]), np.stack([cs[-1] for cs in self.cs]))
 
-    def backward(self, P, D):
+    def backward(self, P, W, D):
         """Add the gradients of the last forward into D (views of a zeroed flat buffer);
         leaves dh0, dc0 (L, B, H) holding the gradient of the initial state."""
         cfg, N = self.config, self.N
@@ -103,7 +104,7 @@ class _Pass:
             if self.train:
                 common.scale_by_mask(self.dhs[k], self.masks[k])
             recurrence.backward(self.cell, self.gates[k], self.hg[k], self.dhs[k], self.dh0[k],
-                                self.dc0[k], self.hs[k], self.cs[k], P[f"rnn.weight_hh_l{k}"],
+                                self.dc0[k], self.hs[k], self.cs[k], W[k][1],
                                 D[f"rnn.weight_hh_l{k}"], D[f"rnn.bias_hh_l{k}"])
             dgates = self.gates[k].reshape(N, -1)
             w, dw, db = P[f"rnn.weight_ih_l{k}"], D[f"rnn.weight_ih_l{k}"], D[f"rnn.bias_ih_l{k}"]
@@ -140,6 +141,7 @@ class CharRNN:
         self.state_grad = None  # gradient of the initial state, set by loss_and_grad
         self._cell = cell_id(config)
         self._passes = {}  # (shard B, T) -> [_Pass]: training and evaluation shapes both stay
+        self._packs = None  # per layer, W_hh packed for forward and backward (float32)
         self._extra_grads = []
 
     # --- parameters -----------------------------------------------------------------------
@@ -213,13 +215,14 @@ class CharRNN:
             for g in (self.grad, *extra):
                 g[:] = 0.0
         grads = [self.grads] + [self.layout.views(g) for g in extra]
+        W = self._recurrent_weights(train)
 
         def work(i):
             shard, rows = shards[i]
-            total = shard.forward(self.params, inputs[rows], targets[rows], h0[:, rows],
+            total = shard.forward(self.params, W, inputs[rows], targets[rows], h0[:, rows],
                                   c0[:, rows], train, 1.0 / (B * T))
             if train:
-                shard.backward(self.params, grads[i])
+                shard.backward(self.params, W, grads[i])
             return total
 
         totals = list(_pool(len(shards)).map(work, range(len(shards))) if len(shards) > 1
@@ -233,6 +236,25 @@ class CharRNN:
         final = [s.final_state() for s, _ in shards]
         return sum(totals) / (B * T), self._pack_state(
             *(np.concatenate(parts, axis=1) for parts in zip(*final)))
+
+    def _recurrent_weights(self, train):
+        """Per layer, (forward, backward) W_hh for the recurrent products: packed into
+        panels once per call in float32 (kernels.packed; every step and shard reuses them),
+        else the (GH, H) matrix itself, for BLAS."""
+        cfg = self.config
+        H, GH = cfg.hidden_size, cfg.gates * cfg.hidden_size
+        weights = [self.params[f"rnn.weight_hh_l{k}"] for k in range(cfg.num_layers)]
+        if not (packed.packable(self.dtype, H, GH) and packed.packable(self.dtype, GH, H)):
+            return [(w, w) for w in weights]
+        if self._packs is None:
+            self._packs = [(np.empty((GH // packed.NR, H, packed.NR), self.dtype),
+                            np.empty((H // packed.NR, GH, packed.NR), self.dtype))
+                           for _ in weights]
+        for w, (fwd, bwd) in zip(weights, self._packs):
+            packed.pack(w, True, fwd)
+            if train:
+                packed.pack(w, False, bwd)
+        return self._packs
 
     def _shard_grads(self, n):
         """Flat gradient buffers for shards 1..n-1 (shard 0 writes into self.grad)."""

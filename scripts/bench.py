@@ -59,27 +59,19 @@ def parse_args():
 
 
 def header(threads):
+    from importlib.metadata import version
+
     import numba
     import scipy
-    from importlib.metadata import version
+    from charrnn.backend import blas_description
     cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo")
                 if line.startswith("model name")), platform.processor())
     versions = {"numba": numba.__version__, "numpy": np.__version__, "scipy": scipy.__version__}
     versions["torch"] = version("torch") if importlib.util.find_spec("torch") else "not installed"
     return {"date": datetime.datetime.now().isoformat(timespec="seconds"),
             "platform": platform.platform(), "cpu": cpu, "cores": os.cpu_count(),
-            "threads": threads, "versions": versions, "blas": blas(),
+            "threads": threads, "versions": versions, "blas": blas_description(),
             "command": shlex.join(sys.orig_argv)}
-
-
-def blas():
-    """SciPy's BLAS (the one charrnn's kernels call) and its kernel family, which
-    OPENBLAS_CORETYPE can force below what the CPU supports."""
-    from threadpoolctl import threadpool_info
-    lib = next(d for d in threadpool_info() if "scipy.libs" in d["filepath"])
-    forced = os.environ.get("OPENBLAS_CORETYPE")
-    return (f"{lib['internal_api']} {lib['version']} {lib.get('architecture') or ''} kernels"
-            + (f" (OPENBLAS_CORETYPE={forced})" if forced else " (detected)"))
 
 
 def set_threads(threads, vs_torch):

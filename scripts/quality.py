@@ -18,6 +18,7 @@ import time
 
 
 from charrnn import train
+from charrnn.backend import blas_description
 from charrnn.cli import Duration
 from charrnn.config import TrainConfig, default_model
 from charrnn.data import BatchStream, iter_eval_batches, read_corpus, split_train_val
@@ -156,7 +157,7 @@ def main():
           f"; {platform.platform()}; {subprocess.getoutput('nproc')} cores\n# model {args.cell} "
           f"{args.layers}x{args.hidden}, dropout {args.dropout}; {args.threads} threads each; "
           f"Adam {args.lr:g}, {args.lr_schedule} schedule, warm-up {args.warmup}, B={args.batch_size} "
-          f"T={args.seq_len}", flush=True)
+          f"T={args.seq_len}\n# BLAS: {blas_description()}", flush=True)
     results = {"charrnn": run_charrnn(args, args.out)}
     if args.vs_torch:
         results["torch"] = run_torch(args)

@@ -2,6 +2,8 @@
 
 Per step only the recurrent product h_prev @ W_hh.T runs; the input projections for all T steps
 come in precomputed, and the weight gradients are one GEMM over all T*B rows after the loop.
+w_hh is either the (GH, H) matrix (BLAS) or, in float32 training, W_hh packed by packed.pack:
+W_hh.T's panels for forward and step, W_hh's for backward.
 
 Buffers of one layer for one chunk:
     gates (T, B, GH)   in: x-side pre-activations;  forward -> activations;  backward -> grads of
@@ -16,6 +18,7 @@ Buffers of one layer for one chunk:
 from . import GRU, LSTM, RNN_RELU, gru, kernel, lstm, rnn
 from .blas import gemm
 from .common import add_row_sums, fill_rows
+from .packed import accumulate_product
 
 
 @kernel
@@ -23,10 +26,10 @@ def step(cell, gates, hg, h_prev, c_prev, h, c, w_hh, b_hh):
     """One time step for B rows: gates (B, GH) in x-side pre-activations, out activations."""
     if cell == GRU:
         fill_rows(hg, b_hh)
-        gemm(False, True, 1.0, h_prev, w_hh, 1.0, hg)
+        accumulate_product(h_prev, w_hh, True, hg)
         gru.forward(gates, hg, h_prev, h)
         return
-    gemm(False, True, 1.0, h_prev, w_hh, 1.0, gates)
+    accumulate_product(h_prev, w_hh, True, gates)
     if cell == LSTM:
         lstm.forward(gates, b_hh, c_prev, c, h)
     else:
@@ -58,7 +61,7 @@ def backward(cell, gates, hg, dhs, dh0, dc0, hs, cs, w_hh, dw_hh, db_hh):
             gru.backward(gates[t], hg[t], dhs[t], hs[t], dh_prev)
         else:
             rnn.backward(gates[t], dhs[t], cell == RNN_RELU)
-        gemm(False, False, 1.0, hg[t] if cell == GRU else gates[t], w_hh, 1.0, dh_prev)
+        accumulate_product(hg[t] if cell == GRU else gates[t], w_hh, False, dh_prev)
     dhg = (hg if cell == GRU else gates).reshape(T * B, GH)
     h_prev = hs.reshape((T + 1) * B, H)[: T * B]
     gemm(True, False, 1.0, dhg, h_prev, 1.0, dw_hh)

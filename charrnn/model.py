@@ -49,6 +49,10 @@ class _Pass:
         self.logits = z(N, V)
         self.embed, self.dembed = (z(N, E), z(N, E)) if E else (None, None)
         self.w_ih0_t = None if E else z(V, G * H)  # layer 0's W_ih.T, rows gathered by id
+        # (H/NR, N, NR): a layer's input packed for its weight gradient (kernels.packed)
+        self.scratch = (z(*packed.packed_shape(self.dhs[0].reshape(N, H), False))
+                        if packed.packable(dtype, H) else z(0, 0))
+        self.no_scratch = z(0, 0)  # BLAS for the rest
         self.ids = np.zeros(N, np.int32)
         self.targets = np.zeros(N, np.int32)
         self.train = False
@@ -61,8 +65,8 @@ class _Pass:
 
     def forward(self, P, W, inputs, targets, h0, c0, train, scale):
         """Sum of cross-entropies over the (B, T) inputs; with train, dropout is applied and
-        the logits become d(scale * loss)/d logits for backward. W: per layer, W_hh as the
-        recurrent products take it (CharRNN._recurrent_weights)."""
+        the logits become d(scale * loss)/d logits for backward. W: {weight name: (forward
+        operand, backward operand)} from CharRNN._product_weights."""
         cfg, N = self.config, self.N
         self.ids[:] = inputs.T.reshape(N)  # time-major
         self.targets[:] = targets.T.reshape(N)
@@ -78,16 +82,17 @@ class _Pass:
                 common.embedding_forward(gates, self.w_ih0_t, self.ids)
                 gates += P["rnn.bias_ih_l0"]
             else:
-                common.linear_forward(gates, x, P[f"rnn.weight_ih_l{k}"], P[f"rnn.bias_ih_l{k}"])
+                common.linear_forward(gates, x, W[f"rnn.weight_ih_l{k}"][0],
+                                      P[f"rnn.bias_ih_l{k}"])
             self.hs[k][0], self.cs[k][0] = h0[k], c0[k]
             recurrence.forward(self.cell, self.gates[k], self.hg[k], self.hs[k], self.cs[k],
-                               W[k][0], P[f"rnn.bias_hh_l{k}"])
+                               W[f"rnn.weight_hh_l{k}"][0], P[f"rnn.bias_hh_l{k}"])
             x = self.hs[k][1:].reshape(N, -1)
             if self.train:
                 np.multiply(x, self.masks[k].reshape(N, -1), out=self.dropped[k])
                 x = self.dropped[k]
         self.top = x
-        common.linear_forward(self.logits, x, P["decoder.weight"], P["decoder.bias"])
+        common.linear_forward(self.logits, x, W["decoder.weight"][0], P["decoder.bias"])
         return common.softmax_cross_entropy(self.logits, self.targets, scale, train)
 
     def final_state(self):
@@ -99,20 +104,23 @@ class _Pass:
         cfg, N = self.config, self.N
         L = cfg.num_layers
         common.linear_backward(self.dhs[L - 1].reshape(N, -1), D["decoder.weight"],
-                               D["decoder.bias"], self.logits, self.top, P["decoder.weight"])
+                               D["decoder.bias"], self.logits, self.top, W["decoder.weight"][1],
+                               self.scratch)
         for k in range(L - 1, -1, -1):
             if self.train:
                 common.scale_by_mask(self.dhs[k], self.masks[k])
             recurrence.backward(self.cell, self.gates[k], self.hg[k], self.dhs[k], self.dh0[k],
-                                self.dc0[k], self.hs[k], self.cs[k], W[k][1],
-                                D[f"rnn.weight_hh_l{k}"], D[f"rnn.bias_hh_l{k}"])
+                                self.dc0[k], self.hs[k], self.cs[k], W[f"rnn.weight_hh_l{k}"][1],
+                                D[f"rnn.weight_hh_l{k}"], D[f"rnn.bias_hh_l{k}"], self.scratch)
             dgates = self.gates[k].reshape(N, -1)
-            w, dw, db = P[f"rnn.weight_ih_l{k}"], D[f"rnn.weight_ih_l{k}"], D[f"rnn.bias_ih_l{k}"]
+            dw, db = D[f"rnn.weight_ih_l{k}"], D[f"rnn.bias_ih_l{k}"]
             if k > 0:
                 x = self.dropped[k - 1] if self.train else self.hs[k - 1][1:].reshape(N, -1)
-                common.linear_backward(self.dhs[k - 1].reshape(N, -1), dw, db, dgates, x, w)
+                common.linear_backward(self.dhs[k - 1].reshape(N, -1), dw, db, dgates, x,
+                                       W[f"rnn.weight_ih_l{k}"][1], self.scratch)
             elif cfg.embed_dim:
-                common.linear_backward(self.dembed, dw, db, dgates, self.embed, w)
+                common.linear_backward(self.dembed, dw, db, dgates, self.embed,
+                                       W["rnn.weight_ih_l0"][1], self.no_scratch)
                 common.embedding_backward(D["encoder.weight"], self.dembed, self.ids)
             else:
                 self.w_ih0_t[...] = 0.0
@@ -141,7 +149,7 @@ class CharRNN:
         self.state_grad = None  # gradient of the initial state, set by loss_and_grad
         self._cell = cell_id(config)
         self._passes = {}  # (shard B, T) -> [_Pass]: training and evaluation shapes both stay
-        self._packs = None  # per layer, W_hh packed for forward and backward (float32)
+        self._packs = {}  # (weight name, trans) -> its packed copy (kernels.packed)
         self._extra_grads = []
 
     # --- parameters -----------------------------------------------------------------------
@@ -215,7 +223,7 @@ class CharRNN:
             for g in (self.grad, *extra):
                 g[:] = 0.0
         grads = [self.grads] + [self.layout.views(g) for g in extra]
-        W = self._recurrent_weights(train)
+        W = self._product_weights(train)
 
         def work(i):
             shard, rows = shards[i]
@@ -237,24 +245,28 @@ class CharRNN:
         return sum(totals) / (B * T), self._pack_state(
             *(np.concatenate(parts, axis=1) for parts in zip(*final)))
 
-    def _recurrent_weights(self, train):
-        """Per layer, (forward, backward) W_hh for the recurrent products: packed into
-        panels once per call in float32 (kernels.packed; every step and shard reuses them),
-        else the (GH, H) matrix itself, for BLAS."""
+    def _product_weights(self, train):
+        """{weight name: (forward operand, backward operand)} for the matrix products: in
+        float32, each packed into panels once per call (kernels.packed; every step and shard
+        reuses them) where its shape allows, else the matrix itself, for BLAS."""
         cfg = self.config
-        H, GH = cfg.hidden_size, cfg.gates * cfg.hidden_size
-        weights = [self.params[f"rnn.weight_hh_l{k}"] for k in range(cfg.num_layers)]
-        if not (packed.packable(self.dtype, H, GH) and packed.packable(self.dtype, GH, H)):
-            return [(w, w) for w in weights]
-        if self._packs is None:
-            self._packs = [(np.empty((GH // packed.NR, H, packed.NR), self.dtype),
-                            np.empty((H // packed.NR, GH, packed.NR), self.dtype))
-                           for _ in weights]
-        for w, (fwd, bwd) in zip(weights, self._packs):
-            packed.pack(w, True, fwd)
-            if train:
-                packed.pack(w, False, bwd)
-        return self._packs
+        names = ([f"rnn.weight_hh_l{k}" for k in range(cfg.num_layers)]
+                 + [f"rnn.weight_ih_l{k}" for k in range(0 if cfg.embed_dim else 1,
+                                                         cfg.num_layers)]
+                 + ["decoder.weight"])
+        return {name: (self._packed(name, True), self._packed(name, False) if train else None)
+                for name in names}
+
+    def _packed(self, name, trans):
+        """Bmat = W.T (trans) or W for weight `name`, packed when float32 and its columns
+        allow, else W itself."""
+        w = self.params[name]
+        if not packed.packable(self.dtype, w.shape[0] if trans else w.shape[1]):
+            return w
+        if (name, trans) not in self._packs:
+            self._packs[name, trans] = np.empty(packed.packed_shape(w, trans), self.dtype)
+        packed.pack(w, trans, self._packs[name, trans])
+        return self._packs[name, trans]
 
     def _shard_grads(self, n):
         """Flat gradient buffers for shards 1..n-1 (shard 0 writes into self.grad)."""

@@ -13,15 +13,15 @@ def accumulate(a, w, trans, c):
 
 
 def packed_operand(w, trans):
-    K, N = (w.shape[1], w.shape[0]) if trans else w.shape
-    bp = np.full((N // packed.NR, K, packed.NR), np.nan, np.float32)
+    bp = np.full(packed.packed_shape(w, trans), np.nan, np.float32)
     packed.pack(w, trans, bp)
     return bp
 
 
 @pytest.mark.parametrize("trans", [True, False])
-@pytest.mark.parametrize("M,K,N", [(1, 1, 64), (5, 7, 64), (6, 64, 128), (13, 100, 192),
-                                   (50, 256, 1024), (25, 1024, 256)])
+@pytest.mark.parametrize("M,K,N", [(1, 1, 64), (5, 7, 64), (4, 64, 64), (9, 33, 128),
+                                   (13, 100, 192), (50, 256, 1024), (25, 1024, 256),
+                                   (8, 600, 64)])
 def test_packed_product_matches_float64(M, K, N, trans):
     rng = np.random.default_rng(M * K + N)
     a = rng.standard_normal((M, K)).astype(np.float32)
@@ -31,6 +31,18 @@ def test_packed_product_matches_float64(M, K, N, trans):
     bp = packed_operand(w, trans)
     assert not np.isnan(bp).any()  # every panel entry written
     accumulate(a, bp, trans, c)
+    np.testing.assert_allclose(c, want, rtol=0, atol=2e-6 * np.sqrt(K) * 4)
+
+
+@pytest.mark.parametrize("M,K,N", [(1, 3, 64), (4, 64, 64), (9, 33, 128), (1024, 600, 256)])
+def test_packed_product_with_a_transposed_matches_float64(M, K, N):
+    """Weight gradients: c (M, N) += a.T @ x for a (K, M), x (K, N) packed as Bmat = x."""
+    rng = np.random.default_rng(M + K + N)
+    a = rng.standard_normal((K, M)).astype(np.float32)
+    x = rng.standard_normal((K, N)).astype(np.float32)
+    c = rng.standard_normal((M, N)).astype(np.float32)
+    want = c + a.T.astype(np.float64) @ x.astype(np.float64)
+    packed.product(a, True, packed_operand(x, False), c)
     np.testing.assert_allclose(c, want, rtol=0, atol=2e-6 * np.sqrt(K) * 4)
 
 
@@ -54,16 +66,17 @@ def test_packed_and_blas_paths_agree_in_float32():
     np.testing.assert_allclose(by_pack, by_blas, rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
-def test_float32_training_with_packed_weights_matches_float64(cell):
+@pytest.mark.parametrize("cell,embed", [("lstm", 0), ("gru", 0), ("rnn", 0), ("lstm", 64)])
+def test_float32_training_with_packed_weights_matches_float64(cell, embed):
     """H = 64 takes the packed path in float32; float64 runs BLAS: same loss and gradients."""
-    cfg = ModelConfig(vocab_size=30, cell=cell, hidden_size=64, num_layers=2)
+    cfg = ModelConfig(vocab_size=30, cell=cell, hidden_size=64, num_layers=2,
+                      embed_dim=embed or None)
     m32, m64 = CharRNN(cfg, np.float32, seed=1), CharRNN(cfg, np.float64, seed=1)
     m64.flat[:] = m32.flat
     rng = np.random.default_rng(0)
     x, y = rng.integers(0, 30, (13, 20)), rng.integers(0, 30, (13, 20))
     (l32, s32), (l64, s64) = m32.loss_and_grad(x, y), m64.loss_and_grad(x, y)
-    assert m32._packs is not None and m64._packs is None
+    assert m32._packs and not m64._packs
     assert abs(l32 - l64) < 1e-6
     scale = np.abs(m64.grad).max()
     assert np.abs(m32.grad - m64.grad).max() < 1e-5 * scale

@@ -7,7 +7,7 @@ from numba import njit, types
 from numba.extending import overload
 
 from . import kernel
-from .blas import gemm
+from .packed import accumulate_product, accumulate_weight_grad
 
 
 def tanh(x):
@@ -76,18 +76,20 @@ def add_row_sums(total, x):
 
 @kernel
 def linear_forward(out, x, w, b):
-    """out = x @ w.T + b.  out (N, M), x (N, K), w (M, K), b (M,)."""
+    """out = x @ w.T + b.  out (N, M), x (N, K), w (M, K) or packed W.T (packed.py), b (M,)."""
     fill_rows(out, b)
-    gemm(False, True, 1.0, x, w, 1.0, out)
+    accumulate_product(x, w, True, out)
 
 
 @kernel
-def linear_backward(dx, dw, db, dout, x, w):
-    """dw += dout.T @ x; db += dout.sum(0); dx = dout @ w (skipped when dx has no rows)."""
-    gemm(True, False, 1.0, dout, x, 1.0, dw)
+def linear_backward(dx, dw, db, dout, x, w, scratch):
+    """dw += dout.T @ x; db += dout.sum(0); dx = dout @ w (skipped when dx has no rows).
+    w (M, K) or packed W (packed.py); scratch: packed.accumulate_weight_grad's."""
+    accumulate_weight_grad(dw, dout, x, scratch)
     add_row_sums(db, dout)
     if dx.shape[0] > 0:
-        gemm(False, False, 1.0, dout, w, 0.0, dx)
+        dx[:] = 0.0
+        accumulate_product(dout, w, False, dx)
 
 
 @kernel

@@ -1,14 +1,18 @@
-"""The per-step recurrent product with W_hh packed once per chunk (float32).
+"""Float32 matrix products through a packed operand and a register-blocked micro-kernel.
 
 A BLAS gemm called at every time step repacks its B operand (all of W_hh, 1-4 MB) on every
-call, for only B rows of work. Here W_hh is packed once per chunk into column panels and a
-register-blocked micro-kernel, written as LLVM vector code, runs the product at every step:
+call, for only B rows of work. Here the B operand is packed once (per call of the model, for
+weights) into column panels, and a micro-kernel written as LLVM vector code runs the product:
 
-    c (M, N) += a (M, K) @ Bmat (K, N),   Bmat packed as bp (N / NR, K, NR)
+    c (M, N) += op(a) (M, K) @ Bmat (K, N),   Bmat packed as bp (N / NR, K, NR)
 
-Forward, h_prev @ W_hh.T: Bmat = W_hh.T, K = H, N = GH. Backward, dgates @ W_hh: Bmat = W_hh,
-K = GH, N = H. A tile is MR <= 6 rows by NR = 64 columns: 24 accumulators of 16 lanes, one
-broadcast of a and 4 vector loads of bp per k, 24 fused multiply-adds.
+op(a) is a (M, K), or a.T for a (K, M) (weight gradients: dW += dgates.T @ x). A tile is
+MR <= 6 rows by NR = 64 columns: 24 accumulators of 16 lanes, per k one broadcast of op(a) per
+row and 4 vector loads of the panel, 24 fused multiply-adds; K runs in blocks of KC so a panel
+block stays in cache while every row tile passes over it.
+
+Uses: forward h_prev @ W_hh.T (Bmat = W_hh.T), backward dgates @ W_hh (Bmat = W_hh), the same for
+W_ih above layer 0, and weight gradients dgates.T @ x (Bmat = x, the layer's input).
 """
 import numpy as np
 from llvmlite import ir
@@ -19,12 +23,18 @@ from numba.extending import intrinsic, overload
 from . import kernel
 from .blas import gemm
 
-NR, LANES, MR = 64, 16, 6
+NR, LANES, MR, KC = 64, 16, 6, 256
 
 
-def packable(dtype, K, N):
-    """Whether a (K, N) operand takes the packed path: float32, N a multiple of NR."""
-    return np.dtype(dtype) == np.float32 and N % NR == 0 and N > 0 and K > 0
+def packable(dtype, N):
+    """Whether an operand with N columns takes the packed path: float32, N a multiple of NR."""
+    return np.dtype(dtype) == np.float32 and N % NR == 0 and N > 0
+
+
+def packed_shape(w, trans):
+    """The bp shape pack(w, trans, bp) fills: (N / NR, K, NR) for Bmat = w.T or w."""
+    K, N = (w.shape[1], w.shape[0]) if trans else w.shape
+    return N // NR, K, NR
 
 
 @kernel
@@ -42,8 +52,9 @@ def pack(w, trans, bp):
                 panel[k, :] = w[k, nb * NR: (nb + 1) * NR]
 
 
-def _make_tile(m):
-    """c[:m, :NR] += a[:m, :K] @ panel (K, NR) for 2-D float32 views with unit column stride."""
+def _make_tile(m, a_trans):
+    """tile(c, a, panel): c[:m, :NR] += op(a) @ panel (K, NR); op(a) = a[:m, :K], or a[:K, :m].T
+    when a_trans. 2-D float32 views, unit stride along their last axis."""
 
     @intrinsic
     def tile(typingctx, c, a, panel):
@@ -55,78 +66,98 @@ def _make_tile(m):
             vec = ir.VectorType(ir.FloatType(), LANES)
             cc, aa, pp = (context.make_array(t)(context, builder, v)
                           for t, v in zip(sig.args, args))
-            four = ir.Constant(cgutils.intp_t, 4)
-            ldc = builder.sdiv(builder.extract_value(cc.strides, 0), four)
-            lda = builder.sdiv(builder.extract_value(aa.strides, 0), four)
-            ldp = builder.sdiv(builder.extract_value(pp.strides, 0), four)
-            K = builder.extract_value(aa.shape, 1)
-
-            def vptr(base, offset):
-                return builder.bitcast(builder.gep(base, [offset]), vec.as_pointer())
 
             def const(n):
                 return ir.Constant(cgutils.intp_t, n)
 
+            def lead(arr):  # the row stride, in elements
+                return builder.sdiv(builder.extract_value(arr.strides, 0), const(4))
+
+            def vptr(base, offset):
+                return builder.bitcast(builder.gep(base, [offset]), vec.as_pointer())
+
+            ldc, lda, ldp = lead(cc), lead(aa), lead(pp)
+            K = builder.extract_value(pp.shape, 0)
             fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vec, [vec] * 3),
                                                  "llvm.fma.v16f32")
-            zero_mask = ir.Constant(ir.VectorType(ir.IntType(32), LANES), [0] * LANES)
+            splat = ir.Constant(ir.VectorType(ir.IntType(32), LANES), [0] * LANES)
             undef = ir.Constant(vec, ir.Undefined)
-            accs = []
-            for i in range(m):
-                row = builder.mul(const(i), ldc)
-                for v in range(NR // LANES):
-                    slot = cgutils.alloca_once(builder, vec)
-                    p = vptr(cc.data, builder.add(row, const(v * LANES)))
-                    builder.store(builder.load(p, align=4), slot)
-                    accs.append(slot)
+            nv = NR // LANES
+            c_ptrs = [vptr(cc.data, builder.add(builder.mul(const(i), ldc), const(v * LANES)))
+                      for i in range(m) for v in range(nv)]
+            accs = [cgutils.alloca_once(builder, vec) for _ in c_ptrs]  # registers after mem2reg
+            for acc, p in zip(accs, c_ptrs):
+                builder.store(builder.load(p, align=4), acc)
             with cgutils.for_range(builder, K) as loop:
                 k = loop.index
                 prow = builder.mul(k, ldp)
                 bs = [builder.load(vptr(pp.data, builder.add(prow, const(v * LANES))), align=4)
-                      for v in range(NR // LANES)]
+                      for v in range(nv)]
                 for i in range(m):
-                    x = builder.load(builder.gep(aa.data, [builder.add(builder.mul(const(i), lda),
-                                                                       k)]))
+                    at = (builder.add(builder.mul(k, lda), const(i)) if a_trans
+                          else builder.add(builder.mul(const(i), lda), k))
+                    x = builder.load(builder.gep(aa.data, [at]))
                     xs = builder.shuffle_vector(builder.insert_element(undef, x, const(0)),
-                                                undef, zero_mask)
-                    for v in range(NR // LANES):
-                        slot = accs[i * (NR // LANES) + v]
-                        builder.store(builder.call(fma, [xs, bs[v], builder.load(slot)]), slot)
-            for i in range(m):
-                row = builder.mul(const(i), ldc)
-                for v in range(NR // LANES):
-                    p = vptr(cc.data, builder.add(row, const(v * LANES)))
-                    builder.store(builder.load(accs[i * (NR // LANES) + v]), p, align=4)
+                                                undef, splat)
+                    for v in range(nv):
+                        acc = accs[i * nv + v]
+                        builder.store(builder.call(fma, [xs, bs[v], builder.load(acc)]), acc)
+            for acc, p in zip(accs, c_ptrs):
+                builder.store(builder.load(acc), p, align=4)
             return context.get_dummy_value()
 
         return types.void(c, a, panel), codegen
     return tile
 
 
-_tile1, _tile2, _tile3, _tile4, _tile5, _tile6 = (_make_tile(m) for m in range(1, MR + 1))
+_t1, _t2, _t3, _t4, _t5, _t6 = (_make_tile(m, False) for m in range(1, MR + 1))
+_u1, _u2, _u3, _u4, _u5, _u6 = (_make_tile(m, True) for m in range(1, MR + 1))
 
 
 @kernel
-def _packed_product(a, bp, c):
-    """c (M, N) += a (M, K) @ Bmat, bp (N / NR, K, NR) its panels."""
+def _rows(c, a, panel, a_trans):
+    """c (M, NR) += op(a) @ panel (K, NR), MR rows at a time; op(a) as in _make_tile."""
     M = c.shape[0]
-    for nb in range(bp.shape[0]):
-        panel, cols = bp[nb], c[:, nb * NR: (nb + 1) * NR]
-        i = 0
-        while i + MR <= M:
-            _tile6(cols[i: i + MR], a[i: i + MR], panel)
-            i += MR
-        rest = M - i
+    i = 0
+    while i + MR <= M:
+        if a_trans:
+            _u6(c[i: i + MR], a[:, i: i + MR], panel)
+        else:
+            _t6(c[i: i + MR], a[i: i + MR], panel)
+        i += MR
+    rest, cr, ar = M - i, c[i:], a[:, i:] if a_trans else a[i:]
+    if a_trans:
         if rest == 1:
-            _tile1(cols[i:], a[i:], panel)
+            _u1(cr, ar, panel)
         elif rest == 2:
-            _tile2(cols[i:], a[i:], panel)
+            _u2(cr, ar, panel)
         elif rest == 3:
-            _tile3(cols[i:], a[i:], panel)
+            _u3(cr, ar, panel)
         elif rest == 4:
-            _tile4(cols[i:], a[i:], panel)
+            _u4(cr, ar, panel)
         elif rest == 5:
-            _tile5(cols[i:], a[i:], panel)
+            _u5(cr, ar, panel)
+    elif rest == 1:
+        _t1(cr, ar, panel)
+    elif rest == 2:
+        _t2(cr, ar, panel)
+    elif rest == 3:
+        _t3(cr, ar, panel)
+    elif rest == 4:
+        _t4(cr, ar, panel)
+    elif rest == 5:
+        _t5(cr, ar, panel)
+
+
+@kernel
+def product(a, a_trans, bp, c):
+    """c (M, N) += op(a) @ Bmat: op(a) = a (M, K), or a.T for a (K, M); bp (N / NR, K, NR)."""
+    K = bp.shape[1]
+    for k0 in range(0, K, KC):
+        k1 = min(k0 + KC, K)
+        a_block = a[k0:k1] if a_trans else a[:, k0:k1]
+        for nb in range(bp.shape[0]):
+            _rows(c[:, nb * NR: (nb + 1) * NR], a_block, bp[nb, k0:k1], a_trans)
 
 
 def accumulate_product(a, w, trans, c):
@@ -137,5 +168,20 @@ def accumulate_product(a, w, trans, c):
 @overload(accumulate_product)
 def _accumulate_product(a, w, trans, c):
     if w.ndim == 3:
-        return lambda a, w, trans, c: _packed_product(a, w, c)
+        return lambda a, w, trans, c: product(a, False, w, c)
     return lambda a, w, trans, c: gemm(False, trans, 1.0, a, w, 1.0, c)
+
+
+def accumulate_weight_grad(dw, dout, x, scratch):
+    """dw (M, N) += dout.T @ x for dout (K, M), x (K, N): through scratch when it is 3-D,
+    packed_shape(x, False) (x is packed into it), else BLAS (scratch unused)."""
+
+
+@overload(accumulate_weight_grad)
+def _accumulate_weight_grad(dw, dout, x, scratch):
+    if scratch.ndim == 3:
+        def impl(dw, dout, x, scratch):
+            pack(x, False, scratch)
+            product(dout, True, scratch, dw)
+        return impl
+    return lambda dw, dout, x, scratch: gemm(True, False, 1.0, dout, x, 1.0, dw)

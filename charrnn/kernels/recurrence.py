@@ -3,7 +3,8 @@
 Per step only the recurrent product h_prev @ W_hh.T runs; the input projections for all T steps
 come in precomputed, and the weight gradients are one GEMM over all T*B rows after the loop.
 w_hh is either the (GH, H) matrix (BLAS) or, in float32 training, W_hh packed by packed.pack:
-W_hh.T's panels for forward and step, W_hh's for backward.
+W_hh.T's panels for forward and step, W_hh's for backward; scratch is where backward packs
+the layer's inputs for the weight gradient (packed.accumulate_weight_grad).
 
 Buffers of one layer for one chunk:
     gates (T, B, GH)   in: x-side pre-activations;  forward -> activations;  backward -> grads of
@@ -16,9 +17,8 @@ Buffers of one layer for one chunk:
     dhs   (T, B, H)    in: dL/dh_t from above; accumulates the recurrent gradient in place
 """
 from . import GRU, LSTM, RNN_RELU, gru, kernel, lstm, rnn
-from .blas import gemm
 from .common import add_row_sums, fill_rows
-from .packed import accumulate_product
+from .packed import accumulate_product, accumulate_weight_grad
 
 
 @kernel
@@ -43,7 +43,7 @@ def forward(cell, gates, hg, hs, cs, w_hh, b_hh):
 
 
 @kernel
-def backward(cell, gates, hg, dhs, dh0, dc0, hs, cs, w_hh, dw_hh, db_hh):
+def backward(cell, gates, hg, dhs, dh0, dc0, hs, cs, w_hh, dw_hh, db_hh, scratch):
     """Backward through T steps. Writes dh0, dc0 (B, H): the gradients of the initial state.
 
     Leaves gates holding the x-side pre-activation gradients (for the input projection's
@@ -64,5 +64,5 @@ def backward(cell, gates, hg, dhs, dh0, dc0, hs, cs, w_hh, dw_hh, db_hh):
         accumulate_product(hg[t] if cell == GRU else gates[t], w_hh, False, dh_prev)
     dhg = (hg if cell == GRU else gates).reshape(T * B, GH)
     h_prev = hs.reshape((T + 1) * B, H)[: T * B]
-    gemm(True, False, 1.0, dhg, h_prev, 1.0, dw_hh)
+    accumulate_weight_grad(dw_hh, dhg, h_prev, scratch)
     add_row_sums(db_hh, dhg)

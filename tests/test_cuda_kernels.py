@@ -234,7 +234,8 @@ def test_time_loops_match_cpu(rng, dtype, cell, cid, G):
     recurrence.forward(cid, g, q, h, c, w_d, b_d)
     close(host(h), hs, dtype)
     close(host(c), cs, dtype)
-    cpu_recurrence.backward(cid, gates, hg, dhs, dh0, dc0, hs, cs, w_hh, dw, db)
+    cpu_recurrence.backward(cid, gates, hg, dhs, dh0, dc0, hs, cs, w_hh, dw, db,
+                            np.zeros((0, 0), dtype))  # BLAS weight gradient
     recurrence.backward(cid, g, q, d, dh0_d, dc0_d, h, c, w_d, dw_d, db_d)
     for got, want in zip(dev, cpu):
         close(host(got), want, dtype)

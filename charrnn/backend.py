@@ -6,7 +6,10 @@ matrix product collapses when anything else wants a core). So BLAS is pinned to 
 and `threads` is the number of shards.
 """
 import os
+from concurrent.futures import ThreadPoolExecutor
+from functools import lru_cache
 
+import numpy as np
 from threadpoolctl import threadpool_limits
 
 from .errors import UsageError
@@ -32,20 +35,6 @@ def threads():
     return _threads or set_threads()
 
 
-# OpenBLAS's core types with AVX-512 kernels; any other forced on an AVX-512 CPU runs AVX2 code.
-_AVX512_CORES = {"skylakex", "cooperlake", "sapphirerapids"}
-
-
-def blas_note():
-    """A one-line hint when OPENBLAS_CORETYPE forces BLAS kernels older than this CPU (an
-    AVX2 core type on an AVX-512 machine: matrix products run at ~60% speed), else ""."""
-    forced = os.environ.get("OPENBLAS_CORETYPE", "")
-    if not forced or forced.lower() in _AVX512_CORES or not _cpu_has_avx512():
-        return ""
-    return (f"note: OPENBLAS_CORETYPE={forced} forces AVX2 BLAS kernels on this AVX-512 CPU; "
-            "training runs up to ~1.8x faster with it unset")
-
-
 def blas_description():
     """SciPy's BLAS (the one the kernels call), e.g. "openblas 0.3.30 Haswell kernels
     (OPENBLAS_CORETYPE=Haswell)", for benchmark reports."""
@@ -62,12 +51,23 @@ def blas_description():
             + (f" (OPENBLAS_CORETYPE={forced})" if forced else " (detected)"))
 
 
-def _cpu_has_avx512():
-    try:
-        with open("/proc/cpuinfo") as f:
-            return " avx512f " in f.read(1 << 16).replace("\n", " ")
-    except OSError:  # not Linux: say nothing
-        return False
+@lru_cache(maxsize=None)
+def pool(n):
+    """A pool of n threads for the shards (kernels release the GIL)."""
+    return ThreadPoolExecutor(max_workers=n, thread_name_prefix="charrnn")
+
+
+def parallel(fn, items):
+    """[fn(x) for x in items], over `threads()` threads when more than one."""
+    items, n = list(items), threads()
+    return list(pool(n).map(fn, items)) if n > 1 and len(items) > 1 else [fn(x) for x in items]
+
+
+def map_ranges(fn, size):
+    """fn(lo, hi) over `threads()` contiguous ranges splitting range(size), in parallel
+    threads: element-wise passes over the flat buffers (clipping, optimizer steps)."""
+    bounds = np.linspace(0, size, min(threads(), max(size, 1)) + 1).astype(int)
+    return parallel(lambda i: fn(bounds[i], bounds[i + 1]), range(len(bounds) - 1))
 
 
 def _cuda_probe():

@@ -130,13 +130,18 @@ class TrainConfig:
         return _from_dict(cls, d)
 
 
+# GRU 2-layer training speed by width, characters per second on two cores of the reference
+# machine (BENCHMARKS.md): how many passes over the corpus a time budget buys.
+_GRU_SPEED = {256: 80_000, 512: 24_000}
+
+
 def default_model(max_time, corpus_chars):
     """The model for the fields a user leaves out, chosen by measurement (BENCHMARKS.md,
     "Good models by default"): a 2-layer GRU (it learns faster per second than an LSTM here),
-    512 wide for budgets of 10 minutes or more and 256 below, and dropout 0.25 on the wide model
-    when the budget will see a small corpus many times (under 5,000 characters per second of
-    budget), where it would otherwise overfit."""
-    wide = max_time is not None and max_time >= 600
-    many_passes = max_time is not None and corpus_chars < 5000 * max_time
-    return {"cell": "gru", "num_layers": 2, "hidden_size": 512 if wide else 256,
-            "dropout": 0.25 if wide and many_passes else 0.0}
+    512 wide for budgets of 10 minutes or more and 256 below, and dropout 0.25 when the budget
+    will pass over the corpus more than 4 times (at the speeds above), where it would
+    otherwise overfit."""
+    hidden = 512 if max_time is not None and max_time >= 600 else 256
+    passes = 0.0 if max_time is None else max_time * _GRU_SPEED[hidden] / max(corpus_chars, 1)
+    return {"cell": "gru", "num_layers": 2, "hidden_size": hidden,
+            "dropout": 0.25 if passes > 4 else 0.0}

@@ -3,9 +3,6 @@
 Dimension letters: B batch, T time, N = T*B, H hidden, G gates, V vocabulary, E embedding,
 L layers. Inside, batches are time-major, so each step's B rows are contiguous.
 """
-from concurrent.futures import ThreadPoolExecutor
-from functools import lru_cache
-
 import numpy as np
 
 from . import backend, kernels, optim
@@ -19,11 +16,6 @@ def cell_id(config):
     if config.cell == "rnn":
         return kernels.RNN_RELU if config.nonlinearity == "relu" else kernels.RNN_TANH
     return _CELL_IDS[config.cell]
-
-
-@lru_cache(maxsize=None)
-def _pool(n):
-    return ThreadPoolExecutor(max_workers=n, thread_name_prefix="charrnn")
 
 
 class _Pass:
@@ -233,8 +225,7 @@ class CharRNN:
                 shard.backward(self.params, W, grads[i])
             return total
 
-        totals = list(_pool(len(shards)).map(work, range(len(shards))) if len(shards) > 1
-                      else [work(0)])
+        totals = backend.parallel(work, range(len(shards)))
         if train:
             for g in extra:
                 self.grad += g
@@ -254,8 +245,9 @@ class CharRNN:
                  + [f"rnn.weight_ih_l{k}" for k in range(0 if cfg.embed_dim else 1,
                                                          cfg.num_layers)]
                  + ["decoder.weight"])
-        return {name: (self._packed(name, True), self._packed(name, False) if train else None)
-                for name in names}
+        jobs = [(name, trans) for name in names for trans in ((True, False) if train else (True,))]
+        done = dict(zip(jobs, backend.parallel(lambda job: self._packed(*job), jobs)))
+        return {name: (done[name, True], done.get((name, False))) for name in names}
 
     def _packed(self, name, trans):
         """Bmat = W.T (trans) or W for weight `name`, packed when float32 and its columns

@@ -6,7 +6,9 @@ request or streamed chunk. Dimension letters: B rows (independent streams), T ch
 L layers, H hidden, G gates, V vocabulary, E embedding (0 for one-hot input).
 
 Weights reach the kernels as the model's flat parameter buffer plus element offsets, so one
-compiled function serves any number of layers; views are cut from the buffer inside.
+compiled function serves any number of layers; views are cut from the buffer inside. With
+several float32 rows, the recurrent and input matrices are also packed for kernels.packed's
+micro-kernel (pflat, offsets poffs); one row keeps BLAS's gemv, which is as fast there.
 """
 import math
 
@@ -15,7 +17,9 @@ import numpy as np
 from .backend import check_device, threads
 from .checkpoint import load_model, resolve
 from .errors import UsageError
-from .kernels import kernel
+from numba.extending import overload
+
+from .kernels import kernel, packed
 from .kernels.common import embedding_forward, linear_forward
 from .kernels.recurrence import step
 from .model import cell_id
@@ -28,8 +32,21 @@ def _view(flat, offset, rows, cols):
     return flat[offset: offset + rows * cols].reshape(rows, cols)
 
 
+def _operand(flat, off, pflat, poff, N, K):
+    """The (N, K) weight matrix at flat[off:], as the products take it: its packed W.T at
+    pflat[poff:] when pflat is 1-D (Sampler._packed), else the matrix itself."""
+
+
+@overload(_operand)
+def _operand_impl(flat, off, pflat, poff, N, K):
+    if pflat.ndim == 1:
+        return lambda flat, off, pflat, poff, N, K: pflat[poff: poff + N * K].reshape(
+            N // packed.NR, K, packed.NR)
+    return lambda flat, off, pflat, poff, N, K: _view(flat, off, N, K)
+
+
 @kernel
-def _advance(cell, flat, layer_offs, head_offs, h, c, ids, ws, decode):
+def _advance(cell, flat, layer_offs, head_offs, pflat, poffs, h, c, ids, ws, decode):
     """Feed one character per row, ids (B,): h, c (L, B, H) advance in place; with decode,
     ws's logits (B, V) get the next character's logits."""
     gates, hg, hn, cn, x0, logits, _, _, w0t = ws
@@ -37,7 +54,8 @@ def _advance(cell, flat, layer_offs, head_offs, h, c, ids, ws, decode):
     for k in range(L):
         w_ih, w_hh, b_ih, b_hh = layer_offs[k]
         if k > 0:
-            linear_forward(gates, h[k - 1], _view(flat, w_ih, GH, H), flat[b_ih: b_ih + GH])
+            linear_forward(gates, h[k - 1], _operand(flat, w_ih, pflat, poffs[k, 1], GH, H),
+                           flat[b_ih: b_ih + GH])
         elif E > 0:
             embedding_forward(x0, _view(flat, head_offs[0], V, E), ids)
             linear_forward(gates, x0, _view(flat, w_ih, GH, E), flat[b_ih: b_ih + GH])
@@ -45,7 +63,8 @@ def _advance(cell, flat, layer_offs, head_offs, h, c, ids, ws, decode):
             embedding_forward(gates, w0t, ids)
             for b in range(B):
                 gates[b] += flat[b_ih: b_ih + GH]
-        step(cell, gates, hg, h[k], c[k], hn, cn, _view(flat, w_hh, GH, H), flat[b_hh: b_hh + GH])
+        step(cell, gates, hg, h[k], c[k], hn, cn, _operand(flat, w_hh, pflat, poffs[k, 0], GH, H),
+             flat[b_hh: b_hh + GH])
         h[k] = hn
         c[k] = cn
     if decode:
@@ -93,26 +112,26 @@ def _pick(row, p, ident, rng, temperature, top_k, top_p):
 
 
 @kernel
-def _generate(cell, flat, layer_offs, head_offs, h, c, ids, ws, out, rng, temperature, top_k,
-              top_p):
+def _generate(cell, flat, layer_offs, head_offs, pflat, poffs, h, c, ids, ws, out, rng,
+              temperature, top_k, top_p):
     """Sample out (B, T): feed the pending ids (B,), draw, repeat. ids ends as the last draw."""
     logits, p, ident = ws[5], ws[6], ws[7]
     for t in range(out.shape[1]):
-        _advance(cell, flat, layer_offs, head_offs, h, c, ids, ws, True)
+        _advance(cell, flat, layer_offs, head_offs, pflat, poffs, h, c, ids, ws, True)
         for b in range(ids.shape[0]):
             ids[b] = _pick(logits[b], p, ident, rng, temperature, top_k, top_p)
             out[b, t] = ids[b]
 
 
 @kernel
-def _force(cell, flat, layer_offs, head_offs, h, c, ids, ws, text, logp):
+def _force(cell, flat, layer_offs, head_offs, pflat, poffs, h, c, ids, ws, text, logp):
     """Teacher forcing: feed the pending ids (B,), then text (T,) but its last character, which
     is left pending in ids. If logp (T,) is non-empty it gets row 0's log p(text[t]), in
     float64; if empty, the decoder is skipped."""
     logits = ws[5]
     score = logp.shape[0] > 0
     for t in range(text.shape[0]):
-        _advance(cell, flat, layer_offs, head_offs, h, c, ids, ws, score)
+        _advance(cell, flat, layer_offs, head_offs, pflat, poffs, h, c, ids, ws, score)
         if score:
             row = logits[0]
             mx = row.max()
@@ -213,12 +232,25 @@ class Sampler:
         ids = self.vocab.encode(text, unknown=unknown).astype(np.int64)  # (T,)
         h, c, ws = self._buffers(1)
         logp = np.zeros(len(ids))  # (T,)
-        _force(*self._weights(), h, c, np.full(1, self._start, np.int64), ws, ids, logp)
+        _force(*self._weights(1), h, c, np.full(1, self._start, np.int64), ws, ids, logp)
         return float(logp.sum()), logp
 
-    def _weights(self):
-        """The kernels' leading arguments: cell id, flat parameters, their offsets."""
-        return self._cell, self.model.flat, self._layer_offs, self._head_offs
+    def _weights(self, B):
+        """The kernels' leading arguments for B rows: cell id, flat parameters, their offsets,
+        and the packed matrices with their offsets (L, 2) (none for one row or float64)."""
+        cfg = self.model.config
+        L, H, GH = cfg.num_layers, cfg.hidden_size, cfg.gates * cfg.hidden_size
+        pflat, poffs = np.zeros((0, 0), self.model.dtype), np.zeros((L, 2), np.int64)
+        if B > 1 and packed.packable(self.model.dtype, GH):
+            mats = ([(k, 0, f"rnn.weight_hh_l{k}") for k in range(L)]
+                    + [(k, 1, f"rnn.weight_ih_l{k}") for k in range(1, L)])  # (layer, column)
+            pflat = np.empty(len(mats) * GH * H, np.float32)
+            for i, (k, j, name) in enumerate(mats):
+                poffs[k, j] = i * GH * H
+                w = self.model.params[name]  # (GH, H)
+                packed.pack(w, True, pflat[i * GH * H: (i + 1) * GH * H].reshape(
+                    packed.packed_shape(w, True)))
+        return self._cell, self.model.flat, self._layer_offs, self._head_offs, pflat, poffs
 
     def _buffers(self, B):
         cfg, dt = self.model.config, self.model.dtype
@@ -238,7 +270,7 @@ class Sampler:
         _check(n, temperature, top_k, top_p, seed)
         prime_ids = self.vocab.encode(prime, unknown=unknown).astype(np.int64)  # (P,)
         rng = np.random.default_rng(seed)
-        args = self._weights()
+        args = self._weights(B)
         h, c, ws = self._buffers(B)
         ids = np.full(B, prime_ids[0] if len(prime_ids) else self._start, np.int64)  # pending
         _force(*args, h, c, ids, ws, prime_ids[1:], np.zeros(0))

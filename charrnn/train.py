@@ -13,7 +13,7 @@ import numpy as np
 from tqdm import tqdm
 
 from . import checkpoint
-from .backend import blas_note, check_device, set_threads, to_device
+from .backend import check_device, set_threads, to_device
 from .config import ModelConfig, TrainConfig, default_model
 from .data import BatchStream, corpus_name, iter_eval_batches, load_corpus, split_train_val
 from .errors import CharRNNError, UsageError
@@ -180,8 +180,6 @@ class Trainer:
     def run(self, out, corpus, progress, log):
         cfg, model = self.cfg, self.model
         set_threads(cfg.threads)
-        if blas_note():
-            log(blas_note())
         last, best = os.path.join(out, "last.ckpt"), os.path.join(out, "best.ckpt")
         stop = _SignalFlag()
         bar = _Progress(cfg, self.step, self.elapsed,

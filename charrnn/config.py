@@ -138,10 +138,10 @@ _GRU_SPEED = {256: 80_000, 512: 24_000}
 def default_model(max_time, corpus_chars):
     """The model for the fields a user leaves out, chosen by measurement (BENCHMARKS.md,
     "Good models by default"): a 2-layer GRU (it learns faster per second than an LSTM here),
-    512 wide for budgets of 10 minutes or more and 256 below, and dropout 0.25 when the budget
-    will pass over the corpus more than 4 times (at the speeds above), where it would
-    otherwise overfit."""
+    512 wide for budgets of 10 minutes or more and 256 below, and dropout where the budget
+    will pass over the corpus many times (at the speeds above) and the model would overfit:
+    0.25 beyond 4 passes, 0.5 for the 512-wide model (4x the parameters) beyond 15."""
     hidden = 512 if max_time is not None and max_time >= 600 else 256
     passes = 0.0 if max_time is None else max_time * _GRU_SPEED[hidden] / max(corpus_chars, 1)
-    return {"cell": "gru", "num_layers": 2, "hidden_size": hidden,
-            "dropout": 0.25 if passes > 4 else 0.0}
+    dropout = 0.5 if hidden == 512 and passes > 15 else 0.25 if passes > 4 else 0.0
+    return {"cell": "gru", "num_layers": 2, "hidden_size": hidden, "dropout": dropout}

@@ -1,10 +1,16 @@
-"""The packed float32 recurrent product (kernels.packed) against float64 products."""
+"""The packed float32 matrix products (kernels.packed) against float64 products."""
 import numpy as np
 import pytest
 from numba import njit
 
 from charrnn import CharRNN, ModelConfig
 from charrnn.kernels import packed
+
+
+@pytest.fixture(autouse=True)
+def packed_path_on(monkeypatch):
+    """The kernel is correct on any CPU; the models choose it only on AVX-512 (packed.ENABLED)."""
+    monkeypatch.setattr(packed, "ENABLED", True)
 
 
 @njit(cache=True)

@@ -7,6 +7,7 @@ import pytest
 from charrnn import CharRNN, ModelConfig
 from charrnn.checkpoint import save_model
 from charrnn.errors import UsageError
+from charrnn.kernels import packed
 from charrnn.sampling import Sampler
 from charrnn.vocab import Vocab
 from conftest import make_model
@@ -143,8 +144,9 @@ def test_float32_model_samples_like_float64(sampler):
 
 
 @pytest.mark.parametrize("cell,H", [("lstm", 32), ("gru", 64)])  # G*H a multiple of 64
-def test_batched_float32_sampling_through_packed_weights_matches_float64(cell, H):
+def test_batched_float32_sampling_through_packed_weights_matches_float64(cell, H, monkeypatch):
     """Several float32 rows with 64-column-multiple gates take kernels.packed; float64 BLAS."""
+    monkeypatch.setattr(packed, "ENABLED", True)  # as on AVX-512 CPUs
     config = ModelConfig(vocab_size=len(VOCAB), cell=cell, hidden_size=H, num_layers=2)
     model64 = CharRNN(config, dtype=np.float64, seed=3)
     model64.flat *= 4  # sharper distributions: greedy choices far from ties

@@ -193,7 +193,8 @@ def test_default_model_follows_the_documented_rule():
     assert short == {"cell": "gru", "num_layers": 2, "hidden_size": 256, "dropout": 0.25}
     assert default_model(180.0, 12_000_000)["dropout"] == 0.0  # ~1 pass
     assert default_model(1200.0, 1_115_394)["hidden_size"] == 512
-    assert default_model(1200.0, 1_115_394)["dropout"] == 0.25  # ~26 passes
+    assert default_model(1200.0, 1_115_394)["dropout"] == 0.5  # ~26 passes, wide
+    assert default_model(1200.0, 4_000_000)["dropout"] == 0.25  # ~7 passes
     assert default_model(1200.0, 12_000_000)["dropout"] == 0.0  # ~2.4 passes
     assert default_model(None, 1000)["hidden_size"] == 256  # only --max-steps
 

@@ -15,9 +15,9 @@ Uses: forward h_prev @ W_hh.T (Bmat = W_hh.T), backward dgates @ W_hh (Bmat = W_
 W_ih above layer 0, and weight gradients dgates.T @ x (Bmat = x, the layer's input).
 """
 import numpy as np
-from llvmlite import ir
+from llvmlite import binding, ir
 from numba import types
-from numba.core import cgutils
+from numba.core import cgutils, config
 from numba.extending import intrinsic, overload
 
 from . import kernel
@@ -25,10 +25,17 @@ from .blas import gemm
 
 NR, LANES, MR, KC = 64, 16, 6, 256
 
+# A tile's 24 accumulators of 16 floats live in AVX-512's 32 vector registers; with narrower
+# vectors (AVX2, NEON, or Numba told to target a generic CPU) they would spill, and BLAS is
+# the better choice there. The kernel itself is correct everywhere (tests force it on).
+ENABLED = (binding.get_host_cpu_features().get("avx512f", False)
+           and config.CPU_NAME in (None, "host"))
+
 
 def packable(dtype, N):
-    """Whether an operand with N columns takes the packed path: float32, N a multiple of NR."""
-    return np.dtype(dtype) == np.float32 and N % NR == 0 and N > 0
+    """Whether an operand with N columns takes the packed path: on AVX-512, in float32, N a
+    multiple of NR."""
+    return ENABLED and np.dtype(dtype) == np.float32 and N % NR == 0 and N > 0
 
 
 def packed_shape(w, trans):

@@ -42,8 +42,7 @@ class _Pass:
         self.embed, self.dembed = (z(N, E), z(N, E)) if E else (None, None)
         self.w_ih0_t = None if E else z(V, G * H)  # layer 0's W_ih.T, rows gathered by id
         # (H/NR, N, NR): a layer's input packed for its weight gradient (kernels.packed)
-        self.scratch = (z(*packed.packed_shape(self.dhs[0].reshape(N, H), False))
-                        if packed.packable(dtype, H) else z(0, 0))
+        self.scratch = z(H // packed.NR, N, packed.NR) if packed.packable(dtype, H) else z(0, 0)
         self.no_scratch = z(0, 0)  # BLAS for the rest
         self.ids = np.zeros(N, np.int32)
         self.targets = np.zeros(N, np.int32)

@@ -13,12 +13,11 @@ micro-kernel (pflat, offsets poffs); one row keeps BLAS's gemv, which is as fast
 import math
 
 import numpy as np
+from numba.extending import overload
 
 from .backend import check_device, threads
 from .checkpoint import load_model, resolve
 from .errors import UsageError
-from numba.extending import overload
-
 from .kernels import kernel, packed
 from .kernels.common import embedding_forward, linear_forward
 from .kernels.recurrence import step
@@ -34,7 +33,7 @@ def _view(flat, offset, rows, cols):
 
 def _operand(flat, off, pflat, poff, N, K):
     """The (N, K) weight matrix at flat[off:], as the products take it: its packed W.T at
-    pflat[poff:] when pflat is 1-D (Sampler._packed), else the matrix itself."""
+    pflat[poff:] when pflat is 1-D (Sampler._weights), else the matrix itself."""
 
 
 @overload(_operand)

@@ -97,8 +97,8 @@ def gemm_peak(threads, runs=5):
     with threadpool_limits(limits=threads, user_api="blas"):
         sgemm(1.0, a, b)  # warm-up
         blas = statistics.median(timed(lambda: sgemm(1.0, a, b)) for _ in range(runs))
-    packed.product(ac, False, bp, c)  # warm-up
-    own = statistics.median(timed(lambda: packed.product(ac, False, bp, c)) for _ in range(runs))
+    packed.product(ac, bp, c)  # warm-up
+    own = statistics.median(timed(lambda: packed.product(ac, bp, c)) for _ in range(runs))
     return 2 * n ** 3 / blas, threads * 2 * n ** 3 / own
 
 

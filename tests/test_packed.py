@@ -48,7 +48,7 @@ def test_packed_product_with_a_transposed_matches_float64(M, K, N):
     x = rng.standard_normal((K, N)).astype(np.float32)
     c = rng.standard_normal((M, N)).astype(np.float32)
     want = c + a.T.astype(np.float64) @ x.astype(np.float64)
-    packed.product(a, True, packed_operand(x, False), c)
+    packed.product(a.T, packed_operand(x, False), c)
     np.testing.assert_allclose(c, want, rtol=0, atol=2e-6 * np.sqrt(K) * 4)
 
 

@@ -4,10 +4,10 @@ A BLAS gemm called at every time step repacks its B operand (all of W_hh, 1-4 MB
 call, for only B rows of work. Here the B operand is packed once (per call of the model, for
 weights) into column panels, and a micro-kernel written as LLVM vector code runs the product:
 
-    c (M, N) += op(a) (M, K) @ Bmat (K, N),   Bmat packed as bp (N / NR, K, NR)
+    c (M, N) += a (M, K) @ Bmat (K, N),   Bmat packed as bp (N / NR, K, NR)
 
-op(a) is a (M, K), or a.T for a (K, M) (weight gradients: dW += dgates.T @ x). A tile is
-MR <= 6 rows by NR = 64 columns: 24 accumulators of 16 lanes, per k one broadcast of op(a) per
+a may be any strided view, a.T included (weight gradients: dW += dgates.T @ x). A tile is
+MR <= 6 rows by NR = 64 columns: 24 accumulators of 16 lanes, per k one broadcast of a per
 row and 4 vector loads of the panel, 24 fused multiply-adds; K runs in blocks of KC so a panel
 block stays in cache while every row tile passes over it.
 
@@ -59,9 +59,10 @@ def pack(w, trans, bp):
                 panel[k, :] = w[k, nb * NR: (nb + 1) * NR]
 
 
-def _make_tile(m, a_trans):
-    """tile(c, a, panel): c[:m, :NR] += op(a) @ panel (K, NR); op(a) = a[:m, :K], or a[:K, :m].T
-    when a_trans. 2-D float32 views, unit stride along their last axis."""
+def _make_tile(m):
+    """tile(c, a, panel): c[:m, :NR] += a[:m, :K] @ panel (K, NR). 2-D float32 views; c and
+    panel with unit stride along their last axis, a with any strides (a.T of a weight
+    gradient's dgates reads down its columns)."""
 
     @intrinsic
     def tile(typingctx, c, a, panel):
@@ -77,13 +78,13 @@ def _make_tile(m, a_trans):
             def const(n):
                 return ir.Constant(cgutils.intp_t, n)
 
-            def lead(arr):  # the row stride, in elements
-                return builder.sdiv(builder.extract_value(arr.strides, 0), const(4))
+            def stride(arr, axis):  # in elements
+                return builder.sdiv(builder.extract_value(arr.strides, axis), const(4))
 
             def vptr(base, offset):
                 return builder.bitcast(builder.gep(base, [offset]), vec.as_pointer())
 
-            ldc, lda, ldp = lead(cc), lead(aa), lead(pp)
+            ldc, ldp, a_row, a_col = stride(cc, 0), stride(pp, 0), stride(aa, 0), stride(aa, 1)
             K = builder.extract_value(pp.shape, 0)
             fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vec, [vec] * 3),
                                                  "llvm.fma.v16f32")
@@ -97,12 +98,11 @@ def _make_tile(m, a_trans):
                 builder.store(builder.load(p, align=4), acc)
             with cgutils.for_range(builder, K) as loop:
                 k = loop.index
-                prow = builder.mul(k, ldp)
+                prow, acol = builder.mul(k, ldp), builder.mul(k, a_col)
                 bs = [builder.load(vptr(pp.data, builder.add(prow, const(v * LANES))), align=4)
                       for v in range(nv)]
                 for i in range(m):
-                    at = (builder.add(builder.mul(k, lda), const(i)) if a_trans
-                          else builder.add(builder.mul(const(i), lda), k))
+                    at = builder.add(builder.mul(const(i), a_row), acol)
                     x = builder.load(builder.gep(aa.data, [at]))
                     xs = builder.shuffle_vector(builder.insert_element(undef, x, const(0)),
                                                 undef, splat)
@@ -117,61 +117,42 @@ def _make_tile(m, a_trans):
     return tile
 
 
-_t1, _t2, _t3, _t4, _t5, _t6 = (_make_tile(m, False) for m in range(1, MR + 1))
-_u1, _u2, _u3, _u4, _u5, _u6 = (_make_tile(m, True) for m in range(1, MR + 1))
+_t1, _t2, _t3, _t4, _t5, _t6 = (_make_tile(m) for m in range(1, MR + 1))
 
 
 @kernel
-def _rows(c, a, panel, a_trans):
-    """c (M, NR) += op(a) @ panel (K, NR); op(a) as in _make_tile. The M rows go in as few
-    tiles as MR allows, balanced (50 rows: 5 of 6 and 4 of 5, not 8 of 6 and a slow 2)."""
+def _rows(c, a, panel):
+    """c (M, NR) += a (M, K) @ panel (K, NR). The M rows go in as few tiles as MR allows,
+    balanced (50 rows: 5 of 6 and 4 of 5, not 8 of 6 and a slow 2)."""
     M = c.shape[0]
     tiles = (M + MR - 1) // MR
     i = 0
     for t in range(tiles):
         m = M // tiles + (1 if t < M % tiles else 0)
-        _tile(m, c[i: i + m], a[:, i: i + m] if a_trans else a[i: i + m], panel, a_trans)
+        rows, a_rows = c[i: i + m], a[i: i + m]
+        if m == 6:
+            _t6(rows, a_rows, panel)
+        elif m == 5:
+            _t5(rows, a_rows, panel)
+        elif m == 4:
+            _t4(rows, a_rows, panel)
+        elif m == 3:
+            _t3(rows, a_rows, panel)
+        elif m == 2:
+            _t2(rows, a_rows, panel)
+        else:
+            _t1(rows, a_rows, panel)
         i += m
 
 
 @kernel
-def _tile(m, c, a, panel, a_trans):
-    if a_trans:
-        if m == 6:
-            _u6(c, a, panel)
-        elif m == 5:
-            _u5(c, a, panel)
-        elif m == 4:
-            _u4(c, a, panel)
-        elif m == 3:
-            _u3(c, a, panel)
-        elif m == 2:
-            _u2(c, a, panel)
-        else:
-            _u1(c, a, panel)
-    elif m == 6:
-        _t6(c, a, panel)
-    elif m == 5:
-        _t5(c, a, panel)
-    elif m == 4:
-        _t4(c, a, panel)
-    elif m == 3:
-        _t3(c, a, panel)
-    elif m == 2:
-        _t2(c, a, panel)
-    else:
-        _t1(c, a, panel)
-
-
-@kernel
-def product(a, a_trans, bp, c):
-    """c (M, N) += op(a) @ Bmat: op(a) = a (M, K), or a.T for a (K, M); bp (N / NR, K, NR)."""
+def product(a, bp, c):
+    """c (M, N) += a (M, K) @ Bmat, bp (N / NR, K, NR) its panels; a may be strided (a.T)."""
     K = bp.shape[1]
     for k0 in range(0, K, KC):
         k1 = min(k0 + KC, K)
-        a_block = a[k0:k1] if a_trans else a[:, k0:k1]
         for nb in range(bp.shape[0]):
-            _rows(c[:, nb * NR: (nb + 1) * NR], a_block, bp[nb, k0:k1], a_trans)
+            _rows(c[:, nb * NR: (nb + 1) * NR], a[:, k0:k1], bp[nb, k0:k1])
 
 
 def accumulate_product(a, w, trans, c):
@@ -182,7 +163,7 @@ def accumulate_product(a, w, trans, c):
 @overload(accumulate_product)
 def _accumulate_product(a, w, trans, c):
     if w.ndim == 3:
-        return lambda a, w, trans, c: product(a, False, w, c)
+        return lambda a, w, trans, c: product(a, w, c)
     return lambda a, w, trans, c: gemm(False, trans, 1.0, a, w, 1.0, c)
 
 
@@ -196,6 +177,6 @@ def _accumulate_weight_grad(dw, dout, x, scratch):
     if scratch.ndim == 3:
         def impl(dw, dout, x, scratch):
             pack(x, False, scratch)
-            product(dout, True, scratch, dw)
+            product(dout.T, scratch, dw)
         return impl
     return lambda dw, dout, x, scratch: gemm(True, False, 1.0, dout, x, 1.0, dw)

@@ -6,9 +6,11 @@ request or streamed chunk. Dimension letters: B rows (independent streams), T ch
 L layers, H hidden, G gates, V vocabulary, E embedding (0 for one-hot input).
 
 Weights reach the kernels as the model's flat parameter buffer plus element offsets, so one
-compiled function serves any number of layers; views are cut from the buffer inside. With
-several float32 rows, the recurrent and input matrices are also packed for kernels.packed's
-micro-kernel (pflat, offsets poffs); one row keeps BLAS's gemv, which is as fast there.
+compiled function serves any number of layers; views are cut from the buffer inside. In
+float32 on AVX-512 the recurrent and input matrices are also packed for kernels.packed's
+micro-kernel (pflat, offsets poffs): for one row it streams the weights faster than BLAS's gemv
+(batch-1 sampling is bound by reading every weight once per character), for several it is a
+small matrix product.
 """
 import math
 
@@ -18,7 +20,7 @@ from numba.extending import overload
 from .backend import check_device, threads
 from .checkpoint import load_model, resolve
 from .errors import UsageError
-from .kernels import kernel, packed
+from .kernels import borrow, kernel, packed
 from .kernels.common import embedding_forward, linear_forward
 from .kernels.recurrence import step
 from .model import cell_id
@@ -114,6 +116,9 @@ def _pick(row, p, ident, rng, temperature, top_k, top_p):
 def _generate(cell, flat, layer_offs, head_offs, pflat, poffs, h, c, ids, ws, out, rng,
               temperature, top_k, top_p):
     """Sample out (B, T): feed the pending ids (B,), draw, repeat. ids ends as the last draw."""
+    flat, layer_offs, head_offs, pflat, poffs, h, c, ids, out = borrow(  # no atomic counts
+        (flat, layer_offs, head_offs, pflat, poffs, h, c, ids, out))
+    ws = borrow(ws)
     logits, p, ident = ws[5], ws[6], ws[7]
     for t in range(out.shape[1]):
         _advance(cell, flat, layer_offs, head_offs, pflat, poffs, h, c, ids, ws, True)
@@ -127,6 +132,9 @@ def _force(cell, flat, layer_offs, head_offs, pflat, poffs, h, c, ids, ws, text,
     """Teacher forcing: feed the pending ids (B,), then text (T,) but its last character, which
     is left pending in ids. If logp (T,) is non-empty it gets row 0's log p(text[t]), in
     float64; if empty, the decoder is skipped."""
+    flat, layer_offs, head_offs, pflat, poffs, h, c, ids, text, logp = borrow(  # no atomic
+        (flat, layer_offs, head_offs, pflat, poffs, h, c, ids, text, logp))      # counts
+    ws = borrow(ws)
     logits = ws[5]
     score = logp.shape[0] > 0
     for t in range(text.shape[0]):
@@ -231,16 +239,16 @@ class Sampler:
         ids = self.vocab.encode(text, unknown=unknown).astype(np.int64)  # (T,)
         h, c, ws = self._buffers(1)
         logp = np.zeros(len(ids))  # (T,)
-        _force(*self._weights(1), h, c, np.full(1, self._start, np.int64), ws, ids, logp)
+        _force(*self._weights(), h, c, np.full(1, self._start, np.int64), ws, ids, logp)
         return float(logp.sum()), logp
 
-    def _weights(self, B):
+    def _weights(self):
         """The kernels' leading arguments for B rows: cell id, flat parameters, their offsets,
-        and the packed matrices with their offsets (L, 2) (none for one row or float64)."""
+        and the packed matrices with their offsets (L, 2) (none where not packable)."""
         cfg = self.model.config
         L, H, GH = cfg.num_layers, cfg.hidden_size, cfg.gates * cfg.hidden_size
         pflat, poffs = np.zeros((0, 0), self.model.dtype), np.zeros((L, 2), np.int64)
-        if B > 1 and packed.packable(self.model.dtype, GH):
+        if packed.packable(self.model.dtype, GH):
             mats = ([(k, 0, f"rnn.weight_hh_l{k}") for k in range(L)]
                     + [(k, 1, f"rnn.weight_ih_l{k}") for k in range(1, L)])  # (layer, column)
             pflat = np.empty(len(mats) * GH * H, np.float32)
@@ -269,7 +277,7 @@ class Sampler:
         _check(n, temperature, top_k, top_p, seed)
         prime_ids = self.vocab.encode(prime, unknown=unknown).astype(np.int64)  # (P,)
         rng = np.random.default_rng(seed)
-        args = self._weights(B)
+        args = self._weights()
         h, c, ws = self._buffers(B)
         ids = np.full(B, prime_ids[0] if len(prime_ids) else self._start, np.int64)  # pending
         _force(*args, h, c, ids, ws, prime_ids[1:], np.zeros(0))

@@ -144,8 +144,9 @@ def test_float32_model_samples_like_float64(sampler):
 
 
 @pytest.mark.parametrize("cell,H", [("lstm", 32), ("gru", 64)])  # G*H a multiple of 64
-def test_batched_float32_sampling_through_packed_weights_matches_float64(cell, H, monkeypatch):
-    """Several float32 rows with 64-column-multiple gates take kernels.packed; float64 BLAS."""
+def test_float32_sampling_through_packed_weights_matches_float64(cell, H, monkeypatch):
+    """Float32 with 64-column-multiple gates takes kernels.packed (one row: its streaming tile;
+    several: a product); float64 takes BLAS."""
     monkeypatch.setattr(packed, "ENABLED", True)  # as on AVX-512 CPUs
     config = ModelConfig(vocab_size=len(VOCAB), cell=cell, hidden_size=H, num_layers=2)
     model64 = CharRNN(config, dtype=np.float64, seed=3)
@@ -153,10 +154,14 @@ def test_batched_float32_sampling_through_packed_weights_matches_float64(cell, H
     model32 = CharRNN(config, dtype=np.float32)
     model32.flat[...] = model64.flat
     s32, s64 = Sampler(model32, VOCAB), Sampler(model64, VOCAB)
-    assert s32._weights(3)[4].ndim == 1 and s64._weights(3)[4].ndim == 2  # packed, BLAS
+    assert s32._weights()[4].ndim == 1 and s64._weights()[4].ndim == 2  # packed, BLAS
     for prime in ("", "cab"):
         assert s32.sample_batch(3, 40, prime=prime, temperature=0) == s64.sample_batch(
             3, 40, prime=prime, temperature=0)
+        assert s32.sample(40, prime=prime, temperature=0) == s64.sample(
+            40, prime=prime, temperature=0)
+    np.testing.assert_allclose(s32.log_prob("abcd\nab")[1], s64.log_prob("abcd\nab")[1],
+                               rtol=0, atol=1e-4)
 
 
 # --- randomness, streaming, batches ------------------------------------------------------------

@@ -15,3 +15,43 @@ def kernel(fn):
     from numba import njit
 
     return njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"})(fn)
+
+
+def _make_borrow():
+    from numba import types
+    from numba.core import cgutils
+    from numba.extending import intrinsic
+
+    def borrowable(t):
+        return isinstance(t, types.Array) or (isinstance(t, types.BaseTuple) and all(
+            isinstance(x, types.Array) for x in t))
+
+    @intrinsic
+    def borrow(typingctx, arr):
+        """arr (an array, or a tuple of arrays) without its reference count: the same views,
+        owner pointer (meminfo) null.
+
+        Numba counts references to an array atomically, at every view cut from it and every
+        call it is passed to (a locked instruction that also stalls the loads around it); for a
+        null owner the count is skipped. A kernel whose loop cuts thousands of views per call
+        borrows its arguments first. Only for arrays the caller keeps alive for the whole call:
+        a borrowed view must not be returned or stored.
+        """
+        if not borrowable(arr):
+            return None
+
+        def codegen(context, builder, sig, args):
+            def null_owner(ty, value):
+                view = cgutils.create_struct_proxy(ty)(context, builder, value=value)
+                view.meminfo = cgutils.get_null_value(view.meminfo.type)
+                return view._getvalue()
+            if isinstance(sig.args[0], types.Array):
+                return null_owner(sig.args[0], args[0])
+            items = [null_owner(t, builder.extract_value(args[0], i))
+                     for i, t in enumerate(sig.args[0])]
+            return context.make_tuple(builder, sig.return_type, items)
+        return arr(arr), codegen
+    return borrow
+
+
+borrow = _make_borrow()

@@ -6,7 +6,7 @@ import numpy as np
 from numba import njit, types
 from numba.extending import overload
 
-from . import kernel
+from . import borrow, kernel
 from .packed import accumulate_product, accumulate_weight_grad
 
 
@@ -60,6 +60,7 @@ def _sigmoid_impl(x):
 @kernel
 def fill_rows(out, row):
     """out[n, :] = row for every n.  out (N, M), row (M,)."""
+    out = borrow(out)  # here and below: a view per row, without atomic counts
     for n in range(out.shape[0]):
         out[n, :] = row
 
@@ -67,6 +68,7 @@ def fill_rows(out, row):
 @kernel
 def add_row_sums(total, x):
     """total += x.sum(axis=0), accumulated in float64.  total (M,), x (N, M)."""
+    x = borrow(x)
     acc = np.zeros(x.shape[1])
     for n in range(x.shape[0]):
         acc += x[n]
@@ -95,6 +97,7 @@ def linear_backward(dx, dw, db, dout, x, w, scratch):
 @kernel
 def embedding_forward(out, table, ids):
     """out[n] = table[ids[n]].  out (N, M), table (V, M), ids (N,)."""
+    out, table = borrow((out, table))
     for n in range(ids.shape[0]):
         out[n, :] = table[ids[n]]
 
@@ -102,6 +105,7 @@ def embedding_forward(out, table, ids):
 @kernel
 def embedding_backward(dtable, dout, ids):
     """dtable[ids[n]] += dout[n].  dtable (V, M), dout (N, M)."""
+    dtable, dout = borrow((dtable, dout))
     for n in range(ids.shape[0]):
         dtable[ids[n]] += dout[n]
 
@@ -113,6 +117,7 @@ def softmax_cross_entropy(logits, targets, scale, with_grad):
     logits (N, V), targets (N,). With with_grad, logits are overwritten by
     d(scale * loss)/d logits = scale * (softmax - onehot(target)).
     """
+    logits = borrow(logits)
     total = 0.0
     V = logits.shape[1]
     for n in range(logits.shape[0]):

@@ -9,7 +9,9 @@ weights) into column panels, and a micro-kernel written as LLVM vector code runs
 a may be any strided view, a.T included (weight gradients: dW += dgates.T @ x). A tile is
 MR <= 6 rows by NR = 64 columns: 24 accumulators of 16 lanes, per k one broadcast of a per
 row and 4 vector loads of the panel, 24 fused multiply-adds; K runs in blocks of KC so a panel
-block stays in cache while every row tile passes over it.
+block stays in cache while every row tile passes over it. One row (batch-1 sampling) has no
+reuse to block for: it streams the panels, and its tile keeps two sets of accumulators (even
+and odd k) so that eight chains of multiply-adds, not four, hide their latency.
 
 Uses: forward h_prev @ W_hh.T (Bmat = W_hh.T), backward dgates @ W_hh (Bmat = W_hh), the same for
 W_ih above layer 0, and weight gradients dgates.T @ x (Bmat = x, the layer's input).
@@ -20,7 +22,7 @@ from numba import types
 from numba.core import cgutils, config
 from numba.extending import intrinsic, overload
 
-from . import kernel
+from . import borrow, kernel
 from .blas import gemm
 
 NR, LANES, MR, KC = 64, 16, 6, 256
@@ -47,6 +49,7 @@ def packed_shape(w, trans):
 @kernel
 def pack(w, trans, bp):
     """bp (N / NR, K, NR) = the panels of Bmat = w.T if trans (w (N, K)) else w (w (K, N))."""
+    w, bp = borrow((w, bp))  # a view per row, without atomic counts
     for nb in range(bp.shape[0]):
         panel = bp[nb]
         if trans:
@@ -59,21 +62,25 @@ def pack(w, trans, bp):
                 panel[k, :] = w[k, nb * NR: (nb + 1) * NR]
 
 
-def _make_tile(m):
-    """tile(c, a, panel): c[:m, :NR] += a[:m, :K] @ panel (K, NR). 2-D float32 views; c and
-    panel with unit stride along their last axis, a with any strides (a.T of a weight
-    gradient's dgates reads down its columns)."""
+def _make_tile(m, ku=1):
+    """tile(c, a, bp, i, nb, k0, k1): c[i:i+m, nb*NR:(nb+1)*NR] += a[i:i+m, k0:k1] @
+    bp[nb, k0:k1]. Float32; c 2-D and bp 3-D with unit stride along their last axis, a 2-D with
+    any strides (a.T of a weight gradient's dgates reads down its columns). Offsets, not views:
+    a view costs an atomic reference count up and down, and per tile that adds up. ku sets of
+    accumulators take k in turn (k mod ku) and are summed at the end."""
 
     @intrinsic
-    def tile(typingctx, c, a, panel):
-        if not all(isinstance(x, types.Array) and x.dtype == types.float32 and x.ndim == 2
-                   for x in (c, a, panel)):
+    def tile(typingctx, c, a, bp, i, nb, k0, k1):
+        if not (all(isinstance(x, types.Array) and x.dtype == types.float32 for x in (c, a, bp))
+                and (c.ndim, a.ndim, bp.ndim) == (2, 2, 3)):
             return None
 
         def codegen(context, builder, sig, args):
             vec = ir.VectorType(ir.FloatType(), LANES)
             cc, aa, pp = (context.make_array(t)(context, builder, v)
-                          for t, v in zip(sig.args, args))
+                          for t, v in zip(sig.args[:3], args[:3]))
+            i0, nb0, kb, ke = (context.cast(builder, v, t, types.intp)
+                               for t, v in zip(sig.args[3:], args[3:]))
 
             def const(n):
                 return ir.Constant(cgutils.intp_t, n)
@@ -84,64 +91,86 @@ def _make_tile(m):
             def vptr(base, offset):
                 return builder.bitcast(builder.gep(base, [offset]), vec.as_pointer())
 
-            ldc, ldp, a_row, a_col = stride(cc, 0), stride(pp, 0), stride(aa, 0), stride(aa, 1)
-            K = builder.extract_value(pp.shape, 0)
+            ldc, a_row, a_col = stride(cc, 0), stride(aa, 0), stride(aa, 1)
+            ldp = stride(pp, 1)
+            def at(arr, *index_times_stride):  # pointer to an element of arr
+                terms = [builder.mul(i, n) for i, n in index_times_stride]
+                return builder.gep(arr.data, [builder.add(*terms)])
+
+            c0 = at(cc, (i0, ldc), (nb0, const(NR)))  # c[i, nb * NR]
+            a0 = at(aa, (i0, a_row), (kb, a_col))  # a[i, k0]
+            p0 = at(pp, (nb0, stride(pp, 0)), (kb, ldp))  # bp[nb, k0, 0]
+            K = builder.sub(ke, kb)
             fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vec, [vec] * 3),
                                                  "llvm.fma.v16f32")
             splat = ir.Constant(ir.VectorType(ir.IntType(32), LANES), [0] * LANES)
             undef = ir.Constant(vec, ir.Undefined)
             nv = NR // LANES
-            c_ptrs = [vptr(cc.data, builder.add(builder.mul(const(i), ldc), const(v * LANES)))
-                      for i in range(m) for v in range(nv)]
-            accs = [cgutils.alloca_once(builder, vec) for _ in c_ptrs]  # registers after mem2reg
-            for acc, p in zip(accs, c_ptrs):
-                builder.store(builder.load(p, align=4), acc)
-            with cgutils.for_range(builder, K) as loop:
-                k = loop.index
+            c_ptrs = [vptr(c0, builder.add(builder.mul(const(r), ldc), const(v * LANES)))
+                      for r in range(m) for v in range(nv)]
+            accs = [[cgutils.alloca_once(builder, vec) for _ in c_ptrs]  # registers after
+                    for _ in range(ku)]                                  # mem2reg
+            for u, acc_u in enumerate(accs):
+                for acc, p in zip(acc_u, c_ptrs):
+                    builder.store(builder.load(p, align=4) if u == 0
+                                  else ir.Constant(vec, [0.0] * LANES), acc)
+
+            def update(k, acc_u):  # acc_u[r, :] += a[r, k] * panel[k, :]
                 prow, acol = builder.mul(k, ldp), builder.mul(k, a_col)
-                bs = [builder.load(vptr(pp.data, builder.add(prow, const(v * LANES))), align=4)
+                bs = [builder.load(vptr(p0, builder.add(prow, const(v * LANES))), align=4)
                       for v in range(nv)]
-                for i in range(m):
-                    at = builder.add(builder.mul(const(i), a_row), acol)
-                    x = builder.load(builder.gep(aa.data, [at]))
+                for r in range(m):
+                    x = builder.load(builder.gep(a0, [builder.add(builder.mul(const(r), a_row),
+                                                                  acol)]))
                     xs = builder.shuffle_vector(builder.insert_element(undef, x, const(0)),
                                                 undef, splat)
                     for v in range(nv):
-                        acc = accs[i * nv + v]
+                        acc = acc_u[r * nv + v]
                         builder.store(builder.call(fma, [xs, bs[v], builder.load(acc)]), acc)
-            for acc, p in zip(accs, c_ptrs):
-                builder.store(builder.load(acc), p, align=4)
+
+            rounds = builder.sdiv(K, const(ku))
+            with cgutils.for_range(builder, rounds) as loop:
+                for u, acc_u in enumerate(accs):
+                    update(builder.add(builder.mul(loop.index, const(ku)), const(u)), acc_u)
+            tail = builder.mul(rounds, const(ku))
+            with cgutils.for_range(builder, builder.sub(K, tail)) as loop:
+                update(builder.add(tail, loop.index), accs[0])
+            for j, p in enumerate(c_ptrs):
+                total = builder.load(accs[0][j])
+                for acc_u in accs[1:]:
+                    total = builder.fadd(total, builder.load(acc_u[j]))
+                builder.store(total, p, align=4)
             return context.get_dummy_value()
 
-        return types.void(c, a, panel), codegen
+        return types.void(c, a, bp, i, nb, k0, k1), codegen
     return tile
 
 
-_t1, _t2, _t3, _t4, _t5, _t6 = (_make_tile(m) for m in range(1, MR + 1))
+_t1 = _make_tile(1, ku=2)  # one row only when M == 1: see the module docstring
+_t2, _t3, _t4, _t5, _t6 = (_make_tile(m) for m in range(2, MR + 1))
 
 
 @kernel
-def _rows(c, a, panel):
-    """c (M, NR) += a (M, K) @ panel (K, NR). The M rows go in as few tiles as MR allows,
-    balanced (50 rows: 5 of 6 and 4 of 5, not 8 of 6 and a slow 2)."""
+def _rows(c, a, bp, nb, k0, k1):
+    """c[:, nb*NR:(nb+1)*NR] += a[:, k0:k1] @ bp[nb, k0:k1]. The M rows go in as few tiles as
+    MR allows, balanced (50 rows: 5 of 6 and 4 of 5, not 8 of 6 and a slow 2)."""
     M = c.shape[0]
     tiles = (M + MR - 1) // MR
     i = 0
     for t in range(tiles):
         m = M // tiles + (1 if t < M % tiles else 0)
-        rows, a_rows = c[i: i + m], a[i: i + m]
         if m == 6:
-            _t6(rows, a_rows, panel)
+            _t6(c, a, bp, i, nb, k0, k1)
         elif m == 5:
-            _t5(rows, a_rows, panel)
+            _t5(c, a, bp, i, nb, k0, k1)
         elif m == 4:
-            _t4(rows, a_rows, panel)
+            _t4(c, a, bp, i, nb, k0, k1)
         elif m == 3:
-            _t3(rows, a_rows, panel)
+            _t3(c, a, bp, i, nb, k0, k1)
         elif m == 2:
-            _t2(rows, a_rows, panel)
+            _t2(c, a, bp, i, nb, k0, k1)
         else:
-            _t1(rows, a_rows, panel)
+            _t1(c, a, bp, i, nb, k0, k1)
         i += m
 
 
@@ -149,10 +178,11 @@ def _rows(c, a, panel):
 def product(a, bp, c):
     """c (M, N) += a (M, K) @ Bmat, bp (N / NR, K, NR) its panels; a may be strided (a.T)."""
     K = bp.shape[1]
-    for k0 in range(0, K, KC):
-        k1 = min(k0 + KC, K)
+    kc = K if c.shape[0] == 1 else KC  # one row reuses nothing: stream whole panels
+    for k0 in range(0, K, kc):
+        k1 = min(k0 + kc, K)
         for nb in range(bp.shape[0]):
-            _rows(c[:, nb * NR: (nb + 1) * NR], a[:, k0:k1], bp[nb, k0:k1])
+            _rows(c, a, bp, nb, k0, k1)
 
 
 def accumulate_product(a, w, trans, c):

@@ -16,7 +16,7 @@ Buffers of one layer for one chunk:
     cs    (T+1, B, H)  LSTM cell states (size 0 on the last axis for other cells)
     dhs   (T, B, H)    in: dL/dh_t from above; accumulates the recurrent gradient in place
 """
-from . import GRU, LSTM, RNN_RELU, gru, kernel, lstm, rnn
+from . import GRU, LSTM, RNN_RELU, borrow, gru, kernel, lstm, rnn
 from .common import add_row_sums, fill_rows
 from .packed import accumulate_product, accumulate_weight_grad
 
@@ -38,6 +38,7 @@ def step(cell, gates, hg, h_prev, c_prev, h, c, w_hh, b_hh):
 
 @kernel
 def forward(cell, gates, hg, hs, cs, w_hh, b_hh):
+    gates, hg, hs, cs, w_hh, b_hh = borrow((gates, hg, hs, cs, w_hh, b_hh))  # views per step
     for t in range(gates.shape[0]):
         step(cell, gates[t], hg[t], hs[t], cs[t], hs[t + 1], cs[t + 1], w_hh, b_hh)
 
@@ -49,6 +50,7 @@ def backward(cell, gates, hg, dhs, dh0, dc0, hs, cs, w_hh, dw_hh, db_hh, scratch
     Leaves gates holding the x-side pre-activation gradients (for the input projection's
     backward) and adds into dw_hh (GH, H), db_hh (GH,).
     """
+    gates, hg, dhs, dh0, dc0, hs, cs, w_hh = borrow((gates, hg, dhs, dh0, dc0, hs, cs, w_hh))
     T, B, GH = gates.shape
     H = hs.shape[2]
     dh0[:] = 0.0

@@ -178,9 +178,12 @@ def _rows(c, a, bp, nb, k0, k1):
 def product(a, bp, c):
     """c (M, N) += a (M, K) @ Bmat, bp (N / NR, K, NR) its panels; a may be strided (a.T)."""
     K = bp.shape[1]
-    kc = K if c.shape[0] == 1 else KC  # one row reuses nothing: stream whole panels
-    for k0 in range(0, K, kc):
-        k1 = min(k0 + kc, K)
+    if c.shape[0] == 1:  # one row reuses nothing: stream whole panels
+        for nb in range(bp.shape[0]):
+            _t1(c, a, bp, 0, nb, 0, K)
+        return
+    for k0 in range(0, K, KC):
+        k1 = min(k0 + KC, K)
         for nb in range(bp.shape[0]):
             _rows(c, a, bp, nb, k0, k1)
 

@@ -1,27 +1,43 @@
 """The fresh processes of scripts/bench.py (run by it, not by hand).
 
-    python scripts/_bench_child.py memory charrnn|torch THREADS  -> prints peak RSS in KiB
+    python scripts/_bench_child.py memory charrnn|torch THREADS  -> RSS by stage, KiB (JSON)
     python scripts/_bench_child.py compile THREADS               -> one LSTM step and a sample
 """
+import json
 import resource
 import sys
+
+import numpy as np
 
 import bench
 
 
+def rss_kib():
+    return next(int(line.split()[1]) for line in open("/proc/self/status")
+                if line.startswith("VmRSS:"))
+
+
 def memory(framework, threads):
-    """Train bench.MEMORY_CONFIG for bench.MEMORY_STEPS; print ru_maxrss (KiB). PyTorch's
-    number includes `import torch`; charrnn's, its imports and cached kernels."""
+    """Train bench.MEMORY_CONFIG for bench.MEMORY_STEPS; print JSON {stage: KiB}: RSS after
+    the imports, for charrnn also once Numba's JIT runtime has started (the first kernel
+    loaded from the cache), and the peak (ru_maxrss) over the whole run."""
+    stages = {}
     if framework == "torch":
         import torch
+        stages["imports"] = rss_kib()
         torch.set_num_threads(threads)
         run = bench.torch_trainer(bench.torch_model(bench.MEMORY_CONFIG), bench.batches())
     else:
+        from charrnn.kernels.common import fill_rows
         bench.set_threads(threads, vs_torch=False)
+        stages["imports"] = rss_kib()
+        fill_rows(np.zeros((1, 1), np.float32), np.zeros(1, np.float32))
+        stages["jit_runtime"] = rss_kib()
         model = bench.charrnn_model(bench.MEMORY_CONFIG)[0]
         run = bench.trainer(bench.charrnn_step(model), bench.batches())
     run(bench.MEMORY_STEPS)
-    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+    stages["peak"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(json.dumps(stages))
 
 
 def compile_once(threads):

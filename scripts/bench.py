@@ -8,6 +8,7 @@ first compile) load nothing they do not measure. Usage: python scripts/bench.py 
 """
 import argparse
 import datetime
+import functools
 import importlib.util
 import json
 import math
@@ -106,6 +107,37 @@ def forward_flops(name):
     """Per character: 2*G*H*(in + H) per layer (in = V for layer 0) + 2*H*V for the decoder."""
     cell, L, H = CONFIGS[name]
     return sum(2 * GATES[cell] * H * ((V if k == 0 else H) + H) for k in range(L)) + 2 * H * V
+
+
+def sample_weight_bytes(name):
+    """Bytes of float32 weights batch-1 sampling reads per character: each layer's W_hh, W_ih
+    above layer 0 (layer 0 gathers one row of it), and the decoder."""
+    cell, L, H = CONFIGS[name]
+    GH = GATES[cell] * H
+    return 4 * ((2 * L - 1) * GH * H + GH + V * H)
+
+
+@functools.cache
+def _summer():
+    from numba import njit
+
+    @njit(fastmath=True)
+    def total(x, reps):
+        t = np.float32(0.0)
+        for _ in range(reps):
+            for i in range(x.shape[0]):
+                t += x[i]
+        return t
+    return total
+
+
+def read_rate(x, runs=5):
+    """Bytes/s one thread reads float32 array x at (a vectorised compiled sum, repeated): the
+    rate the cache level that holds x's size delivers, so the bound on streaming weights."""
+    total = _summer()
+    reps = max(1, int(2e8 // x.nbytes))  # ~0.2 GB per run
+    total(x, 1)
+    return reps * x.nbytes / statistics.median(timed(lambda: total(x, reps)) for _ in range(runs))
 
 
 def batches(seed=0, count=8):
@@ -247,7 +279,8 @@ class ConfigBench:
             self.torch = (torch_trainer(m, self.data), torch_samplers(m, name))
         self.train = trainer(charrnn_step(self.model), self.data)
         self.sampler = Sampler(self.model, vocab)
-        self.r = {k: [] for k in RATES + ("torch_sample_variant",)}
+        self.r = {k: [] for k in RATES + ("torch_sample_variant", "read_Bps")}
+        self.weights = np.ones(sample_weight_bytes(name) // 4, np.float32)  # for read_rate
         self.r["compile_s"] = self.train(1) + timed(lambda: self.sampler.sample(10, seed=0))
         per_step = self._warm_up()
         self.steps = args.steps or max(2, math.ceil(TARGET_TRAIN_S / per_step))
@@ -274,6 +307,7 @@ class ConfigBench:
             best = max(variants, key=variants.get)
             self.r["torch_sample"].append(variants[best])
             self.r["torch_sample_variant"].append(best)
+        self.r["read_Bps"].append(read_rate(self.weights))
 
 
 def batched_sampling(repeats, num_samples):
@@ -301,10 +335,12 @@ def child(*argv, env=None):
 
 
 def peak_memory(threads, frameworks):
-    """MiB per framework. Run while this process is small: a child's ru_maxrss starts from
-    its parent's RSS at the fork. The first child warms the kernel cache."""
+    """{framework: {stage: MiB}} (_bench_child.memory). Run while this process is small: a
+    child's ru_maxrss starts from its parent's RSS at the fork. The first child warms the
+    kernel cache."""
     child("compile", threads)
-    return {f: int(child("memory", f, threads)[1]) / 1024 for f in frameworks}
+    return {f: {stage: kib / 1024 for stage, kib in json.loads(child("memory", f, threads)[1])
+                .items()} for f in frameworks}
 
 
 def startup(runs=3):
@@ -329,7 +365,9 @@ def summarize(bench, gemm):
     r = bench.r
     med = {k: statistics.median(r[k]) if r[k] else None for k in RATES}
     ideal = gemm / (3 * forward_flops(bench.name))
+    bound = statistics.median(r["read_Bps"]) / sample_weight_bytes(bench.name)
     return {"steps": bench.steps, "compile_s": r["compile_s"], "ideal_chars_s": ideal,
+            "sample_bound_chars_s": bound,
             "gemm_ideal_fraction": med["charrnn_train"] / ideal, "median": med,
             "train_ratio": ratio(r, "charrnn_train", "torch_train"),
             "sample_ratio": ratio(r, "charrnn_sample", "torch_sample"), "runs": r}
@@ -364,12 +402,26 @@ def report(res):
     print("\nGEMM ideal = peak / (3 x forward FLOPs per char), counting layer 0's one-hot input "
           "as a GEMM (charrnn gathers it, so small models can pass 100%). compile s = first "
           "training step + first sample call here (Numba's disk cache loads if warm).")
+    print("\nBatch-1 sampling reads every weight once per character; the bound is the rate one "
+          "thread reads an array of that size (compiled vectorised sum, same run):\n\n"
+          "| config | weights MB / char | read GB/s | bound chars/s | charrnn | of bound | "
+          "torch | bound / torch |\n|---|--:|--:|--:|--:|--:|--:|--:|")
+    for name, s in res["configs"].items():
+        m, bound, nbytes = s["median"], s["sample_bound_chars_s"], sample_weight_bytes(name)
+        torch = m["torch_sample"]
+        print(f"| {name} | {nbytes / 1e6:.2f} | {bound * nbytes / 1e9:.0f} | {fmt(bound)} | "
+              f"{fmt(m['charrnn_sample'])} | {100 * m['charrnn_sample'] / bound:.0f}% | "
+              f"{fmt(torch)} | {fmt(torch and bound / torch, '.1f')} |")
     b = res["batched_sampling"]
-    print(f"batched sampling ({b['config']}, {b['num_samples']} streams): {b['batched']:,.0f} "
+    print(f"\nbatched sampling ({b['config']}, {b['num_samples']} streams): {b['batched']:,.0f} "
           f"chars/s vs {b['single']:,.0f} single-stream ({b['ratio']:.1f}x)")
     if "memory_mib" in res:
         print(f"peak RSS training {MEMORY_CONFIG} ({MEMORY_STEPS} steps, fresh process): "
-              + ", ".join(f"{k} {v:.0f} MiB" for k, v in res["memory_mib"].items()))
+              + ", ".join(f"{k} {v['peak']:.0f} MiB" for k, v in res["memory_mib"].items())
+              + "; of which after the imports: " + ", ".join(
+                  f"{k} {v['imports']:.0f}" for k, v in res["memory_mib"].items())
+              + f"; charrnn once Numba's JIT runtime has started (first cached kernel): "
+                f"{res['memory_mib']['charrnn']['jit_runtime']:.0f}")
     if "startup_s" in res:
         print(f"start-up (python -m charrnn sample CKPT -n 100 --no-stream, warm cache, median "
               f"of 3): {res['startup_s']:.2f} s\nfirst compile (empty NUMBA_CACHE_DIR: import "

@@ -25,7 +25,7 @@ def packed_operand(w, trans):
 
 
 @pytest.mark.parametrize("trans", [True, False])
-@pytest.mark.parametrize("M,K,N", [(1, 1, 64), (5, 7, 64), (4, 64, 64), (9, 33, 128),
+@pytest.mark.parametrize("M,K,N", [(1, 1, 64), (1, 257, 128), (5, 7, 64), (4, 64, 64), (9, 33, 128),
                                    (13, 100, 192), (50, 256, 1024), (25, 1024, 256),
                                    (8, 600, 64)])
 def test_packed_product_matches_float64(M, K, N, trans):

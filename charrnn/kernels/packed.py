@@ -94,7 +94,7 @@ def _make_tile(m, ku=1):
             ldc, a_row, a_col = stride(cc, 0), stride(aa, 0), stride(aa, 1)
             ldp = stride(pp, 1)
             def at(arr, *index_times_stride):  # pointer to an element of arr
-                terms = [builder.mul(i, n) for i, n in index_times_stride]
+                terms = [builder.mul(index, step) for index, step in index_times_stride]
                 return builder.gep(arr.data, [builder.add(*terms)])
 
             c0 = at(cc, (i0, ldc), (nb0, const(NR)))  # c[i, nb * NR]

@@ -243,8 +243,8 @@ class Sampler:
         return float(logp.sum()), logp
 
     def _weights(self):
-        """The kernels' leading arguments for B rows: cell id, flat parameters, their offsets,
-        and the packed matrices with their offsets (L, 2) (none where not packable)."""
+        """The kernels' leading arguments: cell id, flat parameters, their offsets, and the
+        packed matrices with their offsets (L, 2) (none where not packable)."""
         cfg = self.model.config
         L, H, GH = cfg.num_layers, cfg.hidden_size, cfg.gates * cfg.hidden_size
         pflat, poffs = np.zeros((0, 0), self.model.dtype), np.zeros((L, 2), np.int64)
@@ -263,8 +263,9 @@ class Sampler:
         cfg, dt = self.model.config, self.model.dtype
         L, H, GH, V = cfg.num_layers, cfg.hidden_size, cfg.gates * cfg.hidden_size, cfg.vocab_size
         Hc = H if cfg.cell == "lstm" else 0
+        Q = GH if cfg.cell == "gru" else 0  # hg width (see kernels.recurrence)
         h, c = np.zeros((L, B, H), dt), np.zeros((L, B, Hc), dt)  # the state, zero at start
-        ws = (np.empty((B, GH), dt), np.empty((B, GH), dt),  # gates, hg
+        ws = (np.empty((B, GH), dt), np.empty((B, Q), dt),  # gates, hg
               np.empty((B, H), dt), np.empty((B, Hc), dt),  # next h, next c
               np.empty((B, cfg.embed_dim or 0), dt), np.empty((B, V), dt),  # x0, logits
               np.empty(V), np.arange(V),  # probabilities (float64), identity order

@@ -16,7 +16,6 @@ import subprocess
 import sys
 import time
 
-
 from charrnn import train
 from charrnn.backend import blas_description
 from charrnn.cli import Duration
@@ -24,7 +23,6 @@ from charrnn.config import TrainConfig, default_model
 from charrnn.data import BatchStream, iter_eval_batches, read_corpus, split_train_val
 from charrnn.schedule import learning_rate
 from charrnn.vocab import Vocab
-
 
 _T = TrainConfig()
 
@@ -156,13 +154,14 @@ def main():
     print(f"# quality: {' '.join(sys.argv)}\n# {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}"
           f"; {platform.platform()}; {subprocess.getoutput('nproc')} cores\n# model {args.cell} "
           f"{args.layers}x{args.hidden}, dropout {args.dropout}; {args.threads} threads each; "
-          f"Adam {args.lr:g}, {args.lr_schedule} schedule, warm-up {args.warmup}, B={args.batch_size} "
-          f"T={args.seq_len}\n# BLAS: {blas_description()}", flush=True)
+          f"Adam {args.lr:g}, {args.lr_schedule} schedule, warm-up {args.warmup}, "
+          f"B={args.batch_size} T={args.seq_len}\n# BLAS: {blas_description()}", flush=True)
     results = {"charrnn": run_charrnn(args, args.out)}
     if args.vs_torch:
         results["torch"] = run_torch(args)
     for name, curve in results.items():
-        print(f"\n## {name}: validation loss (nats/char) vs wall time\n| s | step | val |\n|--:|--:|--:|")
+        print(f"\n## {name}: validation loss (nats/char) vs wall time\n"
+              "| s | step | val |\n|--:|--:|--:|")
         for t, loss, step in curve:
             print(f"| {t:.0f} | {step} | {loss:.4f} |")
         print(f"best {min(c[1] for c in curve):.4f}")

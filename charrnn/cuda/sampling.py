@@ -48,10 +48,11 @@ class Buffers:
                           config.gates * config.hidden_size, config.vocab_size,
                           config.embed_dim or 0)
         Hc = H if config.cell == "lstm" else 0
+        Q = GH if config.cell == "gru" else 0  # hg width (see kernels.recurrence)
         z = lambda shape, dt=dtype: cuda.to_device(np.zeros(shape, dt))  # noqa: E731
         self.h, self.c = z((L, B, H)), z((L, B, Hc))
         self.hk, self.ck = [self.h[k] for k in range(L)], [self.c[k] for k in range(L)]
-        self.gates, self.hg = z((B, GH)), z((B, GH))
+        self.gates, self.hg = z((B, GH)), z((B, Q))
         self.x0, self.logits = z((B, E)), z((B, V))
         self.p, self.order = z((B, V), np.float64), z((B, V), np.int32)  # probabilities, ranks
         self.u = z(B, np.float64)  # this step's uniform draws

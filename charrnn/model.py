@@ -40,7 +40,7 @@ class _Pass:
         self.dropped = [z(N, H) for _ in range(L)] if config.dropout else []
         self.logits = z(N, V)
         self.embed, self.dembed = (z(N, E), z(N, E)) if E else (None, None)
-        self.w_ih0_t = None if E else z(V, G * H)  # layer 0's W_ih.T, rows gathered by id
+        self.w_ih0_t = None if E else z(V, G * H)  # layer 0's W_ih.T + b_ih, rows gathered by id
         # (H/NR, N, NR): a layer's input packed for its weight gradient (kernels.packed)
         self.scratch = z(H // packed.NR, N, packed.NR) if packed.packable(dtype, H) else z(0, 0)
         self.no_scratch = z(0, 0)  # BLAS for the rest
@@ -68,10 +68,9 @@ class _Pass:
             x = self.embed
         for k in range(cfg.num_layers):
             gates = self.gates[k].reshape(N, -1)
-            if k == 0 and x is None:
-                np.copyto(self.w_ih0_t, P["rnn.weight_ih_l0"].T)
+            if k == 0 and x is None:  # one-hot: gates are rows of W_ih.T + b_ih
+                np.add(P["rnn.weight_ih_l0"].T, P["rnn.bias_ih_l0"], out=self.w_ih0_t)
                 common.embedding_forward(gates, self.w_ih0_t, self.ids)
-                gates += P["rnn.bias_ih_l0"]
             else:
                 common.linear_forward(gates, x, W[f"rnn.weight_ih_l{k}"][0],
                                       P[f"rnn.bias_ih_l{k}"])
@@ -151,7 +150,8 @@ class CharRNN:
         return dict(self.grads)
 
     def load_named_parameters(self, named):
-        """Copy {name: array} in (e.g. a converted PyTorch state_dict); names and shapes must match."""
+        """Copy {name: array} in (e.g. a converted PyTorch state_dict); names and shapes must
+        match."""
         missing, extra = set(self.params) - set(named), set(named) - set(self.params)
         if missing or extra:
             raise ValueError(f"parameter names differ: missing {sorted(missing)}, "

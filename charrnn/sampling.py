@@ -21,7 +21,7 @@ from .backend import check_device, threads
 from .checkpoint import load_model, resolve
 from .errors import UsageError
 from .kernels import borrow, kernel, packed
-from .kernels.common import embedding_forward, linear_forward
+from .kernels.common import embedding_forward, exp, linear_forward, row_sum
 from .kernels.recurrence import step
 from .model import cell_id
 
@@ -51,7 +51,7 @@ def _advance(cell, flat, layer_offs, head_offs, pflat, poffs, h, c, ids, ws, dec
     """Feed one character per row, ids (B,): h, c (L, B, H) advance in place; with decode,
     ws's logits (B, V) get the next character's logits."""
     gates, hg, hn, cn, x0, logits, _, _, w0t = ws
-    L, (B, H), GH, E, V = h.shape[0], hn.shape, gates.shape[1], x0.shape[1], logits.shape[1]
+    L, H, GH, E, V = h.shape[0], hn.shape[1], gates.shape[1], x0.shape[1], logits.shape[1]
     for k in range(L):
         w_ih, w_hh, b_ih, b_hh = layer_offs[k]
         if k > 0:
@@ -60,10 +60,8 @@ def _advance(cell, flat, layer_offs, head_offs, pflat, poffs, h, c, ids, ws, dec
         elif E > 0:
             embedding_forward(x0, _view(flat, head_offs[0], V, E), ids)
             linear_forward(gates, x0, _view(flat, w_ih, GH, E), flat[b_ih: b_ih + GH])
-        else:  # one-hot input: gather rows of W_ih.T (V, GH), as in training
+        else:  # one-hot input: gather rows of W_ih.T + b_ih (V, GH), as in training
             embedding_forward(gates, w0t, ids)
-            for b in range(B):
-                gates[b] += flat[b_ih: b_ih + GH]
         step(cell, gates, hg, h[k], c[k], hn, cn, _operand(flat, w_hh, pflat, poffs[k, 0], GH, H),
              flat[b_hh: b_hh + GH])
         h[k] = hn
@@ -83,7 +81,7 @@ def _pick(row, p, ident, rng, temperature, top_k, top_p):
         return np.argmax(row)
     mx = row.max()
     for v in range(V):
-        p[v] = math.exp((row[v] - mx) / temperature)
+        p[v] = exp(row.dtype.type((row[v] - mx) / temperature))  # in the model's precision
     keep = V if top_k == 0 else min(top_k, V)
     order, m, total = ident, V, 0.0
     if keep < V or top_p < 1.0:
@@ -98,8 +96,7 @@ def _pick(row, p, ident, rng, temperature, top_k, top_p):
                 m = i + 1
                 break
     else:
-        for v in range(V):
-            total += p[v]
+        total = row_sum(p)
     u = rng.random() * total
     acc = 0.0
     for i in range(m):
@@ -260,7 +257,7 @@ class Sampler:
         return self._cell, self.model.flat, self._layer_offs, self._head_offs, pflat, poffs
 
     def _buffers(self, B):
-        cfg, dt = self.model.config, self.model.dtype
+        cfg, dt, P = self.model.config, self.model.dtype, self.model.params
         L, H, GH, V = cfg.num_layers, cfg.hidden_size, cfg.gates * cfg.hidden_size, cfg.vocab_size
         Hc = H if cfg.cell == "lstm" else 0
         Q = GH if cfg.cell == "gru" else 0  # hg width (see kernels.recurrence)
@@ -269,8 +266,8 @@ class Sampler:
               np.empty((B, H), dt), np.empty((B, Hc), dt),  # next h, next c
               np.empty((B, cfg.embed_dim or 0), dt), np.empty((B, V), dt),  # x0, logits
               np.empty(V), np.arange(V),  # probabilities (float64), identity order
-              np.ascontiguousarray(self.model.params["rnn.weight_ih_l0"].T  # (V, GH) one-hot
-                                   if not cfg.embed_dim else np.empty((0, GH), dt)))
+              (P["rnn.weight_ih_l0"].T + P["rnn.bias_ih_l0"]  # (V, GH): one-hot gates
+               if not cfg.embed_dim else np.empty((0, GH), dt)))
         return h, c, ws
 
     def _run(self, B, n, prime, temperature, top_k, top_p, seed, unknown):

@@ -334,7 +334,7 @@ def test_pick_matches_cpu_given_the_same_uniform_numbers(rng, dtype, temperature
         draws.bit_generator.state = state  # the CPU kernel draws the same number
         want[b] = cpu_pick(logits[b], np.empty(V), np.arange(V), draws, temperature, top_k, top_p)
     ids, out = to_device(np.zeros(rows, np.int32)), to_device(np.zeros((rows, 3), np.int64))
-    pick(to_device(logits), to_device(np.zeros((rows, V))), to_device(np.zeros((rows, V), np.int32)),
-         to_device(u), ids, out, 1, temperature, top_k, top_p)
+    scratch = to_device(np.zeros((rows, V))), to_device(np.zeros((rows, V), np.int32))
+    pick(to_device(logits), *scratch, to_device(u), ids, out, 1, temperature, top_k, top_p)
     np.testing.assert_array_equal(host(ids), want)
     np.testing.assert_array_equal(host(out)[:, 1], want)

@@ -8,13 +8,16 @@ N = T*B rows when the time and batch axes are flattened together.
 RNN_TANH, RNN_RELU, LSTM, GRU = 0, 1, 2, 3
 
 
-def kernel(fn):
+def kernel(fn=None, *, reassociate=False):
     """@njit as every kernel here uses it: cached on disk, releasing the GIL (so batch shards
     run in parallel threads), NumPy's error model (no zero-division branch blocking SIMD) and
-    fused multiply-add."""
+    fused multiply-add. reassociate (for sums only): the compiler may reorder the additions,
+    so that a running sum vectorises; still the same order, and result, on every run."""
     from numba import njit
 
-    return njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"})(fn)
+    flags = {"contract", "reassoc"} if reassociate else {"contract"}
+    compile = njit(cache=True, nogil=True, error_model="numpy", fastmath=flags)
+    return compile if fn is None else compile(fn)
 
 
 def _make_borrow():

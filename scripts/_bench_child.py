@@ -28,10 +28,10 @@ def memory(framework, threads):
         torch.set_num_threads(threads)
         run = bench.torch_trainer(bench.torch_model(bench.MEMORY_CONFIG), bench.batches())
     else:
-        from charrnn.kernels.common import fill_rows
+        from charrnn.kernels.common import scale_by_mask
         bench.set_threads(threads, vs_torch=False)
         stages["imports"] = rss_kib()
-        fill_rows(np.zeros((1, 1), np.float32), np.zeros(1, np.float32))
+        scale_by_mask(np.zeros((1, 1), np.float32), np.zeros((1, 1), np.float32))
         stages["jit_runtime"] = rss_kib()
         model = bench.charrnn_model(bench.MEMORY_CONFIG)[0]
         run = bench.trainer(bench.charrnn_step(model), bench.batches())

@@ -94,12 +94,12 @@ def gemm_peak(threads, runs=5):
     a, b = (np.asfortranarray(np.random.default_rng(i).random((n, n), np.float32)) for i in (0, 1))
     bp = np.empty(packed.packed_shape(b, False), np.float32)
     packed.pack(np.ascontiguousarray(b), False, bp)
-    c, ac = np.zeros((n, n), np.float32), np.ascontiguousarray(a)
+    c, ac, no_bias = np.zeros((n, n), np.float32), np.ascontiguousarray(a), np.zeros(0, np.float32)
     with threadpool_limits(limits=threads, user_api="blas"):
         sgemm(1.0, a, b)  # warm-up
         blas = statistics.median(timed(lambda: sgemm(1.0, a, b)) for _ in range(runs))
-    packed.product(ac, bp, c)  # warm-up
-    own = statistics.median(timed(lambda: packed.product(ac, bp, c)) for _ in range(runs))
+    packed.product(ac, bp, c, no_bias)  # warm-up
+    own = statistics.median(timed(lambda: packed.product(ac, bp, c, no_bias)) for _ in range(runs))
     return 2 * n ** 3 / blas, threads * 2 * n ** 3 / own
 
 

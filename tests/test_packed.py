@@ -48,8 +48,25 @@ def test_packed_product_with_a_transposed_matches_float64(M, K, N):
     x = rng.standard_normal((K, N)).astype(np.float32)
     c = rng.standard_normal((M, N)).astype(np.float32)
     want = c + a.T.astype(np.float64) @ x.astype(np.float64)
-    packed.product(a.T, packed_operand(x, False), c)
+    packed.product(a.T, packed_operand(x, False), c, np.empty(0, np.float32))
     np.testing.assert_allclose(c, want, rtol=0, atol=2e-6 * np.sqrt(K) * 4)
+
+
+@njit(cache=True)
+def linear(a, w, b, c):
+    packed.linear_product(a, w, b, c)
+
+
+@pytest.mark.parametrize("M,K,N", [(1, 5, 64), (1, 300, 128), (7, 33, 192), (50, 600, 128)])
+def test_linear_product_starts_from_the_bias_without_reading_c(M, K, N):
+    """c = a @ W.T + b, packed (the bias starts the tiles) and BLAS (rows filled first)."""
+    rng = np.random.default_rng(M + K + N)
+    a, w, b = (rng.standard_normal(s).astype(np.float32) for s in ((M, K), (N, K), (N,)))
+    want = a.astype(np.float64) @ w.T.astype(np.float64) + b
+    for operand in (packed_operand(w, True), w):
+        c = np.full((M, N), np.nan, np.float32)  # never read
+        linear(a, operand, b, c)
+        np.testing.assert_allclose(c, want, rtol=0, atol=2e-6 * np.sqrt(K) * 4)
 
 
 def test_packed_product_reads_row_views_of_wider_arrays():

@@ -8,7 +8,7 @@ from numba import njit, types
 from numba.extending import intrinsic, overload
 
 from . import borrow, kernel
-from .packed import accumulate_product, accumulate_weight_grad
+from .packed import accumulate_product, accumulate_weight_grad, linear_product
 
 
 def tanh(x):
@@ -103,14 +103,6 @@ def _sigmoid_impl(x):
 
 
 @kernel
-def fill_rows(out, row):
-    """out[n, :] = row for every n.  out (N, M), row (M,)."""
-    out = borrow(out)  # here and below: a view per row, without atomic counts
-    for n in range(out.shape[0]):
-        out[n, :] = row
-
-
-@kernel
 def add_row_sums(total, x):
     """total += x.sum(axis=0), accumulated in float64.  total (M,), x (N, M)."""
     x = borrow(x)
@@ -124,8 +116,7 @@ def add_row_sums(total, x):
 @kernel
 def linear_forward(out, x, w, b):
     """out = x @ w.T + b.  out (N, M), x (N, K), w (M, K) or packed W.T (packed.py), b (M,)."""
-    fill_rows(out, b)
-    accumulate_product(x, w, True, out)
+    linear_product(x, w, b, out)
 
 
 @kernel

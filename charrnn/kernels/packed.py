@@ -63,24 +63,26 @@ def pack(w, trans, bp):
 
 
 def _make_tile(m, ku=1):
-    """tile(c, a, bp, i, nb, k0, k1): c[i:i+m, nb*NR:(nb+1)*NR] += a[i:i+m, k0:k1] @
-    bp[nb, k0:k1]. Float32; c 2-D and bp 3-D with unit stride along their last axis, a 2-D with
-    any strides (a.T of a weight gradient's dgates reads down its columns). Offsets, not views:
-    a view costs an atomic reference count up and down, and per tile that adds up. ku sets of
-    accumulators take k in turn (k mod ku) and are summed at the end."""
+    """tile(c, a, bp, i, nb, k0, k1, bias): c[i:i+m, nb*NR:(nb+1)*NR] += a[i:i+m, k0:k1] @
+    bp[nb, k0:k1], or, if bias (N,) is not empty, = bias[nb*NR:(nb+1)*NR] + the same product
+    (c is then not read). Float32; c 2-D and bp 3-D with unit stride along their last axis, a
+    2-D with any strides (a.T of a weight gradient's dgates reads down its columns). Offsets,
+    not views: a view costs an atomic reference count up and down, and per tile that adds up.
+    ku sets of accumulators take k in turn (k mod ku) and are summed at the end."""
 
     @intrinsic
-    def tile(typingctx, c, a, bp, i, nb, k0, k1):
-        if not (all(isinstance(x, types.Array) and x.dtype == types.float32 for x in (c, a, bp))
-                and (c.ndim, a.ndim, bp.ndim) == (2, 2, 3)):
+    def tile(typingctx, c, a, bp, i, nb, k0, k1, bias):
+        arrays = (c, a, bp, bias)
+        if not (all(isinstance(x, types.Array) and x.dtype == types.float32 for x in arrays)
+                and tuple(x.ndim for x in arrays) == (2, 2, 3, 1)):
             return None
 
         def codegen(context, builder, sig, args):
             vec = ir.VectorType(ir.FloatType(), LANES)
-            cc, aa, pp = (context.make_array(t)(context, builder, v)
-                          for t, v in zip(sig.args[:3], args[:3]))
+            cc, aa, pp, bb = (context.make_array(t)(context, builder, v)
+                              for t, v in zip(sig.args[:3] + sig.args[7:], args[:3] + args[7:]))
             i0, nb0, kb, ke = (context.cast(builder, v, t, types.intp)
-                               for t, v in zip(sig.args[3:], args[3:]))
+                               for t, v in zip(sig.args[3:7], args[3:7]))
 
             def const(n):
                 return ir.Constant(cgutils.intp_t, n)
@@ -110,10 +112,19 @@ def _make_tile(m, ku=1):
                       for r in range(m) for v in range(nv)]
             accs = [[cgutils.alloca_once(builder, vec) for _ in c_ptrs]  # registers after
                     for _ in range(ku)]                                  # mem2reg
-            for u, acc_u in enumerate(accs):
-                for acc, p in zip(acc_u, c_ptrs):
-                    builder.store(builder.load(p, align=4) if u == 0
-                                  else ir.Constant(vec, [0.0] * LANES), acc)
+            for acc_u in accs[1:]:
+                for acc in acc_u:
+                    builder.store(ir.Constant(vec, [0.0] * LANES), acc)
+            has_bias = builder.icmp_signed(">", builder.extract_value(bb.shape, 0), const(0))
+            with builder.if_else(has_bias) as (from_bias, from_c):
+                with from_bias:
+                    b0 = builder.gep(bb.data, [builder.mul(nb0, const(NR))])  # bias[nb * NR]
+                    for j, acc in enumerate(accs[0]):
+                        builder.store(builder.load(vptr(b0, const(j % nv * LANES)), align=4),
+                                      acc)
+                with from_c:
+                    for acc, p in zip(accs[0], c_ptrs):
+                        builder.store(builder.load(p, align=4), acc)
 
             def update(k, acc_u):  # acc_u[r, :] += a[r, k] * panel[k, :]
                 prow, acol = builder.mul(k, ldp), builder.mul(k, a_col)
@@ -142,7 +153,7 @@ def _make_tile(m, ku=1):
                 builder.store(total, p, align=4)
             return context.get_dummy_value()
 
-        return types.void(c, a, bp, i, nb, k0, k1), codegen
+        return types.void(c, a, bp, i, nb, k0, k1, bias), codegen
     return tile
 
 
@@ -151,41 +162,43 @@ _t2, _t3, _t4, _t5, _t6 = (_make_tile(m) for m in range(2, MR + 1))
 
 
 @kernel
-def _rows(c, a, bp, nb, k0, k1):
-    """c[:, nb*NR:(nb+1)*NR] += a[:, k0:k1] @ bp[nb, k0:k1]. The M rows go in as few tiles as
-    MR allows, balanced (50 rows: 5 of 6 and 4 of 5, not 8 of 6 and a slow 2)."""
+def _rows(c, a, bp, nb, k0, k1, bias):
+    """c[:, nb*NR:(nb+1)*NR] += a[:, k0:k1] @ bp[nb, k0:k1] (or from bias: see the tile). The
+    M rows go in as few tiles as MR allows, balanced (50 rows: 5 of 6 and 4 of 5, not 8 of 6
+    and a slow 2)."""
     M = c.shape[0]
     tiles = (M + MR - 1) // MR
     i = 0
     for t in range(tiles):
         m = M // tiles + (1 if t < M % tiles else 0)
         if m == 6:
-            _t6(c, a, bp, i, nb, k0, k1)
+            _t6(c, a, bp, i, nb, k0, k1, bias)
         elif m == 5:
-            _t5(c, a, bp, i, nb, k0, k1)
+            _t5(c, a, bp, i, nb, k0, k1, bias)
         elif m == 4:
-            _t4(c, a, bp, i, nb, k0, k1)
+            _t4(c, a, bp, i, nb, k0, k1, bias)
         elif m == 3:
-            _t3(c, a, bp, i, nb, k0, k1)
+            _t3(c, a, bp, i, nb, k0, k1, bias)
         elif m == 2:
-            _t2(c, a, bp, i, nb, k0, k1)
+            _t2(c, a, bp, i, nb, k0, k1, bias)
         else:
-            _t1(c, a, bp, i, nb, k0, k1)
+            _t1(c, a, bp, i, nb, k0, k1, bias)
         i += m
 
 
 @kernel
-def product(a, bp, c):
-    """c (M, N) += a (M, K) @ Bmat, bp (N / NR, K, NR) its panels; a may be strided (a.T)."""
+def product(a, bp, c, bias):
+    """c (M, N) += a (M, K) @ Bmat, bp (N / NR, K, NR) its panels; a may be strided (a.T).
+    With bias (N,) not empty: c = bias + a @ Bmat, c's old values never read (K >= 1)."""
     K = bp.shape[1]
     if c.shape[0] == 1:  # one row reuses nothing: stream whole panels
         for nb in range(bp.shape[0]):
-            _t1(c, a, bp, 0, nb, 0, K)
+            _t1(c, a, bp, 0, nb, 0, K, bias)
         return
     for k0 in range(0, K, KC):
         k1 = min(k0 + KC, K)
         for nb in range(bp.shape[0]):
-            _rows(c, a, bp, nb, k0, k1)
+            _rows(c, a, bp, nb, k0, k1, bias if k0 == 0 else bias[:0])
 
 
 def accumulate_product(a, w, trans, c):
@@ -196,8 +209,26 @@ def accumulate_product(a, w, trans, c):
 @overload(accumulate_product)
 def _accumulate_product(a, w, trans, c):
     if w.ndim == 3:
-        return lambda a, w, trans, c: product(a, w, c)
+        return lambda a, w, trans, c: product(a, w, c, w[0, 0, :0])
     return lambda a, w, trans, c: gemm(False, trans, 1.0, a, w, 1.0, c)
+
+
+def linear_product(a, w, b, c):
+    """c (M, N) = a (M, K) @ W.T + b (N,): w the (N, K) weight W (BLAS, after filling c's rows
+    with b) or W.T packed by pack() (the bias starts the tiles' sums: no pass over c)."""
+
+
+@overload(linear_product)
+def _linear_product(a, w, b, c):
+    if w.ndim == 3:
+        return lambda a, w, b, c: product(a, w, c, b)
+
+    def blas(a, w, b, c):
+        rows = borrow(c)  # a view per row, without atomic counts
+        for n in range(rows.shape[0]):
+            rows[n, :] = b
+        gemm(False, True, 1.0, a, w, 1.0, c)
+    return blas
 
 
 def accumulate_weight_grad(dw, dout, x, scratch):
@@ -210,6 +241,6 @@ def _accumulate_weight_grad(dw, dout, x, scratch):
     if scratch.ndim == 3:
         def impl(dw, dout, x, scratch):
             pack(x, False, scratch)
-            product(dout.T, scratch, dw)
+            product(dout.T, scratch, dw, scratch[0, 0, :0])
         return impl
     return lambda dw, dout, x, scratch: gemm(True, False, 1.0, dout, x, 1.0, dw)

@@ -17,16 +17,15 @@ Buffers of one layer for one chunk:
     dhs   (T, B, H)    in: dL/dh_t from above; accumulates the recurrent gradient in place
 """
 from . import GRU, LSTM, RNN_RELU, borrow, gru, kernel, lstm, rnn
-from .common import add_row_sums, fill_rows
-from .packed import accumulate_product, accumulate_weight_grad
+from .common import add_row_sums
+from .packed import accumulate_product, accumulate_weight_grad, linear_product
 
 
 @kernel
 def step(cell, gates, hg, h_prev, c_prev, h, c, w_hh, b_hh):
     """One time step for B rows: gates (B, GH) in x-side pre-activations, out activations."""
     if cell == GRU:
-        fill_rows(hg, b_hh)
-        accumulate_product(h_prev, w_hh, True, hg)
+        linear_product(h_prev, w_hh, b_hh, hg)
         gru.forward(gates, hg, h_prev, h)
         return
     accumulate_product(h_prev, w_hh, True, gates)

@@ -121,10 +121,12 @@ def linear_forward(out, x, w, b):
 
 @kernel
 def linear_backward(dx, dw, db, dout, x, w, scratch):
-    """dw += dout.T @ x; db += dout.sum(0); dx = dout @ w (skipped when dx has no rows).
-    w (M, K) or packed W (packed.py); scratch: packed.accumulate_weight_grad's."""
+    """dw += dout.T @ x; db += dout.sum(0) (skipped when db is empty); dx = dout @ w (skipped
+    when dx has no rows). w (M, K) or packed W (packed.py); scratch:
+    packed.accumulate_weight_grad's."""
     accumulate_weight_grad(dw, dout, x, scratch)
-    add_row_sums(db, dout)
+    if db.shape[0] > 0:
+        add_row_sums(db, dout)
     if dx.shape[0] > 0:
         dx[:] = 0.0
         accumulate_product(dout, w, False, dx)

@@ -69,6 +69,16 @@ def test_linear_product_starts_from_the_bias_without_reading_c(M, K, N):
         np.testing.assert_allclose(c, want, rtol=0, atol=2e-6 * np.sqrt(K) * 4)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_one_row_blas_path_matches_float64(dtype):
+    """One row through the unpacked path is N dot products, not a BLAS call."""
+    rng = np.random.default_rng(3)
+    a, w, c = (rng.standard_normal(s).astype(dtype) for s in ((1, 100), (65, 100), (1, 65)))
+    want = c.astype(np.float64) + a.astype(np.float64) @ w.T.astype(np.float64)
+    accumulate(a, w, True, c)
+    np.testing.assert_allclose(c, want, rtol=0, atol=1e-5 if dtype == np.float32 else 1e-12)
+
+
 def test_packed_product_reads_row_views_of_wider_arrays():
     rng = np.random.default_rng(0)
     wide = rng.standard_normal((9, 200)).astype(np.float32)

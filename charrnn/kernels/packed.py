@@ -210,7 +210,13 @@ def accumulate_product(a, w, trans, c):
 def _accumulate_product(a, w, trans, c):
     if w.ndim == 3:
         return lambda a, w, trans, c: product(a, w, c, w[0, 0, :0])
-    return lambda a, w, trans, c: gemm(False, trans, 1.0, a, w, 1.0, c)
+
+    def blas(a, w, trans, c):
+        if trans and c.shape[0] == 1:
+            _one_row(a, w, c)
+        else:
+            gemm(False, trans, 1.0, a, w, 1.0, c)
+    return blas
 
 
 def linear_product(a, w, b, c):
@@ -227,8 +233,23 @@ def _linear_product(a, w, b, c):
         rows = borrow(c)  # a view per row, without atomic counts
         for n in range(rows.shape[0]):
             rows[n, :] = b
-        gemm(False, True, 1.0, a, w, 1.0, c)
+        if c.shape[0] == 1:
+            _one_row(a, w, c)
+        else:
+            gemm(False, True, 1.0, a, w, 1.0, c)
     return blas
+
+
+@kernel(reassociate=True)
+def _one_row(a, w, c):
+    """c (1, N) += a (1, K) @ w.T for w (N, K): N dot products, vectorised. For one row (batch-1
+    sampling where the weights are not packable, e.g. the decoder) twice as fast as calling
+    BLAS (V=65, H=128: 0.21 vs 0.45 us)."""
+    for n in range(w.shape[0]):
+        total = c[0, n]
+        for k in range(w.shape[1]):
+            total += a[0, k] * w[n, k]
+        c[0, n] = total
 
 
 def accumulate_weight_grad(dw, dout, x, scratch):

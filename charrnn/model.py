@@ -44,7 +44,6 @@ class _Pass:
         # (H/NR, N, NR): a layer's input packed for its weight gradient (kernels.packed)
         self.scratch = z(H // packed.NR, N, packed.NR) if packed.packable(dtype, H) else z(0, 0)
         self.no_scratch = z(0, 0)  # BLAS for the rest
-        self.no_bias = z(0)
         self.ids = np.zeros(N, np.int32)
         self.targets = np.zeros(N, np.int32)
         self.train = False
@@ -107,7 +106,7 @@ class _Pass:
             dw, db = D[f"rnn.weight_ih_l{k}"], D[f"rnn.bias_ih_l{k}"]
             if self.cell != kernels.GRU:  # b_ih and b_hh enter the same sum: same gradient
                 db += D[f"rnn.bias_hh_l{k}"]
-                db = self.no_bias
+                db = db[:0]  # nothing left to sum
             if k > 0:
                 x = self.dropped[k - 1] if self.train else self.hs[k - 1][1:].reshape(N, -1)
                 common.linear_backward(self.dhs[k - 1].reshape(N, -1), dw, db, dgates, x,
@@ -120,8 +119,7 @@ class _Pass:
                 self.w_ih0_t[...] = 0.0
                 common.embedding_backward(self.w_ih0_t, dgates, self.ids)
                 dw += self.w_ih0_t.T
-                if db.size:
-                    common.add_row_sums(db, dgates)
+                common.add_row_sums(db, dgates)
 
 
 class CharRNN:

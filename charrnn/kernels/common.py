@@ -104,7 +104,10 @@ def _sigmoid_impl(x):
 
 @kernel
 def add_row_sums(total, x):
-    """total += x.sum(axis=0), accumulated in float64.  total (M,), x (N, M)."""
+    """total += x.sum(axis=0), accumulated in float64; nothing (no pass over x) when total is
+    empty.  total (M,), x (N, M)."""
+    if total.shape[0] == 0:
+        return
     x = borrow(x)
     acc = np.zeros(x.shape[1])
     for n in range(x.shape[0]):
@@ -125,8 +128,7 @@ def linear_backward(dx, dw, db, dout, x, w, scratch):
     when dx has no rows). w (M, K) or packed W (packed.py); scratch:
     packed.accumulate_weight_grad's."""
     accumulate_weight_grad(dw, dout, x, scratch)
-    if db.shape[0] > 0:
-        add_row_sums(db, dout)
+    add_row_sums(db, dout)
     if dx.shape[0] > 0:
         dx[:] = 0.0
         accumulate_product(dout, w, False, dx)

@@ -42,7 +42,8 @@ class _Pass:
         self.embed, self.dembed = (z(N, E), z(N, E)) if E else (None, None)
         self.w_ih0_t = None if E else z(V, G * H)  # layer 0's W_ih.T + b_ih, rows gathered by id
         # (H/NR, N, NR): a layer's input packed for its weight gradient (kernels.packed)
-        self.scratch = z(H // packed.NR, N, packed.NR) if packed.packable(dtype, H) else z(0, 0)
+        self.scratch = (z(H // packed.NR, N, packed.NR) if packed.packable(dtype, H, per_step=False)
+                        else z(0, 0))
         self.no_scratch = z(0, 0)  # BLAS for the rest
         self.ids = np.zeros(N, np.int32)
         self.targets = np.zeros(N, np.int32)
@@ -253,9 +254,10 @@ class CharRNN:
 
     def _packed(self, name, trans):
         """Bmat = W.T (trans) or W for weight `name`, packed when float32 and its columns
-        allow, else W itself."""
+        allow (W_hh's products run per step, the rest over all T*B rows), else W itself."""
         w = self.params[name]
-        if not packed.packable(self.dtype, w.shape[0] if trans else w.shape[1]):
+        if not packed.packable(self.dtype, w.shape[0] if trans else w.shape[1],
+                               per_step=name.startswith("rnn.weight_hh")):
             return w
         if (name, trans) not in self._packs:
             self._packs[name, trans] = np.empty(packed.packed_shape(w, trans), self.dtype)

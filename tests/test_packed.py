@@ -9,8 +9,10 @@ from charrnn.kernels import packed
 
 @pytest.fixture(autouse=True)
 def packed_path_on(monkeypatch):
-    """The kernel is correct on any CPU; the models choose it only on AVX-512 (packed.ENABLED)."""
+    """The kernel is correct on any CPU; the models choose it on AVX-512 and AVX2
+    (packed.ENABLED), for products over all T*B rows only on AVX-512 (packed.BIG_PRODUCTS)."""
     monkeypatch.setattr(packed, "ENABLED", True)
+    monkeypatch.setattr(packed, "BIG_PRODUCTS", True)
 
 
 @njit(cache=True)
@@ -50,6 +52,22 @@ def test_packed_product_with_a_transposed_matches_float64(M, K, N):
     want = c + a.T.astype(np.float64) @ x.astype(np.float64)
     packed.product(a.T, packed_operand(x, False), c, np.empty(0, np.float32))
     np.testing.assert_allclose(c, want, rtol=0, atol=2e-6 * np.sqrt(K) * 4)
+
+
+@njit(cache=True)
+def weight_grad(dw, dout, x, scratch):
+    packed.accumulate_weight_grad(dw, dout, x, scratch)
+
+
+@pytest.mark.parametrize("K,M,N", [(3, 4, 64), (600, 200, 64), (257, 97, 128)])
+def test_weight_gradient_through_copied_blocks_matches_float64(K, M, N):
+    """dw (M, N) += dout.T @ x, dout (K, M): x packed into the scratch, dout.T copied a block
+    at a time (K and M here cross the block edges, KC and MC)."""
+    rng = np.random.default_rng(K + M + N)
+    dout, x, dw = (rng.standard_normal(s).astype(np.float32) for s in ((K, M), (K, N), (M, N)))
+    want = dw + dout.T.astype(np.float64) @ x.astype(np.float64)
+    weight_grad(dw, dout, x, np.full(packed.packed_shape(x, False), np.nan, np.float32))
+    np.testing.assert_allclose(dw, want, rtol=0, atol=2e-6 * np.sqrt(K) * 4)
 
 
 @njit(cache=True)
@@ -99,9 +117,12 @@ def test_packed_and_blas_paths_agree_in_float32():
     np.testing.assert_allclose(by_pack, by_blas, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("big", [True, False])
 @pytest.mark.parametrize("cell,embed", [("lstm", 0), ("gru", 0), ("rnn", 0), ("lstm", 64)])
-def test_float32_training_with_packed_weights_matches_float64(cell, embed):
-    """H = 64 takes the packed path in float32; float64 runs BLAS: same loss and gradients."""
+def test_float32_training_with_packed_weights_matches_float64(cell, embed, big, monkeypatch):
+    """H = 64 takes the packed path in float32 (every product, or big=False, as on AVX2, only
+    the per-step ones); float64 runs BLAS: same loss and gradients."""
+    monkeypatch.setattr(packed, "BIG_PRODUCTS", big)
     cfg = ModelConfig(vocab_size=30, cell=cell, hidden_size=64, num_layers=2,
                       embed_dim=embed or None)
     m32, m64 = CharRNN(cfg, np.float32, seed=1), CharRNN(cfg, np.float64, seed=1)

@@ -147,7 +147,7 @@ def test_float32_model_samples_like_float64(sampler):
 def test_float32_sampling_through_packed_weights_matches_float64(cell, H, monkeypatch):
     """Float32 with 64-column-multiple gates takes kernels.packed (one row: its streaming tile;
     several: a product); float64 takes BLAS."""
-    monkeypatch.setattr(packed, "ENABLED", True)  # as on AVX-512 CPUs
+    monkeypatch.setattr(packed, "ENABLED", True)  # as on AVX-512 and AVX2 CPUs
     config = ModelConfig(vocab_size=len(VOCAB), cell=cell, hidden_size=H, num_layers=2)
     model64 = CharRNN(config, dtype=np.float64, seed=3)
     model64.flat *= 4  # sharper distributions: greedy choices far from ties

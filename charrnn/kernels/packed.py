@@ -7,11 +7,13 @@ weights) into column panels, and a micro-kernel written as LLVM vector code runs
     c (M, N) += a (M, K) @ Bmat (K, N),   Bmat packed as bp (N / NR, K, NR)
 
 a may be any strided view, a.T included (weight gradients: dW += dgates.T @ x). A tile is
-MR <= 6 rows by NR = 64 columns: 24 accumulators of 16 lanes, per k one broadcast of a per
-row and 4 vector loads of the panel, 24 fused multiply-adds; K runs in blocks of KC so a panel
-block stays in cache while every row tile passes over it. One row (batch-1 sampling) has no
-reuse to block for: it streams the panels, and its tile keeps two sets of accumulators (even
-and odd k) so that eight chains of multiply-adds, not four, hide their latency.
+MR <= 6 rows by NR columns, NR = VECS vectors of LANES floats: its MR * VECS accumulators and,
+per k, one broadcast of a per row and VECS vector loads of the panel fill the vector registers
+(AVX-512: 16 lanes, 4 vectors, 24 accumulators of 32 registers; AVX2: 8 lanes, 2 vectors, 12
+accumulators of 16). K runs in blocks of KC so a panel block stays in L1 while every row tile
+passes over it. One row (batch-1 sampling) has no reuse to block for: it streams the panels,
+and its tile keeps several sets of accumulators (k mod ku) so that eight chains of
+multiply-adds hide their latency.
 
 Uses: forward h_prev @ W_hh.T (Bmat = W_hh.T), backward dgates @ W_hh (Bmat = W_hh), the same for
 W_ih above layer 0, and weight gradients dgates.T @ x (Bmat = x, the layer's input).
@@ -25,19 +27,29 @@ from numba.extending import intrinsic, overload
 from . import borrow, kernel
 from .blas import gemm
 
-NR, LANES, MR, KC = 64, 16, 6, 256
-
-# A tile's 24 accumulators of 16 floats live in AVX-512's 32 vector registers; with narrower
-# vectors (AVX2, NEON, or Numba told to target a generic CPU) they would spill, and BLAS is
-# the better choice there. The kernel itself is correct everywhere (tests force it on).
-ENABLED = (binding.get_host_cpu_features().get("avx512f", False)
+# The register geometry of the host's widest vectors. With narrower vectors than it was built
+# for, a tile's accumulators would spill (Numba told to target a generic CPU, or a CPU with
+# neither AVX-512 nor AVX2+FMA): BLAS is the better choice there. The kernel itself is correct
+# everywhere (tests force it on).
+_FEATURES = binding.get_host_cpu_features()
+_AVX512 = _FEATURES.get("avx512f", False)
+LANES, VECS = (16, 4) if _AVX512 else (8, 2)
+NR, MR, KC, MC = LANES * VECS, 6, 256, 96
+ENABLED = ((_AVX512 or (_FEATURES.get("avx2", False) and _FEATURES.get("fma", False)))
            and config.CPU_NAME in (None, "host"))
+# Per-step products (a few rows against a whole weight matrix, at every time step) gain most:
+# BLAS would repack the matrix at every call. Big products (all T*B rows at once) gain only
+# where the tile is big: on AVX-512 it beats OpenBLAS there too (250 vs 133 GFLOP/s); on AVX2
+# OpenBLAS is faster (80-90 vs 60-70 GFLOP/s) and takes them.
+BIG_PRODUCTS = _AVX512
 
 
-def packable(dtype, N):
-    """Whether an operand with N columns takes the packed path: on AVX-512, in float32, N a
-    multiple of NR."""
-    return ENABLED and np.dtype(dtype) == np.float32 and N % NR == 0 and N > 0
+def packable(dtype, N, per_step=True):
+    """Whether an operand with N columns takes the packed path: in float32, N a multiple of
+    NR, on AVX-512 or AVX2 (for products over all T*B rows at once, per_step=False: AVX-512
+    only)."""
+    return (ENABLED and (per_step or BIG_PRODUCTS) and np.dtype(dtype) == np.float32
+            and N % NR == 0 and N > 0)
 
 
 def packed_shape(w, trans):
@@ -63,15 +75,16 @@ def pack(w, trans, bp):
 
 
 def _make_tile(m, ku=1):
-    """tile(c, a, bp, i, nb, k0, k1, bias): c[i:i+m, nb*NR:(nb+1)*NR] += a[i:i+m, k0:k1] @
-    bp[nb, k0:k1], or, if bias (N,) is not empty, = bias[nb*NR:(nb+1)*NR] + the same product
-    (c is then not read). Float32; c 2-D and bp 3-D with unit stride along their last axis, a
-    2-D with any strides (a.T of a weight gradient's dgates reads down its columns). Offsets,
+    """tile(c, a, bp, i, nb, k0, k1, bias, ai, ak): c[i:i+m, nb*NR:(nb+1)*NR] +=
+    a[i-ai:i-ai+m, k0-ak:k1-ak] @ bp[nb, k0:k1], or, if bias (N,) is not empty,
+    = bias[nb*NR:(nb+1)*NR] + the same product (c is then not read). a's rows and columns are
+    offset by (ai, ak) when a is a block copied out of a larger operand, else (0, 0). Float32;
+    c 2-D and bp 3-D with unit stride along their last axis, a 2-D with any strides. Offsets,
     not views: a view costs an atomic reference count up and down, and per tile that adds up.
     ku sets of accumulators take k in turn (k mod ku) and are summed at the end."""
 
     @intrinsic
-    def tile(typingctx, c, a, bp, i, nb, k0, k1, bias):
+    def tile(typingctx, c, a, bp, i, nb, k0, k1, bias, ai, ak):
         arrays = (c, a, bp, bias)
         if not (all(isinstance(x, types.Array) and x.dtype == types.float32 for x in arrays)
                 and tuple(x.ndim for x in arrays) == (2, 2, 3, 1)):
@@ -80,9 +93,9 @@ def _make_tile(m, ku=1):
         def codegen(context, builder, sig, args):
             vec = ir.VectorType(ir.FloatType(), LANES)
             cc, aa, pp, bb = (context.make_array(t)(context, builder, v)
-                              for t, v in zip(sig.args[:3] + sig.args[7:], args[:3] + args[7:]))
-            i0, nb0, kb, ke = (context.cast(builder, v, t, types.intp)
-                               for t, v in zip(sig.args[3:7], args[3:7]))
+                              for t, v in zip(sig.args[:3] + sig.args[7:8], args[:3] + args[7:8]))
+            i0, nb0, kb, ke, ai, ak = (context.cast(builder, v, t, types.intp) for t, v in
+                                       zip(sig.args[3:7] + sig.args[8:], args[3:7] + args[8:]))
 
             def const(n):
                 return ir.Constant(cgutils.intp_t, n)
@@ -93,23 +106,24 @@ def _make_tile(m, ku=1):
             def vptr(base, offset):
                 return builder.bitcast(builder.gep(base, [offset]), vec.as_pointer())
 
-            ldc, a_row, a_col = stride(cc, 0), stride(aa, 0), stride(aa, 1)
-            ldp = stride(pp, 1)
+            # strides the array types fix are constants, so the k loop's addressing is simple
+            ldc, ldp = stride(cc, 0), const(NR) if sig.args[2].layout == "C" else stride(pp, 1)
+            a_row = const(1) if sig.args[1].layout == "F" else stride(aa, 0)  # a.T
+            a_col = const(1) if sig.args[1].layout == "C" else stride(aa, 1)
             def at(arr, *index_times_stride):  # pointer to an element of arr
                 terms = [builder.mul(index, step) for index, step in index_times_stride]
                 return builder.gep(arr.data, [builder.add(*terms)])
 
             c0 = at(cc, (i0, ldc), (nb0, const(NR)))  # c[i, nb * NR]
-            a0 = at(aa, (i0, a_row), (kb, a_col))  # a[i, k0]
+            a0 = at(aa, (builder.sub(i0, ai), a_row), (builder.sub(kb, ak), a_col))  # a[i, k0]
             p0 = at(pp, (nb0, stride(pp, 0)), (kb, ldp))  # bp[nb, k0, 0]
             K = builder.sub(ke, kb)
             fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vec, [vec] * 3),
-                                                 "llvm.fma.v16f32")
+                                                 f"llvm.fma.v{LANES}f32")
             splat = ir.Constant(ir.VectorType(ir.IntType(32), LANES), [0] * LANES)
             undef = ir.Constant(vec, ir.Undefined)
-            nv = NR // LANES
             c_ptrs = [vptr(c0, builder.add(builder.mul(const(r), ldc), const(v * LANES)))
-                      for r in range(m) for v in range(nv)]
+                      for r in range(m) for v in range(VECS)]
             accs = [[cgutils.alloca_once(builder, vec) for _ in c_ptrs]  # registers after
                     for _ in range(ku)]                                  # mem2reg
             for acc_u in accs[1:]:
@@ -120,7 +134,7 @@ def _make_tile(m, ku=1):
                 with from_bias:
                     b0 = builder.gep(bb.data, [builder.mul(nb0, const(NR))])  # bias[nb * NR]
                     for j, acc in enumerate(accs[0]):
-                        builder.store(builder.load(vptr(b0, const(j % nv * LANES)), align=4),
+                        builder.store(builder.load(vptr(b0, const(j % VECS * LANES)), align=4),
                                       acc)
                 with from_c:
                     for acc, p in zip(accs[0], c_ptrs):
@@ -129,14 +143,14 @@ def _make_tile(m, ku=1):
             def update(k, acc_u):  # acc_u[r, :] += a[r, k] * panel[k, :]
                 prow, acol = builder.mul(k, ldp), builder.mul(k, a_col)
                 bs = [builder.load(vptr(p0, builder.add(prow, const(v * LANES))), align=4)
-                      for v in range(nv)]
+                      for v in range(VECS)]
                 for r in range(m):
                     x = builder.load(builder.gep(a0, [builder.add(builder.mul(const(r), a_row),
                                                                   acol)]))
                     xs = builder.shuffle_vector(builder.insert_element(undef, x, const(0)),
                                                 undef, splat)
-                    for v in range(nv):
-                        acc = acc_u[r * nv + v]
+                    for v in range(VECS):
+                        acc = acc_u[r * VECS + v]
                         builder.store(builder.call(fma, [xs, bs[v], builder.load(acc)]), acc)
 
             rounds = builder.sdiv(K, const(ku))
@@ -153,36 +167,36 @@ def _make_tile(m, ku=1):
                 builder.store(total, p, align=4)
             return context.get_dummy_value()
 
-        return types.void(c, a, bp, i, nb, k0, k1, bias), codegen
+        return types.void(c, a, bp, i, nb, k0, k1, bias, ai, ak), codegen
     return tile
 
 
-_t1 = _make_tile(1, ku=2)  # one row only when M == 1: see the module docstring
+_t1 = _make_tile(1, ku=8 // VECS)  # one row only when M == 1: see the module docstring
 _t2, _t3, _t4, _t5, _t6 = (_make_tile(m) for m in range(2, MR + 1))
 
 
 @kernel
-def _rows(c, a, bp, nb, k0, k1, bias):
-    """c[:, nb*NR:(nb+1)*NR] += a[:, k0:k1] @ bp[nb, k0:k1] (or from bias: see the tile). The
-    M rows go in as few tiles as MR allows, balanced (50 rows: 5 of 6 and 4 of 5, not 8 of 6
-    and a slow 2)."""
-    M = c.shape[0]
+def _rows(c, a, bp, nb, k0, k1, bias, i0, i1, ai, ak):
+    """c[i0:i1, nb*NR:(nb+1)*NR] += a[i0-ai:i1-ai, k0-ak:k1-ak] @ bp[nb, k0:k1] (or from bias:
+    see the tile). The rows go in as few tiles as MR allows, balanced (50 rows: 5 of 6 and 4
+    of 5, not 8 of 6 and a slow 2)."""
+    M = i1 - i0
     tiles = (M + MR - 1) // MR
-    i = 0
+    i = i0
     for t in range(tiles):
         m = M // tiles + (1 if t < M % tiles else 0)
         if m == 6:
-            _t6(c, a, bp, i, nb, k0, k1, bias)
+            _t6(c, a, bp, i, nb, k0, k1, bias, ai, ak)
         elif m == 5:
-            _t5(c, a, bp, i, nb, k0, k1, bias)
+            _t5(c, a, bp, i, nb, k0, k1, bias, ai, ak)
         elif m == 4:
-            _t4(c, a, bp, i, nb, k0, k1, bias)
+            _t4(c, a, bp, i, nb, k0, k1, bias, ai, ak)
         elif m == 3:
-            _t3(c, a, bp, i, nb, k0, k1, bias)
+            _t3(c, a, bp, i, nb, k0, k1, bias, ai, ak)
         elif m == 2:
-            _t2(c, a, bp, i, nb, k0, k1, bias)
+            _t2(c, a, bp, i, nb, k0, k1, bias, ai, ak)
         else:
-            _t1(c, a, bp, i, nb, k0, k1, bias)
+            _t1(c, a, bp, i, nb, k0, k1, bias, ai, ak)
         i += m
 
 
@@ -190,15 +204,35 @@ def _rows(c, a, bp, nb, k0, k1, bias):
 def product(a, bp, c, bias):
     """c (M, N) += a (M, K) @ Bmat, bp (N / NR, K, NR) its panels; a may be strided (a.T).
     With bias (N,) not empty: c = bias + a @ Bmat, c's old values never read (K >= 1)."""
-    K = bp.shape[1]
-    if c.shape[0] == 1:  # one row reuses nothing: stream whole panels
+    M, K = c.shape[0], bp.shape[1]
+    if M == 1:  # one row reuses nothing: stream whole panels
         for nb in range(bp.shape[0]):
-            _t1(c, a, bp, 0, nb, 0, K, bias)
+            _t1(c, a, bp, 0, nb, 0, K, bias, 0, 0)
         return
     for k0 in range(0, K, KC):
         k1 = min(k0 + KC, K)
-        for nb in range(bp.shape[0]):
-            _rows(c, a, bp, nb, k0, k1, bias if k0 == 0 else bias[:0])
+        start = bias if k0 == 0 else bias[:0]
+        for i0 in range(0, M, MC):  # a block of a's rows stays in L2 across the panels
+            for nb in range(bp.shape[0]):
+                _rows(c, a, bp, nb, k0, k1, start, i0, min(i0 + MC, M), 0, 0)
+
+
+@kernel
+def _product_at(dout, bp, c):
+    """c (M, N) += dout.T @ Bmat for dout (K, M), bp Bmat's panels. dout.T's blocks are copied
+    row-major first: read in place, a tile's rows would be a column of dout each, its k steps
+    a row of dout apart (a power of two bytes for most M: every step in the same cache set)."""
+    K, M = dout.shape
+    block = np.empty((MC, KC), np.float32)
+    for k0 in range(0, K, KC):
+        k1 = min(k0 + KC, K)
+        for i0 in range(0, M, MC):
+            i1 = min(i0 + MC, M)
+            for k in range(k0, k1):
+                for i in range(i0, i1):
+                    block[i - i0, k - k0] = dout[k, i]
+            for nb in range(bp.shape[0]):
+                _rows(c, block, bp, nb, k0, k1, block[0, :0], i0, i1, i0, k0)
 
 
 def accumulate_product(a, w, trans, c):
@@ -259,6 +293,6 @@ def _accumulate_weight_grad(dw, dout, x, scratch):
     if scratch.ndim == 3:
         def impl(dw, dout, x, scratch):
             pack(x, False, scratch)
-            product(dout.T, scratch, dw, scratch[0, 0, :0])
+            _product_at(dout, scratch, dw)
         return impl
     return lambda dw, dout, x, scratch: gemm(True, False, 1.0, dout, x, 1.0, dw)

@@ -248,17 +248,23 @@ class CharRNN:
                  + [f"rnn.weight_ih_l{k}" for k in range(0 if cfg.embed_dim else 1,
                                                          cfg.num_layers)]
                  + ["decoder.weight"])
-        jobs = [(name, trans) for name in names for trans in ((True, False) if train else (True,))]
-        done = dict(zip(jobs, backend.parallel(lambda job: self._packed(*job), jobs)))
-        return {name: (done[name, True], done.get((name, False))) for name in names}
+        jobs = [(name, trans) for name in names for trans in ((True, False) if train else (True,))
+                if self._packable(name, trans)]  # the rest is BLAS's: no job (a pool call costs)
+        done = dict(zip(jobs, backend.parallel(lambda job: self._pack(*job), jobs)))
+        operand = lambda name, trans: done.get((name, trans), self.params[name])  # noqa: E731
+        return {name: (operand(name, True), operand(name, False) if train else None)
+                for name in names}
 
-    def _packed(self, name, trans):
-        """Bmat = W.T (trans) or W for weight `name`, packed when float32 and its columns
-        allow (W_hh's products run per step, the rest over all T*B rows), else W itself."""
+    def _packable(self, name, trans):
+        """Whether Bmat = W.T (trans) or W for weight `name` is packed: float32 and its columns
+        allow (W_hh's products run per step, the rest over all T*B rows)."""
         w = self.params[name]
-        if not packed.packable(self.dtype, w.shape[0] if trans else w.shape[1],
-                               per_step=name.startswith("rnn.weight_hh")):
-            return w
+        return packed.packable(self.dtype, w.shape[0] if trans else w.shape[1],
+                               per_step=name.startswith("rnn.weight_hh"))
+
+    def _pack(self, name, trans):
+        """Bmat = W.T (trans) or W for weight `name`, packed into panels."""
+        w = self.params[name]
         if (name, trans) not in self._packs:
             self._packs[name, trans] = np.empty(packed.packed_shape(w, trans), self.dtype)
         packed.pack(w, trans, self._packs[name, trans])

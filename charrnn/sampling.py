@@ -20,7 +20,7 @@ from numba.extending import overload
 from .backend import check_device, threads
 from .checkpoint import load_model, resolve
 from .errors import UsageError
-from .kernels import borrow, kernel, packed
+from .kernels import assign, borrow, kernel, packed
 from .kernels.common import embedding_forward, exp, linear_forward, row_sum
 from .kernels.recurrence import step
 from .model import cell_id
@@ -64,8 +64,9 @@ def _advance(cell, flat, layer_offs, head_offs, pflat, poffs, h, c, ids, ws, dec
             embedding_forward(gates, w0t, ids)
         step(cell, gates, hg, h[k], c[k], hn, cn, _operand(flat, w_hh, pflat, poffs[k, 0], GH, H),
              flat[b_hh: b_hh + GH])
-        h[k] = hn
-        c[k] = cn
+        for b in range(hn.shape[0]):
+            assign(h[k, b], hn[b])
+            assign(c[k, b], cn[b])
     if decode:
         dec_w, dec_b = head_offs[1], head_offs[2]
         linear_forward(logits, h[L - 1], _view(flat, dec_w, V, H), flat[dec_b: dec_b + V])
@@ -110,29 +111,17 @@ def _pick(row, p, ident, rng, temperature, top_k, top_p):
 
 
 @kernel
-def _generate(cell, flat, layer_offs, head_offs, pflat, poffs, h, c, ids, ws, out, rng,
-              temperature, top_k, top_p):
-    """Sample out (B, T): feed the pending ids (B,), draw, repeat. ids ends as the last draw."""
-    flat, layer_offs, head_offs, pflat, poffs, h, c, ids, out = borrow(  # no atomic counts
-        (flat, layer_offs, head_offs, pflat, poffs, h, c, ids, out))
+def _run(cell, flat, layer_offs, head_offs, pflat, poffs, h, c, ids, ws, text, logp, out, rng,
+         temperature, top_k, top_p):
+    """Feed the pending ids (B,), then text (T,) but its last character (teacher forcing; if
+    logp (T,) is non-empty it gets row 0's log p(text[t]), in float64, else the decoder is
+    skipped); then sample out (B, T'): feed, draw, repeat. ids ends as the character left
+    pending. One entry point for scoring, priming and sampling: each entry compiles its own
+    copy of everything it calls."""
+    flat, layer_offs, head_offs, pflat, poffs, h, c, ids, text, logp, out = borrow(  # no
+        (flat, layer_offs, head_offs, pflat, poffs, h, c, ids, text, logp, out))  # atomic counts
     ws = borrow(ws)
     logits, p, ident = ws[5], ws[6], ws[7]
-    for t in range(out.shape[1]):
-        _advance(cell, flat, layer_offs, head_offs, pflat, poffs, h, c, ids, ws, True)
-        for b in range(ids.shape[0]):
-            ids[b] = _pick(logits[b], p, ident, rng, temperature, top_k, top_p)
-            out[b, t] = ids[b]
-
-
-@kernel
-def _force(cell, flat, layer_offs, head_offs, pflat, poffs, h, c, ids, ws, text, logp):
-    """Teacher forcing: feed the pending ids (B,), then text (T,) but its last character, which
-    is left pending in ids. If logp (T,) is non-empty it gets row 0's log p(text[t]), in
-    float64; if empty, the decoder is skipped."""
-    flat, layer_offs, head_offs, pflat, poffs, h, c, ids, text, logp = borrow(  # no atomic
-        (flat, layer_offs, head_offs, pflat, poffs, h, c, ids, text, logp))      # counts
-    ws = borrow(ws)
-    logits = ws[5]
     score = logp.shape[0] > 0
     for t in range(text.shape[0]):
         _advance(cell, flat, layer_offs, head_offs, pflat, poffs, h, c, ids, ws, score)
@@ -144,6 +133,11 @@ def _force(cell, flat, layer_offs, head_offs, pflat, poffs, h, c, ids, ws, text,
                 z += math.exp(row[v] - mx)
             logp[t] = row[text[t]] - mx - math.log(z)
         ids[:] = text[t]
+    for t in range(out.shape[1]):
+        _advance(cell, flat, layer_offs, head_offs, pflat, poffs, h, c, ids, ws, True)
+        for b in range(ids.shape[0]):
+            ids[b] = _pick(logits[b], p, ident, rng, temperature, top_k, top_p)
+            out[b, t] = ids[b]
 
 
 def _is_int(x):
@@ -236,7 +230,8 @@ class Sampler:
         ids = self.vocab.encode(text, unknown=unknown).astype(np.int64)  # (T,)
         h, c, ws = self._buffers(1)
         logp = np.zeros(len(ids))  # (T,)
-        _force(*self._weights(), h, c, np.full(1, self._start, np.int64), ws, ids, logp)
+        _run(*self._weights(), h, c, np.full(1, self._start, np.int64), ws, ids, logp,
+             np.empty((1, 0), np.int64), np.random.default_rng(0), 1.0, 0, 1.0)  # no draws
         return float(logp.sum()), logp
 
     def _weights(self):
@@ -278,11 +273,11 @@ class Sampler:
         args = self._weights()
         h, c, ws = self._buffers(B)
         ids = np.full(B, prime_ids[0] if len(prime_ids) else self._start, np.int64)  # pending
-        _force(*args, h, c, ids, ws, prime_ids[1:], np.zeros(0))
         opts = (rng, float(temperature), int(top_k or 0), float(top_p or 1.0))
+        _run(*args, h, c, ids, ws, prime_ids[1:], np.zeros(0), np.empty((B, 0), np.int64), *opts)
 
         def more(T):
             out = np.empty((B, T), np.int64)  # (B, T)
-            _generate(*args, h, c, ids, ws, out, *opts)
+            _run(*args, h, c, ids, ws, prime_ids[:0], np.zeros(0), out, *opts)
             return out
         return more

@@ -58,3 +58,12 @@ def _make_borrow():
 
 
 borrow = _make_borrow()
+
+
+@kernel
+def assign(dst, src):
+    """dst[:] = src for 1-D arrays of one length, as a loop. NumPy-style assignment of an array
+    to a slice compiles the formatting of its shape-mismatch message into every caller: seconds
+    of the first compile, for an error the callers' shapes rule out."""
+    for i in range(dst.shape[0]):
+        dst[i] = src[i]

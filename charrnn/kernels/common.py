@@ -7,7 +7,7 @@ from llvmlite import ir
 from numba import njit, types
 from numba.extending import intrinsic, overload
 
-from . import borrow, kernel
+from . import assign, borrow, kernel
 from .packed import accumulate_product, accumulate_weight_grad, linear_product
 
 
@@ -139,7 +139,7 @@ def embedding_forward(out, table, ids):
     """out[n] = table[ids[n]].  out (N, M), table (V, M), ids (N,)."""
     out, table = borrow((out, table))
     for n in range(ids.shape[0]):
-        out[n, :] = table[ids[n]]
+        assign(out[n], table[ids[n]])
 
 
 @kernel
@@ -147,7 +147,9 @@ def embedding_backward(dtable, dout, ids):
     """dtable[ids[n]] += dout[n].  dtable (V, M), dout (N, M)."""
     dtable, dout = borrow((dtable, dout))
     for n in range(ids.shape[0]):
-        dtable[ids[n]] += dout[n]
+        row, d = dtable[ids[n]], dout[n]  # a loop: see kernels.assign
+        for m in range(row.shape[0]):
+            row[m] += d[m]
 
 
 @kernel

@@ -24,7 +24,7 @@ from numba import types
 from numba.core import cgutils, config
 from numba.extending import intrinsic, overload
 
-from . import borrow, kernel
+from . import assign, borrow, kernel
 from .blas import gemm
 
 # The register geometry of the host's widest vectors. With narrower vectors than it was built
@@ -71,7 +71,7 @@ def pack(w, trans, bp):
                     panel[k, j] = row[k]
         else:
             for k in range(panel.shape[0]):
-                panel[k, :] = w[k, nb * NR: (nb + 1) * NR]
+                assign(panel[k], w[k, nb * NR: (nb + 1) * NR])
 
 
 def _make_tile(m, ku=1):
@@ -266,7 +266,7 @@ def _linear_product(a, w, b, c):
     def blas(a, w, b, c):
         rows = borrow(c)  # a view per row, without atomic counts
         for n in range(rows.shape[0]):
-            rows[n, :] = b
+            assign(rows[n], b)
         accumulate_product(a, w, True, c)
     return blas
 

@@ -3,7 +3,7 @@
 gates arrives holding x_h + h_h less b_hh, which forward adds (see lstm.py).
 Shapes: gates, h, dh (B, H) (G = 1), b_hh (H,).
 """
-from . import kernel
+from . import assign, kernel
 from .common import tanh
 
 
@@ -18,7 +18,7 @@ def forward(gates, b_hh, h, relu):
         else:
             for j in range(hb.shape[0]):
                 hb[j] = tanh(g[j] + b_hh[j])
-        g[:] = hb
+        assign(g, hb)
 
 
 @kernel

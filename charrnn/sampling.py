@@ -7,7 +7,7 @@ L layers, H hidden, G gates, V vocabulary, E embedding (0 for one-hot input).
 
 Weights reach the kernels as the model's flat parameter buffer plus element offsets, so one
 compiled function serves any number of layers; views are cut from the buffer inside. In
-float32 on AVX-512 the recurrent and input matrices are also packed for kernels.packed's
+float32 on AVX-512 or AVX2 the recurrent and input matrices are also packed for kernels.packed's
 micro-kernel (pflat, offsets poffs): for one row it streams the weights faster than BLAS's gemv
 (batch-1 sampling is bound by reading every weight once per character), for several it is a
 small matrix product.

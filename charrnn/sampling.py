@@ -13,6 +13,7 @@ micro-kernel (pflat, offsets poffs): for one row it streams the weights faster t
 small matrix product.
 """
 import math
+from functools import lru_cache
 
 import numpy as np
 from numba.extending import overload
@@ -44,32 +45,6 @@ def _operand_impl(flat, off, pflat, poff, N, K):
         return lambda flat, off, pflat, poff, N, K: pflat[poff: poff + N * K].reshape(
             N // packed.NR, K, packed.NR)
     return lambda flat, off, pflat, poff, N, K: _view(flat, off, N, K)
-
-
-@kernel
-def _advance(cell, flat, layer_offs, head_offs, pflat, poffs, h, c, ids, ws, decode):
-    """Feed one character per row, ids (B,): h, c (L, B, H) advance in place; with decode,
-    ws's logits (B, V) get the next character's logits."""
-    gates, hg, hn, cn, x0, logits, _, _, w0t = ws
-    L, H, GH, E, V = h.shape[0], hn.shape[1], gates.shape[1], x0.shape[1], logits.shape[1]
-    for k in range(L):
-        w_ih, w_hh, b_ih, b_hh = layer_offs[k]
-        if k > 0:
-            linear_forward(gates, h[k - 1], _operand(flat, w_ih, pflat, poffs[k, 1], GH, H),
-                           flat[b_ih: b_ih + GH])
-        elif E > 0:
-            embedding_forward(x0, _view(flat, head_offs[0], V, E), ids)
-            linear_forward(gates, x0, _view(flat, w_ih, GH, E), flat[b_ih: b_ih + GH])
-        else:  # one-hot input: gather rows of W_ih.T + b_ih (V, GH), as in training
-            embedding_forward(gates, w0t, ids)
-        step(cell, gates, hg, h[k], c[k], hn, cn, _operand(flat, w_hh, pflat, poffs[k, 0], GH, H),
-             flat[b_hh: b_hh + GH])
-        for b in range(hn.shape[0]):
-            assign(h[k, b], hn[b])
-            assign(c[k, b], cn[b])
-    if decode:
-        dec_w, dec_b = head_offs[1], head_offs[2]
-        linear_forward(logits, h[L - 1], _view(flat, dec_w, V, H), flat[dec_b: dec_b + V])
 
 
 @kernel
@@ -110,34 +85,64 @@ def _pick(row, p, ident, rng, temperature, top_k, top_p):
     return order[0]
 
 
-@kernel
-def _run(cell, flat, layer_offs, head_offs, pflat, poffs, h, c, ids, ws, text, logp, out, rng,
-         temperature, top_k, top_p):
-    """Feed the pending ids (B,), then text (T,) but its last character (teacher forcing; if
-    logp (T,) is non-empty it gets row 0's log p(text[t]), in float64, else the decoder is
-    skipped); then sample out (B, T'): feed, draw, repeat. ids ends as the character left
-    pending. One entry point for scoring, priming and sampling: each entry compiles its own
-    copy of everything it calls."""
-    flat, layer_offs, head_offs, pflat, poffs, h, c, ids, text, logp, out = borrow(  # no
-        (flat, layer_offs, head_offs, pflat, poffs, h, c, ids, text, logp, out))  # atomic counts
-    ws = borrow(ws)
-    logits, p, ident = ws[5], ws[6], ws[7]
-    score = logp.shape[0] > 0
-    for t in range(text.shape[0]):
-        _advance(cell, flat, layer_offs, head_offs, pflat, poffs, h, c, ids, ws, score)
-        if score:
-            row = logits[0]
-            mx = row.max()
-            z = 0.0
-            for v in range(row.shape[0]):
-                z += math.exp(row[v] - mx)
-            logp[t] = row[text[t]] - mx - math.log(z)
-        ids[:] = text[t]
-    for t in range(out.shape[1]):
-        _advance(cell, flat, layer_offs, head_offs, pflat, poffs, h, c, ids, ws, True)
-        for b in range(ids.shape[0]):
-            ids[b] = _pick(logits[b], p, ident, rng, temperature, top_k, top_p)
-            out[b, t] = ids[b]
+@lru_cache(maxsize=None)
+def _loop(cell):
+    """The sampling loop compiled for one cell id, a constant in it (see recurrence.STEPS):
+    run(flat, layer_offs, head_offs, pflat, poffs, h, c, ids, ws, text, logp, out, rng,
+    temperature, top_k, top_p)."""
+
+    @kernel
+    def run(flat, layer_offs, head_offs, pflat, poffs, h, c, ids, ws, text, logp, out, rng,
+            temperature, top_k, top_p):
+        """Feed the pending ids (B,), then text (T,) but its last character (teacher forcing;
+        if logp (T,) is non-empty it gets row 0's log p(text[t]), in float64, else the decoder
+        is skipped); then sample out (B, T'): feed, draw, repeat. ids ends as the character
+        left pending. Each step feeds one character per row: h, c (L, B, H) advance in place
+        and, when decoding, ws's logits (B, V) get the next character's logits. One entry point
+        for scoring, priming and sampling, since each entry compiles its own copy of
+        everything it calls."""
+        flat, layer_offs, head_offs, pflat, poffs, h, c, ids, text, logp, out = borrow(
+            (flat, layer_offs, head_offs, pflat, poffs, h, c, ids, text, logp, out))  # no counts
+        ws = borrow(ws)
+        gates, hg, hn, cn, x0, logits, p, ident, w0t = ws
+        L, H, GH, E, V = h.shape[0], hn.shape[1], gates.shape[1], x0.shape[1], logits.shape[1]
+        T, score = text.shape[0], logp.shape[0] > 0
+        for t in range(T + out.shape[1]):
+            for k in range(L):
+                w_ih, w_hh, b_ih, b_hh = layer_offs[k]
+                if k > 0:
+                    linear_forward(gates, h[k - 1],
+                                   _operand(flat, w_ih, pflat, poffs[k, 1], GH, H),
+                                   flat[b_ih: b_ih + GH])
+                elif E > 0:
+                    embedding_forward(x0, _view(flat, head_offs[0], V, E), ids)
+                    linear_forward(gates, x0, _view(flat, w_ih, GH, E), flat[b_ih: b_ih + GH])
+                else:  # one-hot input: gather rows of W_ih.T + b_ih (V, GH), as in training
+                    embedding_forward(gates, w0t, ids)
+                step(cell, gates, hg, h[k], c[k], hn, cn,
+                     _operand(flat, w_hh, pflat, poffs[k, 0], GH, H), flat[b_hh: b_hh + GH])
+                for b in range(hn.shape[0]):
+                    assign(h[k, b], hn[b])
+                    assign(c[k, b], cn[b])
+            if t >= T or score:
+                dec_w, dec_b = head_offs[1], head_offs[2]
+                linear_forward(logits, h[L - 1], _view(flat, dec_w, V, H),
+                               flat[dec_b: dec_b + V])
+            if t < T:
+                if score:
+                    row = logits[0]
+                    mx = row.max()
+                    z = 0.0
+                    for v in range(row.shape[0]):
+                        z += math.exp(row[v] - mx)
+                    logp[t] = row[text[t]] - mx - math.log(z)
+                ids[:] = text[t]
+            else:
+                for b in range(ids.shape[0]):
+                    ids[b] = _pick(logits[b], p, ident, rng, temperature, top_k, top_p)
+                    out[b, t - T] = ids[b]
+
+    return run
 
 
 def _is_int(x):
@@ -230,12 +235,13 @@ class Sampler:
         ids = self.vocab.encode(text, unknown=unknown).astype(np.int64)  # (T,)
         h, c, ws = self._buffers(1)
         logp = np.zeros(len(ids))  # (T,)
-        _run(*self._weights(), h, c, np.full(1, self._start, np.int64), ws, ids, logp,
-             np.empty((1, 0), np.int64), np.random.default_rng(0), 1.0, 0, 1.0)  # no draws
+        _loop(self._cell)(*self._weights(), h, c, np.full(1, self._start, np.int64), ws, ids,
+                          logp, np.empty((1, 0), np.int64), np.random.default_rng(0), 1.0, 0,
+                          1.0)  # no draws
         return float(logp.sum()), logp
 
     def _weights(self):
-        """The kernels' leading arguments: cell id, flat parameters, their offsets, and the
+        """The sampling loop's leading arguments: flat parameters, their offsets, and the
         packed matrices with their offsets (L, 2) (none where not packable)."""
         cfg = self.model.config
         L, H, GH = cfg.num_layers, cfg.hidden_size, cfg.gates * cfg.hidden_size
@@ -249,7 +255,7 @@ class Sampler:
                 w = self.model.params[name]  # (GH, H)
                 packed.pack(w, True, pflat[i * GH * H: (i + 1) * GH * H].reshape(
                     packed.packed_shape(w, True)))
-        return self._cell, self.model.flat, self._layer_offs, self._head_offs, pflat, poffs
+        return self.model.flat, self._layer_offs, self._head_offs, pflat, poffs
 
     def _buffers(self, B):
         cfg, dt, P = self.model.config, self.model.dtype, self.model.params
@@ -274,10 +280,11 @@ class Sampler:
         h, c, ws = self._buffers(B)
         ids = np.full(B, prime_ids[0] if len(prime_ids) else self._start, np.int64)  # pending
         opts = (rng, float(temperature), int(top_k or 0), float(top_p or 1.0))
-        _run(*args, h, c, ids, ws, prime_ids[1:], np.zeros(0), np.empty((B, 0), np.int64), *opts)
+        run = _loop(self._cell)
+        run(*args, h, c, ids, ws, prime_ids[1:], np.zeros(0), np.empty((B, 0), np.int64), *opts)
 
         def more(T):
             out = np.empty((B, T), np.int64)  # (B, T)
-            _run(*args, h, c, ids, ws, prime_ids[:0], np.zeros(0), out, *opts)
+            run(*args, h, c, ids, ws, prime_ids[:0], np.zeros(0), out, *opts)
             return out
         return more

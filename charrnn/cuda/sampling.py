@@ -61,7 +61,7 @@ class Buffers:
 
 def advance(cell, weights, buf, decode):
     """Feed buf.ids (one per row): the state advances in place; with decode, buf.logits get
-    the next character's logits (B, V). Twin of charrnn.sampling._advance."""
+    the next character's logits (B, V). Twin of a step of charrnn.sampling._loop's run."""
     layers, (enc, dec_w, dec_b) = weights
     for k, (w_ih, w_hh, b_ih, b_hh) in enumerate(layers):
         if k > 0:
@@ -202,9 +202,9 @@ def _set_ids(ids, text, t):
 
 
 def force(cell, weights, buf, text, logp):
-    """Teacher forcing, twin of charrnn.sampling._run's first loop: feed the pending ids, then
-    text (T,) but its last character, which is left pending. If logp (T,) float64 is non-empty
-    it gets row 0's log p(text[t]); if empty, the decoder is skipped."""
+    """Teacher forcing, twin of the first loop in charrnn.sampling._loop's run: feed the pending
+    ids, then text (T,) but its last character, which is left pending. If logp (T,) float64 is
+    non-empty it gets row 0's log p(text[t]); if empty, the decoder is skipped."""
     score = logp.shape[0] > 0
     B = buf.ids.shape[0]
     for t in range(text.shape[0]):

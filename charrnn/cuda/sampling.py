@@ -202,9 +202,9 @@ def _set_ids(ids, text, t):
 
 
 def force(cell, weights, buf, text, logp):
-    """Teacher forcing, twin of the first loop in charrnn.sampling._loop's run: feed the pending
-    ids, then text (T,) but its last character, which is left pending. If logp (T,) float64 is
-    non-empty it gets row 0's log p(text[t]); if empty, the decoder is skipped."""
+    """Teacher forcing, twin of charrnn.sampling._loop's run while it feeds text: feed the
+    pending ids, then text (T,) but its last character, which is left pending. If logp (T,)
+    float64 is non-empty it gets row 0's log p(text[t]); if empty, the decoder is skipped."""
     score = logp.shape[0] > 0
     B = buf.ids.shape[0]
     for t in range(text.shape[0]):

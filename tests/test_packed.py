@@ -60,9 +60,9 @@ def weight_grad(dw, dout, x, scratch):
 
 
 @pytest.mark.parametrize("K,M,N", [(3, 4, 64), (600, 200, 64), (257, 97, 128)])
-def test_weight_gradient_through_copied_blocks_matches_float64(K, M, N):
-    """dw (M, N) += dout.T @ x, dout (K, M): x packed into the scratch, dout.T copied a block
-    at a time (K and M here cross the block edges, KC and MC)."""
+def test_weight_gradient_through_the_scratch_matches_float64(K, M, N):
+    """dw (M, N) += dout.T @ x, dout (K, M): x packed into the scratch, dout.T read in place
+    (K here crosses the edge of a K block, KC)."""
     rng = np.random.default_rng(K + M + N)
     dout, x, dw = (rng.standard_normal(s).astype(np.float32) for s in ((K, M), (K, N), (M, N)))
     want = dw + dout.T.astype(np.float64) @ x.astype(np.float64)

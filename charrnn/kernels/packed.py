@@ -10,9 +10,9 @@ a may be any strided view, a.T included (weight gradients: dW += dgates.T @ x). 
 MR <= 6 rows by NR columns, NR = VECS vectors of LANES floats: its MR * VECS accumulators and,
 per k, one broadcast of a per row and VECS vector loads of the panel fill the vector registers
 (AVX-512: 16 lanes, 4 vectors, 24 accumulators of 32 registers; AVX2: 8 lanes, 2 vectors, 12
-accumulators of 16). K runs in blocks of KC so a panel block stays in L1 while every row tile
-passes over it. One row (batch-1 sampling) has no reuse to block for: it streams the panels,
-and its tile keeps several sets of accumulators (k mod ku) so that eight chains of
+accumulators of 16). K runs in blocks of KC so a panel block stays in cache while every row
+tile passes over it. One row (batch-1 sampling) has no reuse to block for: it streams the
+panels, and its tile keeps several sets of accumulators (k mod ku) so that eight chains of
 multiply-adds hide their latency.
 
 Uses: forward h_prev @ W_hh.T (Bmat = W_hh.T), backward dgates @ W_hh (Bmat = W_hh), the same for
@@ -34,7 +34,7 @@ from .blas import gemm
 _FEATURES = binding.get_host_cpu_features()
 _AVX512 = _FEATURES.get("avx512f", False)
 LANES, VECS = (16, 4) if _AVX512 else (8, 2)
-NR, MR, KC, MC = LANES * VECS, 6, 256, 96
+NR, MR, KC = LANES * VECS, 6, 256
 ENABLED = ((_AVX512 or (_FEATURES.get("avx2", False) and _FEATURES.get("fma", False)))
            and config.CPU_NAME in (None, "host"))
 # Per-step products (a few rows against a whole weight matrix, at every time step) gain most:
@@ -75,16 +75,15 @@ def pack(w, trans, bp):
 
 
 def _make_tile(m, ku=1):
-    """tile(c, a, bp, i, nb, k0, k1, bias, ai, ak): c[i:i+m, nb*NR:(nb+1)*NR] +=
-    a[i-ai:i-ai+m, k0-ak:k1-ak] @ bp[nb, k0:k1], or, if bias (N,) is not empty,
-    = bias[nb*NR:(nb+1)*NR] + the same product (c is then not read). a's rows and columns are
-    offset by (ai, ak) when a is a block copied out of a larger operand, else (0, 0). Float32;
-    c 2-D and bp 3-D with unit stride along their last axis, a 2-D with any strides. Offsets,
+    """tile(c, a, bp, i, nb, k0, k1, bias): c[i:i+m, nb*NR:(nb+1)*NR] += a[i:i+m, k0:k1] @
+    bp[nb, k0:k1], or, if bias (N,) is not empty, = bias[nb*NR:(nb+1)*NR] + the same product
+    (c is then not read). Float32; c 2-D and bp 3-D with unit stride along their last axis, a
+    2-D with any strides (a.T of a weight gradient's dgates reads down its columns). Offsets,
     not views: a view costs an atomic reference count up and down, and per tile that adds up.
     ku sets of accumulators take k in turn (k mod ku) and are summed at the end."""
 
     @intrinsic
-    def tile(typingctx, c, a, bp, i, nb, k0, k1, bias, ai, ak):
+    def tile(typingctx, c, a, bp, i, nb, k0, k1, bias):
         arrays = (c, a, bp, bias)
         if not (all(isinstance(x, types.Array) and x.dtype == types.float32 for x in arrays)
                 and tuple(x.ndim for x in arrays) == (2, 2, 3, 1)):
@@ -93,9 +92,9 @@ def _make_tile(m, ku=1):
         def codegen(context, builder, sig, args):
             vec = ir.VectorType(ir.FloatType(), LANES)
             cc, aa, pp, bb = (context.make_array(t)(context, builder, v)
-                              for t, v in zip(sig.args[:3] + sig.args[7:8], args[:3] + args[7:8]))
-            i0, nb0, kb, ke, ai, ak = (context.cast(builder, v, t, types.intp) for t, v in
-                                       zip(sig.args[3:7] + sig.args[8:], args[3:7] + args[8:]))
+                              for t, v in zip(sig.args[:3] + sig.args[7:], args[:3] + args[7:]))
+            i0, nb0, kb, ke = (context.cast(builder, v, t, types.intp)
+                               for t, v in zip(sig.args[3:7], args[3:7]))
 
             def const(n):
                 return ir.Constant(cgutils.intp_t, n)
@@ -115,7 +114,7 @@ def _make_tile(m, ku=1):
                 return builder.gep(arr.data, [builder.add(*terms)])
 
             c0 = at(cc, (i0, ldc), (nb0, const(NR)))  # c[i, nb * NR]
-            a0 = at(aa, (builder.sub(i0, ai), a_row), (builder.sub(kb, ak), a_col))  # a[i, k0]
+            a0 = at(aa, (i0, a_row), (kb, a_col))  # a[i, k0]
             p0 = at(pp, (nb0, stride(pp, 0)), (kb, ldp))  # bp[nb, k0, 0]
             K = builder.sub(ke, kb)
             fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vec, [vec] * 3),
@@ -167,7 +166,7 @@ def _make_tile(m, ku=1):
                 builder.store(total, p, align=4)
             return context.get_dummy_value()
 
-        return types.void(c, a, bp, i, nb, k0, k1, bias, ai, ak), codegen
+        return types.void(c, a, bp, i, nb, k0, k1, bias), codegen
     return tile
 
 
@@ -176,27 +175,27 @@ _t2, _t3, _t4, _t5, _t6 = (_make_tile(m) for m in range(2, MR + 1))
 
 
 @kernel
-def _rows(c, a, bp, nb, k0, k1, bias, i0, i1, ai, ak):
-    """c[i0:i1, nb*NR:(nb+1)*NR] += a[i0-ai:i1-ai, k0-ak:k1-ak] @ bp[nb, k0:k1] (or from bias:
-    see the tile). The rows go in as few tiles as MR allows, balanced (50 rows: 5 of 6 and 4
-    of 5, not 8 of 6 and a slow 2)."""
-    M = i1 - i0
+def _rows(c, a, bp, nb, k0, k1, bias):
+    """c[:, nb*NR:(nb+1)*NR] += a[:, k0:k1] @ bp[nb, k0:k1] (or from bias: see the tile). The
+    M rows go in as few tiles as MR allows, balanced (50 rows: 5 of 6 and 4 of 5, not 8 of 6
+    and a slow 2)."""
+    M = c.shape[0]
     tiles = (M + MR - 1) // MR
-    i = i0
+    i = 0
     for t in range(tiles):
         m = M // tiles + (1 if t < M % tiles else 0)
         if m == 6:
-            _t6(c, a, bp, i, nb, k0, k1, bias, ai, ak)
+            _t6(c, a, bp, i, nb, k0, k1, bias)
         elif m == 5:
-            _t5(c, a, bp, i, nb, k0, k1, bias, ai, ak)
+            _t5(c, a, bp, i, nb, k0, k1, bias)
         elif m == 4:
-            _t4(c, a, bp, i, nb, k0, k1, bias, ai, ak)
+            _t4(c, a, bp, i, nb, k0, k1, bias)
         elif m == 3:
-            _t3(c, a, bp, i, nb, k0, k1, bias, ai, ak)
+            _t3(c, a, bp, i, nb, k0, k1, bias)
         elif m == 2:
-            _t2(c, a, bp, i, nb, k0, k1, bias, ai, ak)
+            _t2(c, a, bp, i, nb, k0, k1, bias)
         else:
-            _t1(c, a, bp, i, nb, k0, k1, bias, ai, ak)
+            _t1(c, a, bp, i, nb, k0, k1, bias)
         i += m
 
 
@@ -204,35 +203,15 @@ def _rows(c, a, bp, nb, k0, k1, bias, i0, i1, ai, ak):
 def product(a, bp, c, bias):
     """c (M, N) += a (M, K) @ Bmat, bp (N / NR, K, NR) its panels; a may be strided (a.T).
     With bias (N,) not empty: c = bias + a @ Bmat, c's old values never read (K >= 1)."""
-    M, K = c.shape[0], bp.shape[1]
-    if M == 1:  # one row reuses nothing: stream whole panels
+    K = bp.shape[1]
+    if c.shape[0] == 1:  # one row reuses nothing: stream whole panels
         for nb in range(bp.shape[0]):
-            _t1(c, a, bp, 0, nb, 0, K, bias, 0, 0)
+            _t1(c, a, bp, 0, nb, 0, K, bias)
         return
     for k0 in range(0, K, KC):
         k1 = min(k0 + KC, K)
-        start = bias if k0 == 0 else bias[:0]
-        for i0 in range(0, M, MC):  # a block of a's rows stays in L2 across the panels
-            for nb in range(bp.shape[0]):
-                _rows(c, a, bp, nb, k0, k1, start, i0, min(i0 + MC, M), 0, 0)
-
-
-@kernel
-def _product_at(dout, bp, c):
-    """c (M, N) += dout.T @ Bmat for dout (K, M), bp Bmat's panels. dout.T's blocks are copied
-    row-major first: read in place, a tile's rows would be a column of dout each, its k steps
-    a row of dout apart (a power of two bytes for most M: every step in the same cache set)."""
-    K, M = dout.shape
-    block = np.empty((MC, KC), np.float32)
-    for k0 in range(0, K, KC):
-        k1 = min(k0 + KC, K)
-        for i0 in range(0, M, MC):
-            i1 = min(i0 + MC, M)
-            for k in range(k0, k1):
-                for i in range(i0, i1):
-                    block[i - i0, k - k0] = dout[k, i]
-            for nb in range(bp.shape[0]):
-                _rows(c, block, bp, nb, k0, k1, block[0, :0], i0, i1, i0, k0)
+        for nb in range(bp.shape[0]):
+            _rows(c, a, bp, nb, k0, k1, bias if k0 == 0 else bias[:0])
 
 
 def accumulate_product(a, w, trans, c):
@@ -293,6 +272,6 @@ def _accumulate_weight_grad(dw, dout, x, scratch):
     if scratch.ndim == 3:
         def impl(dw, dout, x, scratch):
             pack(x, False, scratch)
-            _product_at(dout, scratch, dw)
+            product(dout.T, scratch, dw, scratch[0, 0, :0])
         return impl
     return lambda dw, dout, x, scratch: gemm(True, False, 1.0, dout, x, 1.0, dw)

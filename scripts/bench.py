@@ -368,7 +368,9 @@ def summarize(bench, gemm):
     bound = statistics.median(r["read_Bps"]) / sample_weight_bytes(bench.name)
     return {"steps": bench.steps, "compile_s": r["compile_s"], "ideal_chars_s": ideal,
             "sample_bound_chars_s": bound,
-            "gemm_ideal_fraction": med["charrnn_train"] / ideal, "median": med,
+            "gemm_ideal_fraction": med["charrnn_train"] / ideal,
+            "torch_gemm_ideal_fraction": med["torch_train"] and med["torch_train"] / ideal,
+            "median": med,
             "train_ratio": ratio(r, "charrnn_train", "torch_train"),
             "sample_ratio": ratio(r, "charrnn_sample", "torch_sample"), "runs": r}
 
@@ -381,6 +383,10 @@ def fmt(x, spec=",.0f"):
     return "-" if x is None else format(x, spec)
 
 
+def pct(x):
+    return "-" if x is None else f"{100 * x:.0f}%"
+
+
 def report(res):
     h = res["header"]
     print(f"# charrnn benchmark, {h['date']}\n\n{h['platform']}; {h['cpu']}; {h['cores']} "
@@ -390,18 +396,20 @@ def report(res):
           f" medians of {res['repeats']} repeats; GEMM peak (1024^3) {res['gemm_flops'] / 1e9:.1f}"
           f" GFLOP/s: BLAS sgemm {res['blas_flops'] / 1e9:.1f} ({h['blas']}), charrnn's packed "
           f"kernel {res['packed_flops'] / 1e9:.1f} (x threads)\n")
-    print("| config | charrnn train chars/s | torch train chars/s | ratio | % of GEMM ideal | "
-          "charrnn sample chars/s | torch sample chars/s | ratio | compile s |\n"
-          "|---|--:|--:|--:|--:|--:|--:|--:|--:|")
+    print("| config | charrnn train chars/s | torch train chars/s | ratio | % of GEMM ideal: "
+          "charrnn | torch | charrnn sample chars/s | torch sample chars/s | ratio | compile s |"
+          "\n|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
     for name, s in res["configs"].items():
         m = s["median"]
         print(f"| {name} | {fmt(m['charrnn_train'])} | {fmt(m['torch_train'])} | "
-              f"{fmt(s['train_ratio'], '.2f')} | {100 * s['gemm_ideal_fraction']:.0f}% | "
+              f"{fmt(s['train_ratio'], '.2f')} | {pct(s['gemm_ideal_fraction'])} | "
+              f"{pct(s['torch_gemm_ideal_fraction'])} | "
               f"{fmt(m['charrnn_sample'])} | {fmt(m['torch_sample'])} | "
               f"{fmt(s['sample_ratio'], '.2f')} | {s['compile_s']:.2f} |")
     print("\nGEMM ideal = peak / (3 x forward FLOPs per char), counting layer 0's one-hot input "
-          "as a GEMM (charrnn gathers it, so small models can pass 100%). compile s = first "
-          "training step + first sample call here (Numba's disk cache loads if warm).")
+          "as a GEMM (charrnn gathers it, so small models can pass 100%); a training ratio R "
+          "needs charrnn at R x torch's percentage. compile s = first training step + first "
+          "sample call here (Numba's disk cache loads if warm).")
     print("\nBatch-1 sampling reads every weight once per character; the bound is the rate one "
           "thread reads an array of that size (compiled vectorised sum, same run):\n\n"
           "| config | weights MB / char | read GB/s | bound chars/s | charrnn | of bound | "

@@ -48,10 +48,42 @@ def _operand_impl(flat, off, pflat, poff, N, K):
 
 
 @kernel
-def _pick(row, p, ident, rng, temperature, top_k, top_p):
+def _before(p, x, y):
+    """Whether id x ranks below id y: (p, id) pairs in lexicographic order."""
+    return p[x] < p[y] or (p[x] == p[y] and x < y)
+
+
+@kernel
+def _sift(p, order, root, end):
+    while 2 * root + 1 < end:
+        child = 2 * root + 1
+        if child + 1 < end and _before(p, order[child], order[child + 1]):
+            child += 1
+        if not _before(p, order[root], order[child]):
+            return
+        order[root], order[child] = order[child], order[root]
+        root = child
+
+
+@kernel
+def _rank(p, order):
+    """order (V,) = ids by ascending p (heapsort, in place, ties by id): read from the end, most
+    likely first. The GPU's twin is charrnn.cuda.sampling._rank, so both rank ties alike."""
+    V = p.shape[0]
+    for i in range(V):
+        order[i] = i
+    for root in range(V // 2 - 1, -1, -1):
+        _sift(p, order, root, V)
+    for end in range(V - 1, 0, -1):
+        order[0], order[end] = order[end], order[0]
+        _sift(p, order, 0, end)
+
+
+@kernel
+def _pick(row, p, order, rng, temperature, top_k, top_p):
     """An id drawn from softmax(row / temperature) cut to the top_k (0: all) most likely, then
     to the smallest most-likely set holding top_p of their mass. temperature 0: argmax, no draw.
-    row (V,); p (V,) float64 scratch; ident (V,) = arange(V)."""
+    row (V,); p (V,) float64 and order (V,) integer scratch."""
     V = row.shape[0]
     if temperature == 0.0:
         return np.argmax(row)
@@ -59,15 +91,16 @@ def _pick(row, p, ident, rng, temperature, top_k, top_p):
     for v in range(V):
         p[v] = exp(row.dtype.type((row[v] - mx) / temperature))  # in the model's precision
     keep = V if top_k == 0 else min(top_k, V)
-    order, m, total = ident, V, 0.0
-    if keep < V or top_p < 1.0:
-        order = np.argsort(p)[::-1]  # (V,) most likely first; the loop's only allocation
+    ranked = keep < V or top_p < 1.0
+    m, total = V, 0.0
+    if ranked:
+        _rank(p, order)
         kept = 0.0
         for i in range(keep):
-            kept += p[order[i]]
+            kept += p[order[V - 1 - i]]
         m = keep
         for i in range(keep):
-            total += p[order[i]]
+            total += p[order[V - 1 - i]]
             if total >= top_p * kept:
                 m = i + 1
                 break
@@ -76,13 +109,15 @@ def _pick(row, p, ident, rng, temperature, top_k, top_p):
     u = rng.random() * total
     acc = 0.0
     for i in range(m):
-        acc += p[order[i]]
+        v = order[V - 1 - i] if ranked else i
+        acc += p[v]
         if u < acc:
-            return order[i]
+            return v
     for i in range(m - 1, -1, -1):  # u rounded up to the total: the last possible id
-        if p[order[i]] > 0.0:
-            return order[i]
-    return order[0]
+        v = order[V - 1 - i] if ranked else i
+        if p[v] > 0.0:
+            return v
+    return order[V - 1] if ranked else 0
 
 
 @lru_cache(maxsize=None)
@@ -104,7 +139,7 @@ def _loop(cell):
         flat, layer_offs, head_offs, pflat, poffs, h, c, ids, text, logp, out = borrow(
             (flat, layer_offs, head_offs, pflat, poffs, h, c, ids, text, logp, out))  # no counts
         ws = borrow(ws)
-        gates, hg, hn, cn, x0, logits, p, ident, w0t = ws
+        gates, hg, hn, cn, x0, logits, p, order, w0t = ws
         L, H, GH, E, V = h.shape[0], hn.shape[1], gates.shape[1], x0.shape[1], logits.shape[1]
         T, score = text.shape[0], logp.shape[0] > 0
         for t in range(T + out.shape[1]):
@@ -139,7 +174,7 @@ def _loop(cell):
                 ids[:] = text[t]
             else:
                 for b in range(ids.shape[0]):
-                    ids[b] = _pick(logits[b], p, ident, rng, temperature, top_k, top_p)
+                    ids[b] = _pick(logits[b], p, order, rng, temperature, top_k, top_p)
                     out[b, t - T] = ids[b]
 
     return run
@@ -266,7 +301,7 @@ class Sampler:
         ws = (np.empty((B, GH), dt), np.empty((B, Q), dt),  # gates, hg
               np.empty((B, H), dt), np.empty((B, Hc), dt),  # next h, next c
               np.empty((B, cfg.embed_dim or 0), dt), np.empty((B, V), dt),  # x0, logits
-              np.empty(V), np.arange(V),  # probabilities (float64), identity order
+              np.empty(V), np.empty(V, np.int64),  # probabilities (float64), ranking
               (P["rnn.weight_ih_l0"].T + P["rnn.bias_ih_l0"]  # (V, GH): one-hot gates
                if not cfg.embed_dim else np.empty((0, GH), dt)))
         return h, c, ws

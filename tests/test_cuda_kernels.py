@@ -319,11 +319,16 @@ def test_counter_based_random_numbers():
 @pytest.mark.parametrize("temperature,top_k,top_p", [(0.0, 0, 1.0), (1.0, 0, 1.0),
                                                      (0.7, 3, 1.0), (1.3, 0, 0.6),
                                                      (1.0, 4, 0.8)])
-def test_pick_matches_cpu_given_the_same_uniform_numbers(rng, dtype, temperature, top_k, top_p):
+@pytest.mark.parametrize("ties", [False, True], ids=["distinct", "ties"])
+def test_pick_matches_cpu_given_the_same_uniform_numbers(rng, dtype, temperature, top_k, top_p,
+                                                         ties):
     from charrnn.cuda.sampling import pick
 
     rows = 9  # 9 rows on 2 blocks of 4 threads: the row loop strides
-    logits = rand(rng, rows, V, dtype=dtype, scale=2.0)
+    cols = 100 if ties else V  # ties among many ids, ranked by id on both
+    logits = rand(rng, rows, cols, dtype=dtype, scale=2.0)
+    if ties:
+        logits = np.round(logits)
     want = np.empty(rows, np.int64)
     draws = np.random.default_rng(5)
     u = np.empty(rows)
@@ -331,9 +336,10 @@ def test_pick_matches_cpu_given_the_same_uniform_numbers(rng, dtype, temperature
         state = draws.bit_generator.state
         u[b] = draws.random() if temperature > 0 else 0.0
         draws.bit_generator.state = state  # the CPU kernel draws the same number
-        want[b] = cpu_pick(logits[b], np.empty(V), np.arange(V), draws, temperature, top_k, top_p)
+        want[b] = cpu_pick(logits[b], np.empty(cols), np.empty(cols, np.int64), draws,
+                           temperature, top_k, top_p)
     ids, out = to_device(np.zeros(rows, np.int32)), to_device(np.zeros((rows, 3), np.int64))
-    scratch = to_device(np.zeros((rows, V))), to_device(np.zeros((rows, V), np.int32))
+    scratch = to_device(np.zeros((rows, cols))), to_device(np.zeros((rows, cols), np.int32))
     pick(to_device(logits), *scratch, to_device(u), ids, out, 1, temperature, top_k, top_p)
     np.testing.assert_array_equal(host(ids), want)
     np.testing.assert_array_equal(host(out)[:, 1], want)

@@ -8,7 +8,7 @@ from charrnn import CharRNN, ModelConfig
 from charrnn.checkpoint import save_model
 from charrnn.errors import UsageError
 from charrnn.kernels import packed
-from charrnn.sampling import Sampler
+from charrnn.sampling import Sampler, _rank
 from charrnn.vocab import Vocab
 from conftest import make_model
 
@@ -212,6 +212,14 @@ def test_empirical_distribution(known, options, expected):
 
 def test_greedy_picks_the_most_likely(known):
     assert known.sample(10, temperature=0) == "z" * 10
+
+
+@pytest.mark.parametrize("V", [1, 2, 6, 65, 300])
+def test_rank_orders_by_probability_then_id(V):
+    p = np.random.default_rng(V).integers(0, 4, V) / 4.0  # many ties
+    order = np.empty(V, np.int64)
+    _rank(p, order)
+    np.testing.assert_array_equal(order, np.lexsort((np.arange(V), p)))
 
 
 # --- settings ------------------------------------------------------------------------------------

@@ -97,7 +97,7 @@ def _sift(p, order, b, root, end):
 @cuda.jit(device=True)
 def _rank(p, order, b, V):
     """order[b] = ids by ascending p[b] (heapsort, O(V log V), ties by id): read from the end,
-    most likely first, as the CPU's np.argsort(p)[::-1] for distinct probabilities."""
+    most likely first. Twin of the CPU's charrnn.sampling._rank."""
     for i in range(V):
         order[b, i] = i
     for root in range(V // 2 - 1, -1, -1):

@@ -18,6 +18,12 @@ def cell_id(config):
     return _CELL_IDS[config.cell]
 
 
+def _add_all(total, parts):
+    """total += each of parts, in order (the same sum however the caller splits the range)."""
+    for part in parts:
+        total += part
+
+
 class _Pass:
     """Forward and backward of a batch (or a shard of one) of shape (B, T), with its buffers
     allocated once and reused by every call with that shape."""
@@ -213,11 +219,8 @@ class CharRNN:
             if train and self.config.dropout:
                 shard.draw_masks(self.rng)  # in shard order, in this thread: reproducible
             shards.append((shard, slice(lo, hi)))
-        extra = self._shard_grads(len(shards))
-        if train:
-            for g in (self.grad, *extra):
-                g[:] = 0.0
-        grads = [self.grads] + [self.layout.views(g) for g in extra]
+        flats = [self.grad, *self._shard_grads(len(shards))]  # each shard's gradient
+        grads = [self.grads] + [self.layout.views(g) for g in flats[1:]]
         W = self._product_weights(train)
 
         def work(i):
@@ -225,13 +228,16 @@ class CharRNN:
             total = shard.forward(self.params, W, inputs[rows], targets[rows], h0[:, rows],
                                   c0[:, rows], train, 1.0 / (B * T))
             if train:
+                flats[i][:] = 0.0
                 shard.backward(self.params, W, grads[i])
             return total
 
         totals = backend.parallel(work, range(len(shards)))
         if train:
-            for g in extra:
-                self.grad += g
+            if len(flats) > 1:
+                backend.map_ranges(lambda lo, hi: _add_all(self.grad[lo:hi],
+                                                          [g[lo:hi] for g in flats[1:]]),
+                                   self.grad.size)
             self.state_grad = self._pack_state(
                 *(np.concatenate(parts, axis=1) for parts in
                   zip(*[(s.dh0, s.dc0) for s, _ in shards])))
@@ -250,7 +256,8 @@ class CharRNN:
                  + ["decoder.weight"])
         jobs = [(name, trans) for name in names for trans in ((True, False) if train else (True,))
                 if self._packable(name, trans)]  # the rest is BLAS's: no job (a pool call costs)
-        done = dict(zip(jobs, backend.parallel(lambda job: self._pack(*job), jobs)))
+        size = sum(self.params[name].size for name, _ in jobs)
+        done = dict(zip(jobs, backend.parallel(lambda job: self._pack(*job), jobs, size)))
         operand = lambda name, trans: done.get((name, trans), self.params[name])  # noqa: E731
         return {name: (operand(name, True), operand(name, False) if train else None)
                 for name in names}

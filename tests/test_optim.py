@@ -4,6 +4,8 @@ import math
 import numpy as np
 import pytest
 
+from charrnn import backend
+from charrnn.backend import map_ranges, set_threads
 from charrnn.errors import UsageError
 from charrnn.optim import clip_gradients, make_optimizer
 
@@ -97,3 +99,28 @@ def test_clip_zero_disables_and_nan_norm_is_reported_untouched():
     np.testing.assert_array_equal(g, [3.0, 4.0])
     bad = np.array([np.nan, 1.0])
     assert math.isnan(clip_gradients(bad, 1.0, "norm"))
+
+
+def test_element_wise_passes_split_over_threads_only_when_each_has_a_grain(monkeypatch):
+    ranges = lambda size: map_ranges(lambda lo, hi: (lo, hi), size)  # noqa: E731
+    rng = np.random.default_rng(0)
+    g0, p0 = rng.standard_normal(1001), rng.standard_normal(1001)
+    results = []
+    try:
+        for threads in (1, 2):
+            set_threads(threads)
+            monkeypatch.setattr(backend, "GRAIN", 100)
+            assert ranges(1001) == ([(0, 1001)] if threads == 1 else [(0, 500), (500, 1001)])
+            assert ranges(199) == [(0, 199)]  # under two grains: one thread
+            g, p = g0.copy(), p0.copy()
+            norm = clip_gradients(g, 1.0, "norm")
+            make_optimizer("adam", p.size, p.dtype).step(p, g, LR)
+            results.append((norm, g, p))
+            monkeypatch.undo()
+            assert ranges(2 * backend.GRAIN - 1) == [(0, 2 * backend.GRAIN - 1)]
+    finally:
+        set_threads(1)
+    (n1, g1, p1), (n2, g2, p2) = results
+    assert n2 == pytest.approx(n1, rel=1e-14)
+    np.testing.assert_allclose(g2, g1, rtol=1e-14)
+    np.testing.assert_allclose(p2, p1, rtol=1e-14)

@@ -7,8 +7,9 @@ input; B=50 unless --batch: --batch 25 is what each thread runs at 2 threads). T
 kernel entry points are wrapped with timers; each part's median time per step is printed with
 its share of the step and, for the matrix-product parts, its FLOP rate. Then the recurrence is
 split: its per-step products and its weight gradient run alone in compiled loops on the same
-shapes and operands, and what is left of it is the pointwise gate loops (with the per-step
-calls around them), given in ns per hidden unit and row and in float32 tanh's worth. The 1024^3 sgemm rate is the reference.
+shapes and operands (in cache), and what is left of it, the pointwise gate loops with the
+per-step calls and the cache misses of streaming through the (T, B, ...) buffers, is given in
+ns per hidden unit and row and in float32 tanh's worth. The 1024^3 sgemm rate is the reference.
 """
 import argparse
 import statistics
@@ -157,7 +158,8 @@ def main():
         gate = total - products
         print(f"  {direction}: {label} {products * 1e3:.2f} ms "
               f"({(1 + (direction == 'backward')) * L * product / products / 1e9:.0f} GFLOP/s); "
-              f"gate loops and step overhead {gate * 1e3:.2f} ms ({100 * gate / step:.1f}%), "
+              f"the rest (gate loops, cache misses, calls) {gate * 1e3:.2f} ms "
+              f"({100 * gate / step:.1f}%), "
               f"{gate / units * 1e9:.2f} ns per unit and row = {gate / units * 1e9 / tanh_ns:.1f} "
               f"tanh ({tanh_ns:.2f} ns each)")
 

@@ -9,7 +9,6 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
 
-import numpy as np
 from threadpoolctl import threadpool_limits
 
 from .errors import UsageError
@@ -76,8 +75,8 @@ def map_ranges(fn, size):
     """fn(lo, hi) over contiguous ranges splitting range(size), one per thread (with at least
     GRAIN elements each), in parallel threads: element-wise passes over the flat buffers
     (clipping, optimizer steps, summing the shards' gradients)."""
-    bounds = np.linspace(0, size, max(min(threads(), size // GRAIN), 1) + 1).astype(int)
-    return parallel(lambda i: fn(bounds[i], bounds[i + 1]), range(len(bounds) - 1))
+    n = max(min(threads(), size // GRAIN), 1)
+    return parallel(lambda i: fn(i * size // n, (i + 1) * size // n), range(n))
 
 
 def _cuda_probe():

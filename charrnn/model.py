@@ -209,7 +209,8 @@ class CharRNN:
         inputs, targets = self._check_batch(inputs, targets)
         B, T = inputs.shape
         h0, c0 = self._split_state(state, B)
-        bounds = np.linspace(0, B, min(backend.threads(), B) + 1).astype(int)
+        n = min(backend.threads(), B)
+        bounds = [i * B // n for i in range(n + 1)]
         shards = []
         for i, (lo, hi) in enumerate(zip(bounds[:-1], bounds[1:])):
             passes = self._passes.setdefault((hi - lo, T), [])

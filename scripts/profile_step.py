@@ -33,7 +33,9 @@ def parse_args():
 
 
 def timed_parts(model, batches, steps):
-    """{part: median seconds per step} over `steps` training steps, 'step' the whole one."""
+    """{part: median seconds per step} over `steps` training steps, 'step' the whole one; after
+    each step the recurrence's products alone are timed too (recurrence_products), so that the
+    host's drifting speed moves both alike."""
     from charrnn.kernels import common, recurrence
     spent = {}
 
@@ -57,10 +59,12 @@ def timed_parts(model, batches, steps):
                wrap(common, "embedding_backward", "one-hot scatter-add")]
     run = bench.trainer(bench.charrnn_step(model), batches)
     run(3)  # compile, warm up
+    products = recurrence_products(model, batches)
     per_step = {}
     for _ in range(steps):
         spent.clear()
         spent["step"] = run(1)
+        spent["products forward"], spent["products backward"] = products()
         for part, seconds in spent.items():
             per_step.setdefault(part, []).append(seconds)
     for undo in restore:
@@ -69,9 +73,9 @@ def timed_parts(model, batches, steps):
 
 
 def recurrence_products(model, batches):
-    """Median seconds per step of the recurrence's matrix products alone, (forward, backward),
-    on the operands training uses: T per-step products per layer forward, T backward plus the
-    weight gradient over all T*B rows."""
+    """A function timing the recurrence's matrix products alone once, -> seconds (forward,
+    backward) for all layers, on the operands training uses (in cache): T per-step products per
+    layer forward; T backward plus the weight gradient over all T*B rows."""
     from numba import njit
 
     from charrnn.kernels.packed import accumulate_product, accumulate_weight_grad
@@ -90,21 +94,20 @@ def recurrence_products(model, batches):
     cfg = model.config
     B, T = batches[0].shape[0], batches[0].shape[1] - 1
     H, GH, L = cfg.hidden_size, cfg.gates * cfg.hidden_size, cfg.num_layers
-    W = model._product_weights(True)
+    W = [model._product_weights(True)[f"rnn.weight_hh_l{k}"] for k in range(L)]
     scratch = model._passes[B, T][0].scratch
     rng = np.random.default_rng(0)
     h, dh = (rng.standard_normal((B, H), np.float32) for _ in range(2))
     gates, dgates = (rng.standard_normal((B, GH), np.float32) for _ in range(2))
     dgates_all, h_all = (rng.standard_normal((T * B, n), np.float32) for n in (GH, H))
     dw = np.zeros((GH, H), np.float32)
-    times = {"forward": [], "backward": []}
-    for _ in range(7):
-        for k in range(L):
-            w_fwd, w_bwd = W[f"rnn.weight_hh_l{k}"]
-            times["forward"].append(bench.timed(lambda: forward(h, w_fwd, gates, T)))
-            times["backward"].append(bench.timed(lambda: backward(
-                dgates, w_bwd, dh, T, dw, dgates_all, h_all, scratch)))
-    return tuple(L * statistics.median(times[d][1:]) for d in ("forward", "backward"))
+
+    def once():
+        return (sum(bench.timed(lambda: forward(h, w, gates, T)) for w, _ in W),
+                sum(bench.timed(lambda: backward(dgates, w, dh, T, dw, dgates_all, h_all,
+                                                 scratch)) for _, w in W))
+    once()  # compile
+    return once
 
 
 def tanh_seconds(n=4096, reps=2000):
@@ -133,7 +136,7 @@ def main():
     rng = np.random.default_rng(0)
     batches = [rng.integers(0, V, (B, T + 1), dtype=np.int64) for _ in range(8)]
     parts = timed_parts(model, batches, args.steps)
-    rec_fwd, rec_bwd = recurrence_products(model, batches)
+    rec_fwd, rec_bwd = parts.pop("products forward"), parts.pop("products backward")
     sgemm = bench.gemm_peak(1)[0]
     tanh_ns = tanh_seconds() * 1e9
 

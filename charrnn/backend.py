@@ -56,11 +56,12 @@ def pool(n):
     return ThreadPoolExecutor(max_workers=n, thread_name_prefix="charrnn")
 
 
-# Elements of an element-wise pass (or of packing) below which a thread's share does not pay
-# for waking it: a pool dispatch costs 0.15-0.3 ms on a shared 2-core VM, about what one
-# thread takes for Adam over 0.1-0.2M floats, and the second thread reads from the same L3
-# (Adam over 0.87M float32 parameters: 1.38 ms on one thread, 1.41 on two).
-GRAIN = 1 << 19
+# Elements per thread below which an element-wise pass over the parameters (or packing them)
+# stays on one thread: waking a pool thread costs 0.12-0.5 ms on a shared 2-core VM, and the
+# passes are memory-bound, so a second core adds little bandwidth. There, one thread / two, ms:
+# clipping's norm over 0.25M floats 0.14 / 0.49 and over 3.2M 1.52 / 1.90; Adam 0.13 / 0.62
+# and 2.44 / 2.66; packing LSTM 2x512's weights (6.3M) 5.6 / 6.2. Only bigger models split.
+GRAIN = 1 << 22
 
 
 def parallel(fn, items, size=None):

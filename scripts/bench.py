@@ -372,11 +372,26 @@ def summarize(bench, gemm):
             "torch_gemm_ideal_fraction": med["torch_train"] and med["torch_train"] / ideal,
             "median": med,
             "train_ratio": ratio(r, "charrnn_train", "torch_train"),
-            "sample_ratio": ratio(r, "charrnn_sample", "torch_sample"), "runs": r}
+            "train_ratio_range": ratio(r, "charrnn_train", "torch_train", spread=True),
+            "sample_ratio": ratio(r, "charrnn_sample", "torch_sample"),
+            "sample_ratio_range": ratio(r, "charrnn_sample", "torch_sample", spread=True),
+            "runs": r}
 
 
-def ratio(r, a, b):
-    return statistics.median(x / y for x, y in zip(r[a], r[b])) if r[b] else None
+def ratio(r, a, b, spread=False):
+    """Median of the per-repeat ratios r[a] / r[b], or with spread their (min, max)."""
+    if not r[b]:
+        return None
+    ratios = [x / y for x, y in zip(r[a], r[b])]
+    return (min(ratios), max(ratios)) if spread else statistics.median(ratios)
+
+
+def ratio_cell(s, kind, spec):
+    """'median (min-max)' of the per-repeat ratios, or '-' without PyTorch."""
+    if s[f"{kind}_ratio"] is None:
+        return "-"
+    lo, hi = s[f"{kind}_ratio_range"]
+    return f"{s[f'{kind}_ratio']:{spec}} ({lo:.2f}-{hi:.2f})"
 
 
 def fmt(x, spec=",.0f"):
@@ -402,14 +417,15 @@ def report(res):
     for name, s in res["configs"].items():
         m = s["median"]
         print(f"| {name} | {fmt(m['charrnn_train'])} | {fmt(m['torch_train'])} | "
-              f"{fmt(s['train_ratio'], '.2f')} | {pct(s['gemm_ideal_fraction'])} | "
+              f"{ratio_cell(s, 'train', '.3f')} | {pct(s['gemm_ideal_fraction'])} | "
               f"{pct(s['torch_gemm_ideal_fraction'])} | "
               f"{fmt(m['charrnn_sample'])} | {fmt(m['torch_sample'])} | "
-              f"{fmt(s['sample_ratio'], '.2f')} | {s['compile_s']:.2f} |")
-    print("\nGEMM ideal = peak / (3 x forward FLOPs per char), counting layer 0's one-hot input "
-          "as a GEMM (charrnn gathers it, so small models can pass 100%); a training ratio R "
-          "needs charrnn at R x torch's percentage. compile s = first training step + first "
-          "sample call here (Numba's disk cache loads if warm).")
+              f"{ratio_cell(s, 'sample', '.2f')} | {s['compile_s']:.2f} |")
+    print("\nratio = median of the per-repeat ratios charrnn / torch (their lowest-highest in "
+          "brackets). GEMM ideal = peak / (3 x forward FLOPs per char), counting layer 0's "
+          "one-hot input as a GEMM (charrnn gathers it, so small models can pass 100%); a "
+          "training ratio R needs charrnn at R x torch's percentage. compile s = first training "
+          "step + first sample call here (Numba's disk cache loads if warm).")
     print("\nBatch-1 sampling reads every weight once per character; the bound is the rate one "
           "thread reads an array of that size (compiled vectorised sum, same run):\n\n"
           "| config | weights MB / char | read GB/s | bound chars/s | charrnn | of bound | "

@@ -94,7 +94,8 @@ def recurrence_products(model, batches):
     cfg = model.config
     B, T = batches[0].shape[0], batches[0].shape[1] - 1
     H, GH, L = cfg.hidden_size, cfg.gates * cfg.hidden_size, cfg.num_layers
-    W = [model._product_weights(True)[f"rnn.weight_hh_l{k}"] for k in range(L)]
+    packed = model._product_weights(True)  # packs every weight: once, not per layer
+    W = [packed[f"rnn.weight_hh_l{k}"] for k in range(L)]
     scratch = model._passes[B, T][0].scratch
     rng = np.random.default_rng(0)
     h, dh = (rng.standard_normal((B, H), np.float32) for _ in range(2))

@@ -3,6 +3,9 @@
 Dimension letters: B batch, T time, N = T*B, H hidden, G gates, V vocabulary, E embedding,
 L layers. Inside, batches are time-major, so each step's B rows are contiguous.
 """
+from dataclasses import dataclass
+from typing import Optional
+
 import numpy as np
 
 from . import backend, kernels, optim
@@ -22,6 +25,18 @@ def _add_all(total, parts):
     """total += each of parts, in order (the same sum however the caller splits the range)."""
     for part in parts:
         total += part
+
+
+@dataclass
+class Trace:
+    """What an evaluation forward computed, batch-major: h (L, B, T, H) hidden states after
+    each step; c (L, B, T, H) LSTM cell states, else None; gates (L, B, T, G*H) activations;
+    logits (B, T, V); state the final state."""
+    h: np.ndarray
+    c: Optional[np.ndarray]
+    gates: np.ndarray
+    logits: np.ndarray
+    state: object
 
 
 class _Pass:
@@ -61,14 +76,16 @@ class _Pass:
         for m in self.masks:
             m[...] = (rng.random(m.shape) < keep) / keep
 
-    def forward(self, P, W, inputs, targets, h0, c0, train, scale):
-        """Sum of cross-entropies over the (B, T) inputs; with train, dropout is applied and
-        the logits become d(scale * loss)/d logits for backward. W: {weight name: (forward
-        operand, backward operand)} from CharRNN._product_weights."""
+    def forward(self, P, W, inputs, targets, h0, c0, train, scale, dropout, weights=None):
+        """Sum of cross-entropies over the (B, T) inputs; with train the logits become
+        d(scale * loss)/d logits for backward, or with weights (B, T) d(sum of weights *
+        per-position losses)/d logits (a backward seeded at chosen positions). dropout: apply
+        dropout (training only). W: {weight name: (forward operand, backward operand)} from
+        CharRNN._product_weights."""
         cfg, N = self.config, self.N
         self.ids[:] = inputs.T.reshape(N)  # time-major
         self.targets[:] = targets.T.reshape(N)
-        self.train = train and cfg.dropout > 0
+        self.train = train and dropout and cfg.dropout > 0
         x = None
         if cfg.embed_dim:
             common.embedding_forward(self.embed, P["encoder.weight"], self.ids)
@@ -90,7 +107,11 @@ class _Pass:
                 x = self.dropped[k]
         self.top = x
         common.linear_forward(self.logits, x, W["decoder.weight"][0], P["decoder.bias"])
-        return common.softmax_cross_entropy(self.logits, self.targets, scale, train)
+        if weights is None:
+            return common.softmax_cross_entropy(self.logits, self.targets, scale, train)
+        total = common.softmax_cross_entropy(self.logits, self.targets, 1.0, train)
+        self.logits *= weights.T.reshape(N, 1)  # each row's gradient, weighted
+        return total
 
     def final_state(self):
         return (np.stack([hs[-1] for hs in self.hs]), np.stack([cs[-1] for cs in self.cs]))
@@ -149,6 +170,7 @@ class CharRNN:
         self.state_grad = None  # gradient of the initial state, set by loss_and_grad
         self._cell = cell_id(config)
         self._passes = {}  # (shard B, T) -> [_Pass]: training and evaluation shapes both stay
+        self._shards = []  # [(_Pass, rows)] of the last call, read by trace and hidden_grads
         self._packs = {}  # (weight name, trans) -> its packed copy (kernels.packed)
         self._extra_grads = []
 
@@ -202,7 +224,37 @@ class CharRNN:
         """Mean cross-entropy without gradients or dropout (evaluation)."""
         return self._run(inputs, targets, state, train=False)
 
-    def _run(self, inputs, targets, state, train):
+    def trace(self, inputs, state=None):
+        """Evaluation forward over the (B, T) inputs that keeps what every layer computed: a
+        Trace of h, c (LSTM only) and gate activations per layer, logits (B, T, V) and the
+        final state. Gates are in PyTorch's order: LSTM (i, f, g, o), GRU (r, z, n), RNN the
+        hidden state itself."""
+        inputs = np.asarray(inputs)
+        _, final = self._run(inputs, np.zeros_like(inputs), state, train=False)
+        cfg = self.config
+        gather = lambda get: np.stack(  # noqa: E731  (L, B, T, X) from time-major shards
+            [np.concatenate([get(p, k) for p, _ in self._shards], axis=1).transpose(1, 0, 2)
+             for k in range(cfg.num_layers)])
+        logits = np.concatenate([p.logits.reshape(-1, p.hs[0].shape[1], cfg.vocab_size)
+                                 for p, _ in self._shards], axis=1).transpose(1, 0, 2)
+        return Trace(h=gather(lambda p, k: p.hs[k][1:]),
+                     c=gather(lambda p, k: p.cs[k][1:]) if cfg.cell == "lstm" else None,
+                     gates=gather(lambda p, k: p.gates[k]), logits=logits, state=final)
+
+    def hidden_grads(self, inputs, targets, weights, state=None):
+        """d(sum over positions of weights * cross-entropy) / d h for every layer's hidden
+        state after every step, without dropout: (L, B, T, H). weights (B, T), e.g. one 1 per
+        row for the gradient of one position's loss through time. Fills the parameter
+        gradients and state_grad for that loss, as loss_and_grad does."""
+        weights = np.asarray(weights, np.float64)
+        if weights.shape != np.shape(inputs):
+            raise ValueError(f"weights must have the inputs' shape {np.shape(inputs)}, got "
+                             f"{weights.shape}")
+        self._run(inputs, targets, state, train=True, dropout=False, weights=weights)
+        return np.stack([np.concatenate([p.dhs[k] for p, _ in self._shards], axis=1)
+                         .transpose(1, 0, 2) for k in range(self.config.num_layers)])
+
+    def _run(self, inputs, targets, state, train, dropout=True, weights=None):
         """Split the batch into row shards, one per thread; each shard runs the whole chunk
         (all layers, forward and backward) with single-threaded BLAS, and the shards'
         gradients are summed once at the end, in a fixed order (deterministic)."""
@@ -217,9 +269,10 @@ class CharRNN:
             while len(passes) <= i:  # equal-sized shards need a pass each
                 passes.append(_Pass(self.config, hi - lo, T, self.dtype))
             shard = passes[i]
-            if train and self.config.dropout:
+            if train and dropout and self.config.dropout:
                 shard.draw_masks(self.rng)  # in shard order, in this thread: reproducible
             shards.append((shard, slice(lo, hi)))
+        self._shards = shards
         flats = [self.grad, *self._shard_grads(len(shards))]  # each shard's gradient
         grads = [self.grads] + [self.layout.views(g) for g in flats[1:]]
         W = self._product_weights(train)
@@ -227,7 +280,8 @@ class CharRNN:
         def work(i):
             shard, rows = shards[i]
             total = shard.forward(self.params, W, inputs[rows], targets[rows], h0[:, rows],
-                                  c0[:, rows], train, 1.0 / (B * T))
+                                  c0[:, rows], train, 1.0 / (B * T), dropout,
+                                  None if weights is None else weights[rows])
             if train:
                 flats[i][:] = 0.0
                 shard.backward(self.params, W, grads[i])

@@ -30,10 +30,15 @@ def cell_step(cell, x, h, c, w_ih, w_hh, b_ih, b_hh, nonlinearity="tanh"):
     return (np.maximum(pre, 0) if nonlinearity == "relu" else np.tanh(pre)), c
 
 
-def loss(config, params, inputs, targets, h0, c0, masks=None):
+def loss(config, params, inputs, targets, h0, c0, masks=None, weights=None, nudge=None,
+         record=None):
     """Mean cross-entropy over a (B, T) batch and the final (h, c), each (L, B, H).
 
     masks: optional list of L dropout multipliers, each (T, B, H), applied to layer outputs.
+    weights: (B, T) per-position weights; the loss is then sum(weights * cross-entropy).
+    nudge: (layer, step, delta (B, H)) added to that layer's hidden state after that step,
+    before anything reads it (finite differences through an intermediate state).
+    record: a list that gets each step's [h per layer].
     """
     B, T = inputs.shape
     V, L = config.vocab_size, config.num_layers
@@ -48,9 +53,14 @@ def loss(config, params, inputs, targets, h0, c0, masks=None):
             h[k], c[k] = cell_step(config.cell, x, h[k], c[k], params[f"rnn.weight_ih_l{k}"],
                                    params[f"rnn.weight_hh_l{k}"], params[f"rnn.bias_ih_l{k}"],
                                    params[f"rnn.bias_hh_l{k}"], config.nonlinearity)
+            if nudge is not None and nudge[:2] == (k, t):
+                h[k] = h[k] + nudge[2]
             x = h[k] * masks[k][t] if masks is not None else h[k]
         logits = x @ params["decoder.weight"].T + params["decoder.bias"]
         logp = logits - logits.max(1, keepdims=True)
         logp -= np.log(np.exp(logp).sum(1, keepdims=True))
-        total -= logp[np.arange(B), targets[:, t]].sum()
-    return total / (B * T), np.stack(h), np.stack(c)
+        w = np.full(B, 1.0 / (B * T)) if weights is None else weights[:, t]
+        total -= (w * logp[np.arange(B), targets[:, t]]).sum()
+        if record is not None:
+            record.append([hk.copy() for hk in h])
+    return total, np.stack(h), np.stack(c)

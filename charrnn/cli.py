@@ -1,6 +1,7 @@
 """The command line: turns options into settings and calls the library, nothing more."""
 import json
 import math
+import os
 import re
 import sys
 
@@ -241,6 +242,76 @@ def info(target, as_json):
         if isinstance(value, dict):
             value = ", ".join(f"{k}={v}" for k, v in value.items())
         click.echo(f"{key}: {value}")
+
+
+@cli.command()
+@click.argument("runs", nargs=-1, required=True)
+@click.option("-o", "--output", default="curves.png", show_default=True,
+              help="PNG file to write.")
+@click.option("--x", "x_axis", type=click.Choice(["step", "time", "chars"]), default="step",
+              show_default=True, help="What the horizontal axis counts.")
+def plot(runs, output, x_axis):
+    """Training curves of one or more RUNS (run directories, or a folder of them): loss,
+    learning rate and gradient norm, from each run's metrics.jsonl."""
+    from .page import check_writable
+    from .plots import plot_curves, runs_in
+
+    check_writable(output)
+    plot_curves(runs_in(runs), output, x_axis)
+    click.echo(output)
+
+
+@cli.command()
+@click.argument("target")
+@click.argument("text")
+@click.option("-o", "--output", default="inspect.html", show_default=True,
+              help="HTML file to write (self-contained: open it in any browser).")
+@click.option("--max-chars", type=click.IntRange(min=1), default=20_000, show_default=True,
+              help="Read at most this many characters of TEXT.")
+@click.option("--max-mb", type=float, default=9.5, show_default=True,
+              help="Largest page size in MB; units that do not fit are left out, the most "
+                   "telling kept.")
+@click.option("--max-lag", type=click.IntRange(min=0), default=100, show_default=True,
+              help="Steps back for the gradient flow (0: skip it).")
+def inspect(target, text, output, max_chars, max_mb, max_lag):
+    """A page that shows inside the model in TARGET (checkpoint or run directory) as it reads
+    TEXT (a text file or built-in corpus): each character coloured by a unit, a gate or the
+    model's surprise, its predictions, a unit finder, gate saturation and gradient flow."""
+    from .page import inspect as write_inspect_page
+
+    analysis, size = write_inspect_page(target, text, output, max_chars, max_mb, max_lag)
+    click.echo(f"{output}: {len(analysis.text)} characters at {analysis.bits_per_char:.3f} "
+               f"bits/char ({analysis.skipped} outside the vocabulary, skipped), "
+               f"{size / 1e6:.1f} MB", err=True)
+
+
+@cli.command()
+@click.argument("runs", nargs=-1, required=True)
+@click.option("--text", required=True, help="Text file (or built-in corpus) to read.")
+@click.option("-o", "--output", default="gradflow.png", show_default=True,
+              help="PNG file to write.")
+@click.option("--max-chars", type=click.IntRange(min=2), default=5_000, show_default=True,
+              help="Read at most this many characters of the text.")
+@click.option("--max-lag", type=click.IntRange(min=1), default=100, show_default=True,
+              help="Steps back in time.")
+def gradflow(runs, text, output, max_chars, max_lag):
+    """Gradient flow through time of the models in RUNS (checkpoints or run directories) on
+    one text: how far back one character's loss reaches, per layer, in one figure."""
+    from .analysis import analyze
+    from .page import check_writable, describe, load_for_analysis
+    from .plots import plot_gradient_flow
+
+    check_writable(output)
+    flows = []
+    for run in runs:
+        model, vocab, _, path, body = load_for_analysis(run, text)
+        a = analyze(model, vocab, body, max_chars, max_lag)
+        if a.gradient_flow is None:
+            raise CharRNNError(f"{text} is too short for the gradient flow of {run}")
+        flows.append((f"{os.path.basename(os.path.normpath(run))}: {describe(model.config)}",
+                      a.gradient_flow))
+    plot_gradient_flow(flows, output)
+    click.echo(output)
 
 
 @cli.group()

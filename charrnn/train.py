@@ -187,6 +187,9 @@ class Trainer:
         first_loss, warned = None, False
         window_loss, window_steps, window_time, norm = 0.0, 0, 0.0, 0.0
         started = time.perf_counter() - self.elapsed
+        if self.step:
+            _append_metrics(out, {"event": "resume", "step": self.step,
+                                  "elapsed_s": self.elapsed})
         with stop, bar:
             while not self._done(stop):
                 t0 = time.perf_counter()
@@ -204,8 +207,12 @@ class Trainer:
                 first_loss = first_loss or loss
                 if loss > 3 * first_loss and not warned:
                     warned = True
-                    log(f"warning: loss {loss:.3f} at step {self.step} is over 3x its start "
-                        f"({first_loss:.3f}); training may be diverging: consider a lower --lr")
+                    message = (f"loss {loss:.3f} at step {self.step} is over 3x its start "
+                               f"({first_loss:.3f}); training may be diverging: consider a "
+                               "lower --lr")
+                    log(f"warning: {message}")
+                    _append_metrics(out, {"event": "warning", "step": self.step,
+                                          "elapsed_s": self.elapsed, "message": message})
                 window_loss += loss
                 window_steps += 1
                 window_time += time.perf_counter() - t0
@@ -248,9 +255,15 @@ class Trainer:
         self.save(last)
         if improved:
             self.save(best)
-        with open(os.path.join(out, "metrics.jsonl"), "a") as f:
-            f.write(json.dumps(row) + "\n")
+        _append_metrics(out, row)
         return row
+
+
+def _append_metrics(out, row):
+    """One line of the run's metrics log: an evaluation row, or an event ("event": "resume"
+    or "warning") that charrnn plot marks."""
+    with open(os.path.join(out, "metrics.jsonl"), "a") as f:
+        f.write(json.dumps(row) + "\n")
 
 
 def evaluate_text(model, ids, batch_size, seq_len):

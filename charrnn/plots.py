@@ -95,6 +95,8 @@ def plot_curves(run_dirs, out, x="step"):
         raise UsageError("--x chars needs each run's checkpoint (for its batch size and "
                          "sequence length); use --x step or --x time")
     plt = _pyplot()
+    from matplotlib import ticker
+
     fig, (ax_loss, ax_lr, ax_norm) = plt.subplots(
         3, 1, figsize=(8, 8.5), sharex=True, gridspec_kw={"height_ratios": [3, 1.2, 1.6]})
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
@@ -114,8 +116,9 @@ def plot_curves(run_dirs, out, x="step"):
         clip = run["train"].get("clip")
         if clip and run["train"].get("clip_mode", "norm") == "norm":
             ax_norm.axhline(clip, color=c, ls=":", lw=1.2)
-            ax_norm.annotate(f"clip {clip:g}", (1, clip), xycoords=("axes fraction", "data"),
-                             ha="right", va="bottom", fontsize=8, color=c)
+            ax_norm.annotate(f"clipping threshold {clip:g}", (0.99, clip),
+                             xycoords=("axes fraction", "data"), ha="right", va="top",
+                             fontsize=8, color=c)
         for e in run["events"]:
             ex = _x(run, e, x)
             if e["event"] == "resume":
@@ -141,6 +144,9 @@ def plot_curves(run_dirs, out, x="step"):
     ax_lr.ticklabel_format(axis="y", style="sci", scilimits=(-3, 3))
     ax_norm.set_ylabel("gradient norm\n(before clipping)")
     ax_norm.set_yscale("log")
+    ax_norm.yaxis.set_major_locator(ticker.LogLocator(subs=(1, 2, 5)))
+    ax_norm.yaxis.set_major_formatter(ticker.FormatStrFormatter("%g"))
+    ax_norm.yaxis.set_minor_formatter(ticker.NullFormatter())
     ax_norm.set_xlabel(X_AXES[x])
     for ax in (ax_loss, ax_lr, ax_norm):
         ax.grid(alpha=0.3)

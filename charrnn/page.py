@@ -1,8 +1,9 @@
 """The inspect page: an Analysis written as one self-contained HTML file (inspect.html holds
 its style and script; the data goes inline, so nothing is fetched when it is viewed).
 
-Every unit's series are quantised to one byte per character (uint8 over the quantity's
-range, so the error is at most a 510th of the range) and deflated; each unit (all its
+Every unit's series are quantised to LEVELS levels over the quantity's range (a byte per
+character, so the error is at most a 126th of the range; colours show no finer) and deflated
+(fewer levels deflate smaller: 64 fit 1.4x the units that 256 would); each unit (all its
 quantities) is one base64 blob, decoded by the browser when the unit is shown. Units go in
 by priority (the unit finder's picks first, then how closely each tracks any feature) until
 the page reaches its size limit; the page says how many it holds.
@@ -20,17 +21,19 @@ from .analysis import TOP, analyze
 from .errors import UsageError
 
 FINDER_ROWS = 10  # units listed per feature
+LEVELS = 64
 
 
 def quantise(values, lo, hi):
-    """values in [lo, hi] -> uint8 codes; lo + code * (hi - lo) / 255 is within
-    (hi - lo) / 510 of the value."""
+    """values in [lo, hi] -> uint8 codes 0..LEVELS-1; dequantise(code) is within
+    (hi - lo) / (2 (LEVELS - 1)) of the value."""
+    top = LEVELS - 1
     span = (hi - lo) or 1.0
-    return np.clip(np.rint((values - lo) * (255.0 / span)), 0, 255).astype(np.uint8)
+    return np.clip(np.rint((values - lo) * (top / span)), 0, top).astype(np.uint8)
 
 
 def dequantise(codes, lo, hi):
-    return lo + codes.astype(np.float64) * (((hi - lo) or 1.0) / 255.0)
+    return lo + codes.astype(np.float64) * (((hi - lo) or 1.0) / (LEVELS - 1))
 
 
 def _blob(data):
@@ -83,6 +86,7 @@ def page_data(analysis, model, vocab, meta, source, max_bytes):
                     "bpc": analysis.bits_per_char, "chars": n, "skipped": analysis.skipped,
                     "parameters": model.layout.count, "best_val_loss": meta.get("best_val_loss")},
         "text": analysis.text, "vocab": list(vocab.chars), "L": L, "H": H, "top": TOP,
+        "levels": LEVELS,
         "quantities": [{"name": q, "kind": kind, "lo": lo.tolist(), "hi": hi.tolist()}
                        for q, kind, lo, hi, _ in quantities],
         "predictions": {"ids": _blob(analysis.top_ids.astype(np.uint16 if wide else np.uint8)),

@@ -78,6 +78,9 @@ def train(corpus, out=None, model=None, config=None, resume=False, overwrite=Fal
         cfg = TrainConfig.from_dict(dict(config or {}))
         data = load_corpus(corpus, encoding, errors, as_bytes, log)
         trainer = Trainer.fresh(data, model or {}, cfg, log, device)
+        log_path = os.path.join(out, "metrics.jsonl")
+        if os.path.exists(log_path):  # --overwrite: a new run, a new log
+            os.remove(log_path)
     os.makedirs(out, exist_ok=True)
     return trainer.run(out, corpus, progress, log)
 

@@ -9,7 +9,7 @@ import pytest
 from charrnn import CharRNN, ModelConfig, Sampler, Vocab
 from charrnn.analysis import analyze, saturation, text_features
 from charrnn.errors import UsageError
-from charrnn.page import dequantise, page_data, quantise
+from charrnn.page import LEVELS, dequantise, page_data, quantise
 
 TEXT = ('He said "not now" and left. (She [waited]) "Then when?" she asked;\n'
         '    indented "quoted (text)" here\nand "more" of it, "again".\n') * 4
@@ -117,7 +117,7 @@ def test_quantisation_error_is_bounded_and_the_page_data_round_trips():
     rng = np.random.default_rng(0)
     x = rng.uniform(-1, 1, 10_000)
     err = np.abs(dequantise(quantise(x, -1.0, 1.0), -1.0, 1.0) - x)
-    assert err.max() <= 2 / 510 + 1e-12
+    assert err.max() <= 2 / (2 * (LEVELS - 1)) + 1e-12
     model, vocab = model_for(TEXT, "lstm", dtype=np.float32)
     a = analyze(model, vocab, TEXT, max_lag=5)
     data = page_data(a, model, vocab, {"step": 3}, "model.ckpt", 10_000_000)
@@ -129,7 +129,7 @@ def test_quantisation_error_is_bounded_and_the_page_data_round_trips():
     for qi, q in enumerate(data["quantities"]):
         values = a.units.get(q["name"], a.gates.get(q["name"]))[1, :, 4]
         got = dequantise(codes[qi * n:(qi + 1) * n], q["lo"][1], q["hi"][1])
-        assert np.abs(got - values).max() <= (q["hi"][1] - q["lo"][1]) / 510 + 1e-6
+        assert np.abs(got - values).max() <= (q["hi"][1] - q["lo"][1]) / (2 * (LEVELS - 1)) + 1e-6
     json.dumps(data)  # JSON-able
 
 

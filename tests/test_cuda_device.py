@@ -102,7 +102,9 @@ def runs(tmp_path_factory):
 
 
 def metrics(run):
-    return [json.loads(line) for line in open(run / "metrics.jsonl")]
+    """The evaluation rows (not the resume events) of a run's log."""
+    rows = [json.loads(line) for line in open(run / "metrics.jsonl")]
+    return [r for r in rows if "event" not in r]
 
 
 def flat(path):

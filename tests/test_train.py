@@ -72,6 +72,15 @@ def test_existing_run_is_not_overwritten_without_asking(corpus, tmp_path):
     assert (out / "last.ckpt").read_bytes() == before
 
 
+def test_overwrite_starts_a_new_metrics_log(corpus, tmp_path):
+    out = tmp_path / "run"
+    cfg = {**CONFIG, "max_steps": 10, "eval_every": 5}
+    train(str(corpus), out=out, model=MODEL, config=cfg, progress=False)
+    train(str(corpus), out=out, model=MODEL, config=cfg, progress=False, overwrite=True)
+    rows = [json.loads(line) for line in open(out / "metrics.jsonl")]
+    assert [r["step"] for r in rows] == [5, 10]
+
+
 def test_resume_rejects_contradicting_settings_naming_them(corpus, tmp_path):
     out = tmp_path / "run"
     train(str(corpus), out=out, model=MODEL, config={**CONFIG, "max_steps": 5}, progress=False)

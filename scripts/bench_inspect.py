@@ -94,7 +94,8 @@ def main():
             ready = [ready_seconds(driver, out) for _ in range(args.repeats)]
             driver_units = driver.execute_script("return Object.keys(D.units).length")
             units = driver.execute_script("return D.total_units")
-            print(f"| {os.path.basename(ckpt)} | {statistics.median(seconds):.2f} | "
+            name = os.path.join(os.path.basename(os.path.dirname(ckpt)), os.path.basename(ckpt))
+            print(f"| {name} | {statistics.median(seconds):.2f} | "
                   f"{size / 1e6:.2f} | {driver_units} of {units} | "
                   f"{statistics.median(ready):.2f} |", flush=True)
     finally:

@@ -1,4 +1,5 @@
 """Typed, frozen settings. Saved inside checkpoints; loading rebuilds the model from them."""
+import math
 from dataclasses import asdict, dataclass, fields
 from typing import Optional
 
@@ -96,6 +97,11 @@ class TrainConfig:
     dtype: str = "float32"
 
     def __post_init__(self):
+        for name in ("lr", "lr_decay", "min_lr_frac", "clip", "val_frac", "max_time"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(
+                    value, (int, float)) or not math.isfinite(value)):
+                raise UsageError(f"{name} must be a finite number, got {value!r}")
         for name in ("seq_len", "batch_size", "eval_every", "lr_decay_every", "eval_chars"):
             _positive_int(name, getattr(self, name))
         for name in ("max_steps", "threads"):

@@ -2,6 +2,18 @@
 
 B batch, T time, H hidden size, G gates per cell (LSTM 4, GRU 3, RNN 1), V vocabulary,
 N = T*B rows when the time and batch axes are flattened together.
+
+Optional buffers are passed as empty arrays, not None, so that one compiled signature serves
+every caller and a kernel tests a size instead of a type. The convention, everywhere:
+- a zero-width axis means "this cell has none": cs and c (T+1, B, 0) for GRU and RNN (no cell
+  state), hg (T, B, 0) for LSTM and RNN (their h side adds straight into gates);
+- an empty bias or row-sum target (db[:0], a (0,) b_ih) means "add nothing": add_row_sums
+  skips it;
+- an output with no rows (a (0, K) dx) means "not wanted": linear_backward skips dx;
+- a (0, 0) scratch means "BLAS does the weight gradient" (packed.accumulate_weight_grad);
+- the weight's rank chooses the product: a 2-D (M, K) matrix goes to BLAS, a 3-D array is
+  packed.pack's panels for the micro-kernel; the sampler's pflat is 1-D (all packed matrices)
+  or (0, 0) (none).
 """
 
 # Cell ids passed to the kernels (kernels read no globals that could change).

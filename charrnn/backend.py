@@ -57,10 +57,8 @@ def pool(n):
 
 
 # Elements per thread below which an element-wise pass over the parameters (or packing them)
-# stays on one thread: waking a pool thread costs 0.12-0.5 ms on a shared 2-core VM, and the
-# passes are memory-bound, so a second core adds little bandwidth. There, one thread / two, ms:
-# clipping's norm over 0.25M floats 0.14 / 0.49 and over 3.2M 1.52 / 1.90; Adam 0.13 / 0.62
-# and 2.44 / 2.66; packing LSTM 2x512's weights (6.3M) 5.6 / 6.2. Only bigger models split.
+# stays on one thread: waking a pool thread costs more than a memory-bound pass saves
+# (measured in BENCHMARKS.md).
 GRAIN = 1 << 22
 
 

@@ -90,7 +90,7 @@ def gemm(trans_a, trans_b, alpha, a, b, beta, c):
         raise ValueError("gemm: rows must be contiguous")
     al = np.full(1, alpha, c.dtype)
     be = np.full(1, beta, c.dtype)
-    if m == 1 and k > 0 and not trans_a:  # one row: gemv, ~10x faster than gemm at B = 1
+    if m == 1 and k > 0 and not trans_a:  # one row: gemv, much faster than gemm at B = 1
         # c[0] = op(b).T @ a[0]; row-major b is column-major b.T, so the flag flips.
         _xxgemv(ord("T") if trans_b else ord("N"), b.shape[1], b.shape[0], al, b,
                 max(b.strides[0] // item, 1), a, be, c)

@@ -37,10 +37,8 @@ LANES, VECS = (16, 4) if _AVX512 else (8, 2)
 NR, MR, KC = LANES * VECS, 6, 256
 ENABLED = ((_AVX512 or (_FEATURES.get("avx2", False) and _FEATURES.get("fma", False)))
            and config.CPU_NAME in (None, "host"))
-# Per-step products (a few rows against a whole weight matrix, at every time step) gain most:
-# BLAS would repack the matrix at every call. Big products (all T*B rows at once) gain only
-# where the tile is big: on AVX-512 it beats OpenBLAS there too (250 vs 133 GFLOP/s); on AVX2
-# OpenBLAS is faster (80-90 vs 60-70 GFLOP/s) and takes them.
+# Per-step products gain most (BLAS would repack the matrix at every step); big products (all
+# T*B rows) only where the tile is wide enough to beat OpenBLAS: AVX-512 (BENCHMARKS.md).
 BIG_PRODUCTS = _AVX512
 
 
@@ -253,8 +251,8 @@ def _linear_product(a, w, b, c):
 @kernel(reassociate=True)
 def _one_row(a, w, c):
     """c (1, N) += a (1, K) @ w.T for w (N, K): N dot products, vectorised. For one row (batch-1
-    sampling where the weights are not packable, e.g. the decoder) twice as fast as calling
-    BLAS (V=65, H=128: 0.21 vs 0.42-0.45 us)."""
+    sampling where the weights are not packable, e.g. the decoder): faster than a BLAS call,
+    whose overhead dominates at these sizes."""
     for n in range(w.shape[0]):
         total = c[0, n]
         for k in range(w.shape[1]):

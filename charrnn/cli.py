@@ -9,12 +9,11 @@ import click
 from click.core import ParameterSource
 
 from . import __version__
-from .config import (CELLS, CLIP_MODES, NONLINEARITIES, OPTIMIZER_NAMES, SCHEDULES, ModelConfig,
-                     TrainConfig)
+from .config import (CELLS, CLIP_MODES, DEFAULT_MAX_TIME, EVAL_BATCH, EVAL_SEQ_LEN,
+                     NONLINEARITIES, OPTIMIZER_NAMES, SCHEDULES, ModelConfig, TrainConfig)
 from .backend import DEVICES
 from .errors import CharRNNError
 
-DEFAULT_MAX_TIME = 600.0  # seconds, when neither --max-steps nor --max-time is given
 _T, _M = TrainConfig(), ModelConfig(vocab_size=1)
 
 
@@ -202,7 +201,8 @@ def evaluate(target, file, as_json):
     model, vocab, _, _ = load_model(resolve(target))
     _, text = read_corpus(file)
     unknown = sum(vocab.unknown_chars(text).values())
-    loss = evaluate_text(model, vocab.encode(text, unknown="skip"), 32, 100)
+    loss = evaluate_text(model, vocab.encode(text, unknown="skip"), EVAL_BATCH,
+                         EVAL_SEQ_LEN)
     row = {"loss": loss, "bpc": None if loss is None else loss / math.log(2),
            "chars": len(text), "unknown_chars": unknown}
     if as_json:

@@ -11,7 +11,7 @@ from click.core import ParameterSource
 from . import __version__
 from .config import (CELLS, CLIP_MODES, DEFAULT_MAX_TIME, EVAL_BATCH, EVAL_SEQ_LEN,
                      NONLINEARITIES, OPTIMIZER_NAMES, SCHEDULES, ModelConfig, TrainConfig)
-from .backend import DEVICES
+from .devices import DEVICES
 from .errors import CharRNNError
 
 _T, _M = TrainConfig(), ModelConfig(vocab_size=1)
@@ -171,12 +171,12 @@ def train(ctx, corpus, out, resume, overwrite, quiet, encoding, errors, as_bytes
 def sample(target, length, prime, prime_file, temperature, top_k, top_p, seed, stream, unknown,
            device):
     """Generate text from TARGET: a checkpoint or run directory [default: the newest run]."""
-    from .sampling import Sampler
+    from .devices import load_sampler
 
     if prime_file:
         with open(prime_file, encoding="utf-8") as f:
             prime = f.read()
-    sampler = Sampler.load(target, device=device)
+    sampler = load_sampler(target, device=device)
     options = dict(prime=prime, temperature=temperature, top_k=top_k, top_p=top_p, seed=seed,
                    unknown=unknown)
     if stream is None:

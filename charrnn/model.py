@@ -8,7 +8,7 @@ from typing import Optional
 
 import numpy as np
 
-from . import backend, kernels, optim
+from . import kernels, optim, threadpool
 from .kernels import common, packed, recurrence
 from .params import ParamLayout, init_params
 
@@ -261,7 +261,7 @@ class CharRNN:
         inputs, targets = self._check_batch(inputs, targets)
         B, T = inputs.shape
         h0, c0 = self._split_state(state, B)
-        n = min(backend.threads(), B)
+        n = min(threadpool.threads(), B)
         bounds = [i * B // n for i in range(n + 1)]
         shards = []
         for i, (lo, hi) in enumerate(zip(bounds[:-1], bounds[1:])):
@@ -287,10 +287,10 @@ class CharRNN:
                 shard.backward(self.params, W, grads[i])
             return total
 
-        totals = backend.parallel(work, range(len(shards)))
+        totals = threadpool.parallel(work, range(len(shards)))
         if train:
             if len(flats) > 1:
-                backend.map_ranges(lambda lo, hi: _add_all(self.grad[lo:hi],
+                threadpool.map_ranges(lambda lo, hi: _add_all(self.grad[lo:hi],
                                                           [g[lo:hi] for g in flats[1:]]),
                                    self.grad.size)
             self.state_grad = self._pack_state(
@@ -312,7 +312,7 @@ class CharRNN:
         jobs = [(name, trans) for name in names for trans in ((True, False) if train else (True,))
                 if self._packable(name, trans)]  # the rest is BLAS's: no job (a pool call costs)
         size = sum(self.params[name].size for name, _ in jobs)
-        done = dict(zip(jobs, backend.parallel(lambda job: self._pack(*job), jobs, size)))
+        done = dict(zip(jobs, threadpool.parallel(lambda job: self._pack(*job), jobs, size)))
         operand = lambda name, trans: done.get((name, trans), self.params[name])  # noqa: E731
         return {name: (operand(name, True), operand(name, False) if train else None)
                 for name in names}

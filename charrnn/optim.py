@@ -7,7 +7,7 @@ import math
 
 import numpy as np
 
-from .backend import map_ranges
+from .threadpool import map_ranges
 from .errors import UsageError
 from .kernels import kernel
 

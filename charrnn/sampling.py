@@ -18,13 +18,13 @@ from functools import lru_cache
 import numpy as np
 from numba.extending import overload
 
-from .backend import check_device, threads
 from .checkpoint import load_model, resolve
 from .errors import UsageError
 from .kernels import assign, borrow, kernel, packed
 from .kernels.common import embedding_forward, exp, linear_forward, row_sum
 from .kernels.recurrence import step
 from .model import cell_id
+from .threadpool import threads
 
 _WEIGHTS = ("rnn.weight_ih_l{}", "rnn.weight_hh_l{}", "rnn.bias_ih_l{}", "rnn.bias_hh_l{}")
 
@@ -224,15 +224,10 @@ class Sampler:
         threads()  # pins BLAS to one thread: its threading only slows these small products
 
     @classmethod
-    def load(cls, target=None, device="cpu", runs_dir="runs"):
-        """From a checkpoint file or run directory (None: the newest run under runs_dir).
-        device "cuda" (or "auto" with a GPU) gives a charrnn.cuda.sampling.CudaSampler."""
-        device = check_device(device)
+    def load(cls, target=None, runs_dir="runs"):
+        """From a checkpoint file or run directory (None: the newest run under runs_dir). For
+        a GPU sampler, charrnn.devices.load_sampler."""
         model, vocab, _, _ = load_model(resolve(target, runs_dir))
-        if device == "cuda":
-            from .cuda.sampling import CudaSampler
-
-            return CudaSampler(model, vocab)
         return cls(model, vocab)
 
     def sample(self, n, prime="", temperature=1.0, top_k=None, top_p=None, seed=None,

@@ -13,12 +13,13 @@ import numpy as np
 from tqdm import tqdm
 
 from . import checkpoint
-from .backend import check_device, set_threads, to_device
 from .config import ModelConfig, TrainConfig, default_model
 from .data import BatchStream, corpus_name, iter_eval_batches, load_corpus, split_train_val
+from .devices import check_device, to_device
 from .errors import CharRNNError, UsageError
 from .model import CharRNN
 from .schedule import learning_rate
+from .threadpool import set_threads
 
 # Training settings that fix the data layout or the arithmetic: a resumed run must keep them.
 _FIXED_ON_RESUME = ("seq_len", "batch_size", "val_frac", "dtype")

@@ -64,7 +64,7 @@ def header(threads):
 
     import numba
     import scipy
-    from charrnn.backend import blas_description
+    from charrnn.threadpool import blas_description
     cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo")
                 if line.startswith("model name")), platform.processor())
     versions = {"numba": numba.__version__, "numpy": np.__version__, "scipy": scipy.__version__}
@@ -76,7 +76,7 @@ def header(threads):
 
 
 def set_threads(threads, vs_torch):
-    from charrnn.backend import set_threads as charrnn_threads
+    from charrnn.threadpool import set_threads as charrnn_threads
     charrnn_threads(threads)
     if vs_torch:
         import torch

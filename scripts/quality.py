@@ -17,7 +17,7 @@ import sys
 import time
 
 from charrnn import train
-from charrnn.backend import blas_description
+from charrnn.threadpool import blas_description
 from charrnn.cli import Duration
 from charrnn.config import TrainConfig, default_model
 from charrnn.data import BatchStream, iter_eval_batches, read_corpus, split_train_val

@@ -14,7 +14,7 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 from charrnn import CharRNN, ModelConfig  # noqa: E402
-from charrnn.backend import set_threads  # noqa: E402
+from charrnn.threadpool import set_threads  # noqa: E402
 
 # The architectures every engine test runs over: each cell, 1 and 2 layers, one-hot and embedding.
 ARCHS = [

@@ -11,7 +11,7 @@ import sys
 import numpy as np
 import pytest
 
-from charrnn.backend import _cuda_probe
+from charrnn.devices import _cuda_probe
 
 USABLE, SIMULATED, WHY = _cuda_probe()
 skip_without_cuda = pytest.mark.skipif(not USABLE, reason=f"no CUDA: {WHY}")

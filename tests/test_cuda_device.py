@@ -9,10 +9,9 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from charrnn import backend, checkpoint, train
+from charrnn import devices, checkpoint, train
 from charrnn.cli import cli
 from charrnn.errors import UsageError
-from charrnn.sampling import Sampler
 from cuda_support import SIMULATED, launch_settings, skip_without_cuda, tiny_blocks  # noqa: F401
 
 CUDA_SETTINGS = dict(THREADS_PER_BLOCK=4, TILE=4, MAX_BLOCKS=1)  # tiles and strides, one block
@@ -30,21 +29,21 @@ def write_corpus(path, n=160, seed=0):
 
 # --- choosing the device ------------------------------------------------------------------------
 def test_cpu_and_unknown_devices():
-    assert backend.check_device("cpu") == "cpu"
+    assert devices.check_device("cpu") == "cpu"
     with pytest.raises(UsageError, match="unknown device 'tpu'; choose one of cpu, cuda, auto"):
-        backend.check_device("tpu")
+        devices.check_device("tpu")
 
 
 def test_cuda_without_a_gpu_is_one_line_saying_what_to_install(monkeypatch):
-    monkeypatch.setattr(backend, "_cuda_probe", lambda: NO_GPU)
+    monkeypatch.setattr(devices, "_cuda_probe", lambda: NO_GPU)
     with pytest.raises(UsageError) as e:
-        backend.check_device("cuda")
+        devices.check_device("cuda")
     message = str(e.value)
     assert "\n" not in message and "no NVIDIA GPU" in message
     assert "pip install 'charrnn[cuda]'" in message and "--device cpu" in message
-    assert backend.check_device("auto") == "cpu"
-    monkeypatch.setattr(backend, "_cuda_probe", lambda: (True, False, ""))
-    assert backend.check_device("auto") == "cuda"  # a real GPU
+    assert devices.check_device("auto") == "cpu"
+    monkeypatch.setattr(devices, "_cuda_probe", lambda: (True, False, ""))
+    assert devices.check_device("auto") == "cuda"  # a real GPU
 
 
 def test_the_probe_names_the_missing_extra(monkeypatch):
@@ -56,17 +55,17 @@ def test_the_probe_names_the_missing_extra(monkeypatch):
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec",
                         lambda name, *a: None if name == "numba_cuda" else real(name, *a))
-    assert backend._cuda_probe() == (False, False, "the numba-cuda package is not installed")
+    assert devices._cuda_probe() == (False, False, "the numba-cuda package is not installed")
 
 
 @pytest.mark.skipif(not SIMULATED, reason="the simulator is not on")
 def test_the_simulator_allows_cuda_but_auto_wants_a_real_gpu():
-    assert backend.check_device("cuda") == "cuda"
-    assert backend.check_device("auto") == "cpu"
+    assert devices.check_device("cuda") == "cuda"
+    assert devices.check_device("auto") == "cpu"
 
 
 def test_cli_device_errors_are_one_line(monkeypatch, tmp_path):
-    monkeypatch.setattr(backend, "_cuda_probe", lambda: NO_GPU)
+    monkeypatch.setattr(devices, "_cuda_probe", lambda: NO_GPU)
     corpus = write_corpus(tmp_path / "c.txt")
     for args in (["train", str(corpus), "--device", "cuda", "--out", str(tmp_path / "r")],
                  ["sample", str(tmp_path), "--device", "cuda"]):
@@ -78,7 +77,7 @@ def test_cli_device_errors_are_one_line(monkeypatch, tmp_path):
 
 
 def test_importing_charrnn_never_imports_numba_cuda():
-    code = ("import sys, charrnn, charrnn.cli, charrnn.train, charrnn.sampling, charrnn.backend;"
+    code = ("import sys, charrnn, charrnn.cli, charrnn.train, charrnn.sampling, charrnn.devices, charrnn.threadpool;"
             "bad = [m for m in sys.modules if m.startswith(('numba.cuda', 'numba_cuda', "
             "'charrnn.cuda'))]; assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], check=True)
@@ -88,7 +87,7 @@ def test_importing_charrnn_never_imports_numba_cuda():
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     """4 steps on each device, from the same seed, plus 6 on the CPU in one go."""
-    if not backend._cuda_probe()[0]:
+    if not devices._cuda_probe()[0]:
         pytest.skip("no CUDA")
     root = tmp_path_factory.mktemp("devices")
     corpus = write_corpus(root / "corpus.txt")
@@ -132,13 +131,13 @@ def test_training_on_cuda_matches_the_cpu_run_and_saves_host_arrays(runs):
 def test_checkpoints_sample_on_either_device(runs):
     _, run = runs
     for trained in ("cpu4", "cuda4"):
-        texts = {device: Sampler.load(run[trained], device=device).sample(8, prime="the ",
+        texts = {device: devices.load_sampler(run[trained], device=device).sample(8, prime="the ",
                                                                         temperature=0)
                  for device in ("cpu", "cuda")}
         assert texts["cpu"] == texts["cuda"] and len(texts["cpu"]) == 8
     # seeded sampling works on both; the streams differ by design (see charrnn.cuda.random)
     for device in ("cpu", "cuda"):
-        s = Sampler.load(run["cuda4"], device=device)
+        s = devices.load_sampler(run["cuda4"], device=device)
         assert s.sample(6, seed=2) == s.sample(6, seed=2)
 
 

@@ -3,8 +3,8 @@ differences, and truncated BPTT across chunks."""
 import numpy as np
 import pytest
 
-from charrnn import backend
-from charrnn.backend import set_threads
+from charrnn import threadpool
+from charrnn.threadpool import set_threads
 from conftest import make_model, random_batch, random_state
 from reference import loss as reference_loss
 
@@ -110,7 +110,7 @@ def test_step_matches_one_step_chunk(arch):
 
 
 def test_two_shards_give_the_same_loss_gradients_and_state(arch, monkeypatch):
-    monkeypatch.setattr(backend, "GRAIN", 16)  # the shards' gradients summed in two ranges too
+    monkeypatch.setattr(threadpool, "GRAIN", 16)  # the shards' gradients summed in two ranges too
     inputs, targets = random_batch(5, 4, T, seed=6)
     results = []
     for threads in (1, 2):

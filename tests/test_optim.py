@@ -4,8 +4,8 @@ import math
 import numpy as np
 import pytest
 
-from charrnn import backend
-from charrnn.backend import map_ranges, set_threads
+from charrnn import threadpool
+from charrnn.threadpool import map_ranges, set_threads
 from charrnn.errors import UsageError
 from charrnn.optim import clip_gradients, make_optimizer
 
@@ -111,7 +111,7 @@ def test_element_wise_passes_split_over_threads_only_when_each_has_a_grain(monke
     try:
         for threads in (1, 2):
             set_threads(threads)
-            monkeypatch.setattr(backend, "GRAIN", 100)
+            monkeypatch.setattr(threadpool, "GRAIN", 100)
             assert ranges(1001) == ([(0, 1001)] if threads == 1 else [(0, 500), (500, 1001)])
             assert ranges(199) == [(0, 199)]  # under two grains: one thread
             g, p = g0.copy(), p0.copy()
@@ -119,7 +119,7 @@ def test_element_wise_passes_split_over_threads_only_when_each_has_a_grain(monke
             make_optimizer("adam", p.size, p.dtype).step(p, g, LR)
             results.append((norm, g, p))
             monkeypatch.undo()
-            assert ranges(2 * backend.GRAIN - 1) == [(0, 2 * backend.GRAIN - 1)]
+            assert ranges(2 * threadpool.GRAIN - 1) == [(0, 2 * threadpool.GRAIN - 1)]
     finally:
         set_threads(1)
     (n1, g1, p1), (n2, g2, p2) = results

@@ -6,6 +6,7 @@ import pytest
 
 from charrnn import CharRNN, ModelConfig
 from charrnn.checkpoint import save_model
+from charrnn.devices import load_sampler
 from charrnn.errors import UsageError
 from charrnn.kernels import packed
 from charrnn.sampling import Sampler, _rank
@@ -271,6 +272,6 @@ def test_load_from_file_and_run_directory(sampler, tmp_path, monkeypatch):
         loaded = Sampler.load(target)
         assert loaded.vocab == VOCAB and loaded.sample(50, prime="ab", seed=6) == expected
     assert Sampler.load(runs_dir=tmp_path).sample(50, prime="ab", seed=6) == expected
-    monkeypatch.setattr("charrnn.backend._cuda_probe", lambda: (False, False, "no GPU"))
+    monkeypatch.setattr("charrnn.devices._cuda_probe", lambda: (False, False, "no GPU"))
     with pytest.raises(UsageError, match="cuda"):  # (tests run the CUDA simulator otherwise)
-        Sampler.load(run, device="cuda")
+        load_sampler(run, device="cuda")

@@ -1,4 +1,4 @@
-"""Where the arithmetic runs, and with how many threads.
+"""How many threads the arithmetic runs on (the device is chosen in charrnn.devices).
 
 Parallelism is coarse: a batch is split into row shards, one per thread, and each shard runs
 a whole chunk with single-threaded BLAS (fine-grained threading inside each small per-step
@@ -13,7 +13,6 @@ from threadpoolctl import threadpool_limits
 
 from .errors import UsageError
 
-DEVICES = ("cpu", "cuda", "auto")
 _threads = None
 
 
@@ -76,54 +75,3 @@ def map_ranges(fn, size):
     (clipping, optimizer steps, summing the shards' gradients)."""
     n = max(min(threads(), size // GRAIN), 1)
     return parallel(lambda i: fn(i * size // n, (i + 1) * size // n), range(n))
-
-
-def _cuda_probe():
-    """(usable, simulated, why not): whether numba.cuda can run kernels here. Imports
-    numba.cuda, so it runs only when a CUDA device is asked for."""
-    import importlib.util
-
-    from numba import config
-
-    if config.ENABLE_CUDASIM:  # NUMBA_ENABLE_CUDASIM=1: kernels run on the CPU, in Python
-        return True, True, ""
-    if importlib.util.find_spec("numba_cuda") is None:
-        return False, False, "the numba-cuda package is not installed"
-    try:
-        from numba import cuda
-
-        if cuda.is_available() and len(cuda.gpus) > 0:
-            return True, False, ""
-    except Exception as e:  # a broken driver or toolkit: say so, in one line
-        return False, False, f"numba.cuda cannot start ({str(e).strip().splitlines()[0]})"
-    return False, False, "no NVIDIA GPU and driver were found"
-
-
-def check_device(device):
-    """"cpu" or "cuda" for device "cpu", "cuda" or "auto" (CUDA when a real GPU can be used,
-    never the simulator). "cuda" where it cannot run is a UsageError saying what to install;
-    under the CUDA simulator (NUMBA_ENABLE_CUDASIM=1, for tests) it is allowed."""
-    if device not in DEVICES:
-        raise UsageError(f"unknown device {device!r}; choose one of {', '.join(DEVICES)}")
-    if device == "cpu":
-        return "cpu"
-    usable, simulated, why = _cuda_probe()
-    if device == "auto":
-        return "cuda" if usable and not simulated else "cpu"
-    if not usable:
-        raise UsageError(f"CUDA was asked for but {why}; the GPU path needs an NVIDIA GPU "
-                         "with its driver and the GPU extra (install it with "
-                         "`pip install 'charrnn[cuda]'`), or use --device cpu")
-    return "cuda"
-
-
-def to_device(model, device):
-    """The model on `device` ("cpu" or "cuda", as check_device returns): a CharRNN as is, or
-    its CUDA twin holding a device copy (charrnn.cuda is imported only here)."""
-    if device == "cuda" and getattr(model, "device", "cpu") != "cuda":
-        from .cuda.model import CudaCharRNN
-
-        return CudaCharRNN.from_cpu(model)
-    if device == "cpu" and getattr(model, "device", "cpu") == "cuda":
-        return model.to_cpu()
-    return model

@@ -14,7 +14,7 @@ from charrnn.kernels import gru as cpu_gru
 from charrnn.kernels import lstm as cpu_lstm
 from charrnn.kernels import recurrence as cpu_recurrence
 from charrnn.kernels import rnn as cpu_rnn
-from charrnn.sampling import _pick as cpu_pick
+from charrnn.kernels.sampling import pick as cpu_pick
 from cuda_support import DTYPES, TOL, host, skip_without_cuda, tiny_blocks, to_device  # noqa: F401
 
 pytestmark = skip_without_cuda

@@ -9,7 +9,8 @@ from charrnn.checkpoint import save_model
 from charrnn.devices import load_sampler
 from charrnn.errors import UsageError
 from charrnn.kernels import packed
-from charrnn.sampling import Sampler, _rank
+from charrnn.kernels.sampling import rank
+from charrnn.sampling import Sampler
 from charrnn.vocab import Vocab
 from conftest import make_model
 
@@ -219,7 +220,7 @@ def test_greedy_picks_the_most_likely(known):
 def test_rank_orders_by_probability_then_id(V):
     p = np.random.default_rng(V).integers(0, 4, V) / 4.0  # many ties
     order = np.empty(V, np.int64)
-    _rank(p, order)
+    rank(p, order)
     np.testing.assert_array_equal(order, np.lexsort((np.arange(V), p)))
 
 

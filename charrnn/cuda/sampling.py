@@ -1,4 +1,4 @@
-"""Sampling on the GPU: twin of charrnn.sampling's compiled loop, and CudaSampler.
+"""Sampling on the GPU: twin of charrnn.kernels.sampling's compiled loop, and CudaSampler.
 
 The host drives one character at a time: per character a few kernel launches per layer (the
 input projection, the recurrent product, the cell) and the decoder, then one launch that draws
@@ -14,7 +14,7 @@ import math
 import numpy as np
 from numba import cuda
 
-from ..sampling import Sampler, _check
+from ..sampling import Sampler, check_settings
 from . import grid1
 from .common import embedding_forward, linear_forward, onehot_forward
 from .model import is_device_array
@@ -61,7 +61,7 @@ class Buffers:
 
 def advance(cell, weights, buf, decode):
     """Feed buf.ids (one per row): the state advances in place; with decode, buf.logits get
-    the next character's logits (B, V). Twin of a step of charrnn.sampling._loop's run."""
+    the next character's logits (B, V). Twin of a step of charrnn.kernels.sampling.loop's run."""
     layers, (enc, dec_w, dec_b) = weights
     for k, (w_ih, w_hh, b_ih, b_hh) in enumerate(layers):
         if k > 0:
@@ -97,7 +97,7 @@ def _sift(p, order, b, root, end):
 @cuda.jit(device=True)
 def _rank(p, order, b, V):
     """order[b] = ids by ascending p[b] (heapsort, O(V log V), ties by id): read from the end,
-    most likely first. Twin of the CPU's charrnn.sampling._rank."""
+    most likely first. Twin of the CPU's charrnn.kernels.sampling.rank."""
     for i in range(V):
         order[b, i] = i
     for root in range(V // 2 - 1, -1, -1):
@@ -109,7 +109,7 @@ def _rank(p, order, b, V):
 
 @cuda.jit
 def _pick(logits, p, order, u, ids, out, t, temperature, top_k, top_p):
-    """ids[b] = out[b, t] = a draw for row b, as charrnn.sampling._pick with u[b] as the
+    """ids[b] = out[b, t] = a draw for row b, as charrnn.kernels.sampling.pick with u[b] as the
     generator's next uniform number."""
     B, V = logits.shape
     for b in range(cuda.grid(1), B, cuda.gridsize(1)):
@@ -202,7 +202,7 @@ def _set_ids(ids, text, t):
 
 
 def force(cell, weights, buf, text, logp):
-    """Teacher forcing, twin of charrnn.sampling._loop's run while it feeds text: feed the
+    """Teacher forcing, twin of charrnn.kernels.sampling.loop's run while it feeds text: feed the
     pending ids, then text (T,) but its last character, which is left pending. If logp (T,)
     float64 is non-empty it gets row 0's log p(text[t]); if empty, the decoder is skipped."""
     score = logp.shape[0] > 0
@@ -241,7 +241,7 @@ class CudaSampler(Sampler):
 
     def _run(self, B, n, prime, temperature, top_k, top_p, seed, unknown):
         """Check the settings, feed the prime, and return more(T) -> the next (B, T) ids."""
-        _check(n, temperature, top_k, top_p, seed)
+        check_settings(n, temperature, top_k, top_p, seed)
         prime_ids = self.vocab.encode(prime, unknown=unknown)  # (P,)
         if seed is None:
             seed = int(np.random.default_rng().integers(2 ** 63))

@@ -21,6 +21,7 @@ import json
 import os
 import shutil
 import sys
+import sysconfig
 import time
 import urllib.error
 import urllib.parse
@@ -33,6 +34,38 @@ from tqdm import tqdm
 from . import __version__
 from .cache import atomic_write, cache_dir, file_sha256
 from .errors import CharRNNError, UsageError
+
+
+_SKIPPED_DIRS = frozenset({"site-packages", "dist-packages", "test", "tests", "idle_test"})
+
+
+def python_stdlib_text() -> str:
+    """The ``.py`` sources of the running Python's standard library, as one text.
+
+    Files are joined with "\\n" in sorted order of their relative paths; third-party packages
+    and test directories are left out, so the text depends only on the Python version.
+    """
+    root = Path(sysconfig.get_paths()["stdlib"])
+    found = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = [d for d in dirnames if d not in _SKIPPED_DIRS]
+        found += [Path(dirpath, f) for f in filenames if f.endswith(".py")]
+    parts = []
+    for path in sorted(found, key=lambda p: p.relative_to(root).as_posix()):
+        try:
+            parts.append(path.read_bytes().decode("utf-8", errors="replace"))
+        except OSError:
+            continue
+    if not parts:
+        raise UsageError(
+            f"no standard library sources found under '{root}'; train on a text file instead"
+        )
+    return "\n".join(parts)
+
+
+# The corpora generated here rather than downloaded (catalog.json marks them "builtin").
+BUILTINS = {"python-stdlib": python_stdlib_text}
+BUILTIN_CORPORA = tuple(BUILTINS)
 
 CATALOG = Path(__file__).with_name("catalog.json")
 UNPACK_FORMATS = ("none", "zip")
@@ -169,8 +202,7 @@ def get(name, out=None, progress=None, log=None) -> Path:
         if out is None:
             raise UsageError(f"{name} is built in: there is nothing to download; train on it "
                              f"with charrnn train {name}, or write it out with -o FILE")
-        from .data import read_corpus
-        _write_atomic(Path(out), read_corpus(name)[1].encode("utf-8"))
+        _write_atomic(Path(out), BUILTINS[name]().encode("utf-8"))
         log(f"wrote {name} to {out}")
         return Path(out)
     p = _paths(name, e)

@@ -10,8 +10,6 @@ batch to the next. B is the batch size, T the sequence length, L the length of o
 """
 
 import numbers
-import os
-import sysconfig
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -19,44 +17,14 @@ from typing import Optional
 import numpy as np
 
 from charrnn import cache
+from charrnn.corpora import BUILTIN_CORPORA, BUILTINS, catalog
 from charrnn.errors import CharRNNError, UsageError
 from charrnn.vocab import Vocab
 
-_SKIPPED_DIRS = frozenset({"site-packages", "dist-packages", "test", "tests", "idle_test"})
-
-
-def python_stdlib_text() -> str:
-    """The ``.py`` sources of the running Python's standard library, as one text.
-
-    Files are joined with "\\n" in sorted order of their relative paths; third-party packages
-    and test directories are left out, so the text depends only on the Python version.
-    """
-    root = Path(sysconfig.get_paths()["stdlib"])
-    found = []
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = [d for d in dirnames if d not in _SKIPPED_DIRS]
-        found += [Path(dirpath, f) for f in filenames if f.endswith(".py")]
-    parts = []
-    for path in sorted(found, key=lambda p: p.relative_to(root).as_posix()):
-        try:
-            parts.append(path.read_bytes().decode("utf-8", errors="replace"))
-        except OSError:
-            continue
-    if not parts:
-        raise UsageError(
-            f"no standard library sources found under '{root}'; train on a text file instead"
-        )
-    return "\n".join(parts)
-
-
-_BUILTINS = {"python-stdlib": python_stdlib_text}
-BUILTIN_CORPORA = tuple(_BUILTINS)
 
 
 def _not_found(path) -> UsageError:
-    from charrnn.corpora import catalog
-
-    names = [n for n in catalog() if n not in _BUILTINS]
+    names = [n for n in catalog() if n not in BUILTINS]
     return UsageError(
         f"corpus file '{path}' not found; give a path to a text file, a builtin corpus "
         f"({', '.join(BUILTIN_CORPORA)}) or a catalog corpus ({', '.join(names)}; "
@@ -71,8 +39,8 @@ def read_corpus(source: str, encoding: str = None, errors: str = None) -> tuple[
     name is its stem; a leading UTF-8 byte-order mark is dropped. Raises ``UsageError`` for a
     missing, empty, whitespace-only, binary or undecodable file, or a directory.
     """
-    if source in _BUILTINS:
-        return source, _BUILTINS[source]()
+    if source in BUILTINS:
+        return source, BUILTINS[source]()
     path = Path(source)
     if not path.exists():
         raise _not_found(path)
@@ -123,8 +91,8 @@ class Corpus:
 
 def corpus_name(source: str) -> str:
     """The name a corpus goes by (runs/<name>): a builtin or catalog name, or a file's stem."""
-    if source in _BUILTINS or Path(source).exists():
-        return source if source in _BUILTINS else Path(source).stem
+    if source in BUILTINS or Path(source).exists():
+        return source if source in BUILTINS else Path(source).stem
     from charrnn.corpora import catalog
 
     return source if source in catalog() else Path(source).stem
@@ -139,11 +107,11 @@ def load_corpus(source: str, encoding: str = None, errors: str = None,
     ``errors`` (strict, replace or ignore). Files are encoded once into the cache (see
     cache.py) and memory-mapped; builtins are encoded in memory. ``log`` hears about encoding.
     """
-    if source in _BUILTINS:
+    if source in BUILTINS:
         if as_bytes or encoding not in (None, "utf-8") or errors not in (None, "strict"):
             raise UsageError(f"{source} is built in and always UTF-8; drop --encoding, "
                              "--errors and --bytes")
-        vocab, ids, sha = cache.encode_text(_BUILTINS[source]())
+        vocab, ids, sha = cache.encode_text(BUILTINS[source]())
         return Corpus(source, vocab, ids, sha, cache.decoding())
     path, name = Path(source), None
     if not path.exists():

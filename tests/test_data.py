@@ -6,14 +6,8 @@ import sysconfig
 import numpy as np
 import pytest
 
-from charrnn.data import (
-    BUILTIN_CORPORA,
-    BatchStream,
-    iter_eval_batches,
-    python_stdlib_text,
-    read_corpus,
-    split_train_val,
-)
+from charrnn.corpora import BUILTIN_CORPORA, python_stdlib_text
+from charrnn.data import BatchStream, iter_eval_batches, read_corpus, split_train_val
 from charrnn.errors import CharRNNError, UsageError
 
 

@@ -9,6 +9,7 @@ from typing import Optional
 import numpy as np
 
 from . import kernels, optim, threadpool
+from .front import ModelFront, allocate, pass_shapes
 from .kernels import common, packed, recurrence
 from .params import ParamLayout, init_params
 
@@ -44,23 +45,11 @@ class _Pass:
     allocated once and reused by every call with that shape."""
 
     def __init__(self, config, B, T, dtype):
-        L, H, G, V, E = (config.num_layers, config.hidden_size, config.gates,
-                         config.vocab_size, config.embed_dim)
+        H, G, V, E = config.hidden_size, config.gates, config.vocab_size, config.embed_dim
         N = T * B
-        C = H if config.cell == "lstm" else 0  # cell-state width
-        Q = G * H if config.cell == "gru" else 0  # hg width (see kernels.recurrence)
         z = lambda *shape: np.zeros(shape, dtype)  # noqa: E731
         self.config, self.cell, self.N = config, cell_id(config), N
-        self.gates = [z(T, B, G * H) for _ in range(L)]
-        self.hg = [z(T, B, Q) for _ in range(L)]
-        self.hs = [z(T + 1, B, H) for _ in range(L)]
-        self.cs = [z(T + 1, B, C) for _ in range(L)]
-        self.dhs = [z(T, B, H) for _ in range(L)]
-        self.dh0, self.dc0 = z(L, B, H), z(L, B, C)
-        self.masks = [z(T, B, H) for _ in range(L)] if config.dropout else []
-        self.dropped = [z(N, H) for _ in range(L)] if config.dropout else []
-        self.logits = z(N, V)
-        self.embed, self.dembed = (z(N, E), z(N, E)) if E else (None, None)
+        self.__dict__.update(allocate(pass_shapes(config, B, T), lambda shape: z(*shape)))
         self.w_ih0_t = None if E else z(V, G * H)  # layer 0's W_ih.T + b_ih, rows gathered by id
         # (H/NR, N, NR): a layer's input packed for its weight gradient (kernels.packed)
         self.scratch = (z(H // packed.NR, N, packed.NR) if packed.packable(dtype, H, per_step=False)
@@ -150,8 +139,9 @@ class _Pass:
                 common.add_row_sums(db, dgates)
 
 
-class CharRNN:
-    """A character-level RNN, LSTM or GRU language model with PyTorch-compatible parameters."""
+class CharRNN(ModelFront):
+    """A character-level RNN, LSTM or GRU language model with PyTorch-compatible parameters
+    (the shared front, charrnn.front.ModelFront, holds the checks, state and loss API)."""
 
     device = "cpu"  # charrnn.cuda.model.CudaCharRNN is the same model on the GPU
 
@@ -181,56 +171,22 @@ class CharRNN:
     def named_gradients(self):
         return dict(self.grads)
 
-    def load_named_parameters(self, named):
-        """Copy {name: array} in (e.g. a converted PyTorch state_dict); names and shapes must
-        match."""
-        missing, extra = set(self.params) - set(named), set(named) - set(self.params)
-        if missing or extra:
-            raise ValueError(f"parameter names differ: missing {sorted(missing)}, "
-                             f"unexpected {sorted(extra)}")
+    def _write_parameters(self, values):
         for name, p in self.params.items():
-            value = np.asarray(named[name])
-            if value.shape != p.shape:
-                raise ValueError(f"{name}: shape {value.shape}, expected {p.shape}")
-            p[...] = value
+            p[...] = values[name]
 
-    # --- state ----------------------------------------------------------------------------
-    def initial_state(self, batch_size):
-        """Zeros in PyTorch's layout: LSTM (h, c), each (L, B, H); GRU and RNN h (L, B, H)."""
-        shape = (self.config.num_layers, batch_size, self.config.hidden_size)
-        h = np.zeros(shape, self.dtype)
-        return (h, h.copy()) if self.config.cell == "lstm" else h
+    def _state_array(self, a):
+        return np.asarray(a)
 
-    def _split_state(self, state, B):
-        if state is None:
-            state = self.initial_state(B)
-        shape = (self.config.num_layers, B, self.config.hidden_size)
-        h, c = state if self.config.cell == "lstm" else (state, np.zeros(shape[:2] + (0,)))
-        if np.shape(h) != shape or (self.config.cell == "lstm" and np.shape(c) != shape):
-            raise ValueError(f"state must be {'(h, c), each ' if c.size else ''}of shape {shape}")
-        return h, c
-
-    def _pack_state(self, h, c):
-        return (h, c) if self.config.cell == "lstm" else h
-
-    # --- training forward and backward ------------------------------------------------------
-    def loss_and_grad(self, inputs, targets, state=None):
-        """Mean cross-entropy (nats) over the (B, T) batch, and the final state for the next
-        chunk. Fills the gradients (named_gradients()) and self.state_grad, the gradient of the
-        initial state. Dropout is applied (training mode)."""
-        return self._run(inputs, targets, state, train=True)
-
-    def loss(self, inputs, targets, state=None):
-        """Mean cross-entropy without gradients or dropout (evaluation)."""
-        return self._run(inputs, targets, state, train=False)
-
+    # --- looking inside (CPU only) ----------------------------------------------------------
     def trace(self, inputs, state=None):
         """Evaluation forward over the (B, T) inputs that keeps what every layer computed: a
         Trace of h, c (LSTM only) and gate activations per layer, logits (B, T, V) and the
         final state. Gates are in PyTorch's order: LSTM (i, f, g, o), GRU (r, z, n), RNN the
         hidden state itself."""
         inputs = np.asarray(inputs)
-        _, final = self._run(inputs, np.zeros_like(inputs), state, train=False)
+        _, final = self._run(*self._check_batch(inputs, np.zeros_like(inputs)), state,
+                             train=False)
         cfg = self.config
         gather = lambda get: np.stack(  # noqa: E731  (L, B, T, X) from time-major shards
             [np.concatenate([get(p, k) for p, _ in self._shards], axis=1).transpose(1, 0, 2)
@@ -250,15 +206,16 @@ class CharRNN:
         if weights.shape != np.shape(inputs):
             raise ValueError(f"weights must have the inputs' shape {np.shape(inputs)}, got "
                              f"{weights.shape}")
-        self._run(inputs, targets, state, train=True, dropout=False, weights=weights)
+        self._run(*self._check_batch(inputs, targets), state, train=True, dropout=False,
+                  weights=weights)
         return np.stack([np.concatenate([p.dhs[k] for p, _ in self._shards], axis=1)
                          .transpose(1, 0, 2) for k in range(self.config.num_layers)])
 
     def _run(self, inputs, targets, state, train, dropout=True, weights=None):
         """Split the batch into row shards, one per thread; each shard runs the whole chunk
         (all layers, forward and backward) with single-threaded BLAS, and the shards'
-        gradients are summed once at the end, in a fixed order (deterministic)."""
-        inputs, targets = self._check_batch(inputs, targets)
+        gradients are summed once at the end, in a fixed order (deterministic). inputs and
+        targets come checked (ModelFront._check_batch)."""
         B, T = inputs.shape
         h0, c0 = self._split_state(state, B)
         n = min(threadpool.threads(), B)
@@ -337,16 +294,6 @@ class CharRNN:
         while len(self._extra_grads) < n - 1:
             self._extra_grads.append(np.zeros_like(self.grad))
         return self._extra_grads[: n - 1]
-
-    def _check_batch(self, inputs, targets):
-        inputs, targets = np.asarray(inputs), np.asarray(targets)
-        if inputs.ndim != 2 or inputs.shape != targets.shape or inputs.size == 0:
-            raise ValueError(f"inputs and targets must be non-empty (B, T) arrays of the same "
-                             f"shape, got {inputs.shape} and {targets.shape}")
-        for name, a in (("inputs", inputs), ("targets", targets)):
-            if a.dtype.kind not in "iu" or a.min() < 0 or a.max() >= self.config.vocab_size:
-                raise ValueError(f"{name} must be integer ids in [0, {self.config.vocab_size})")
-        return inputs, targets
 
     # --- the trainer's device hooks (CudaCharRNN has the same two) ---------------------------
     def clip_gradients(self, max_value, mode="norm"):

@@ -155,7 +155,12 @@ class Adagrad(Optimizer):
 OPTIMIZERS = {"adam": Adam, "rmsprop": RMSprop, "sgd": SGD, "adagrad": Adagrad}
 
 
-def make_optimizer(name, size, dtype, **hyper):
+def optimizer_class(name):
+    """The update rule called `name`: the one registry, which the GPU twins follow too."""
     if name not in OPTIMIZERS:
         raise UsageError(f"unknown optimizer {name!r}; choose one of {', '.join(OPTIMIZERS)}")
-    return OPTIMIZERS[name](size, dtype, **hyper)
+    return OPTIMIZERS[name]
+
+
+def make_optimizer(name, size, dtype, **hyper):
+    return optimizer_class(name)(size, dtype, **hyper)

@@ -1,10 +1,10 @@
 """CudaCharRNN: the CharRNN of charrnn.model with its parameters, gradients and optimizer state
 on an NVIDIA GPU, computed by this package's twins of the CPU kernels.
 
-What the trainer and checkpoints use reads the same as CharRNN: config, dtype, layout, rng,
-`flat` / `grad` (device arrays), named_parameters() / named_gradients() (host copies),
-load_named_parameters(), initial_state(), loss_and_grad(), loss(), state_grad (host copies),
-clip_gradients(), make_optimizer(). A training step copies one (2, T*B) block of ids in and
+What the trainer and checkpoints use reads the same as CharRNN: the shared front
+(charrnn.front.ModelFront: load_named_parameters(), initial_state(), loss_and_grad(), loss()),
+config, dtype, layout, rng, `flat` / `grad` (device arrays), named_parameters() /
+named_gradients() and state_grad (host copies), clip_gradients(), make_optimizer(). A training step copies one (2, T*B) block of ids in and
 one pair of float64s (the loss and the gradient norm) out; the carried hidden state stays on the
 device between chunks (the returned states are device arrays; np.asarray copies them out).
 
@@ -15,6 +15,7 @@ run repeats exactly on the GPU but draws other masks than the CPU.
 import numpy as np
 from numba import cuda
 
+from ..front import ModelFront, allocate, pass_shapes
 from ..model import CharRNN, cell_id
 from . import common, random, recurrence
 from . import optim as cuda_optim
@@ -36,23 +37,11 @@ class _Pass:
     Per-step views are cut once here too: slicing device arrays costs host time."""
 
     def __init__(self, config, B, T, dtype):
-        L, H, G, V, E = (config.num_layers, config.hidden_size, config.gates,
-                         config.vocab_size, config.embed_dim)
+        H, G = config.hidden_size, config.gates
         N = T * B
-        C = H if config.cell == "lstm" else 0  # cell-state width
-        Q = G * H if config.cell == "gru" else 0  # hg width (see kernels.recurrence)
-        z = lambda *shape: cuda.to_device(np.zeros(shape, dtype))  # noqa: E731
         self.config, self.cell, self.B, self.T, self.N = config, cell_id(config), B, T, N
-        self.gates = [z(T, B, G * H) for _ in range(L)]  # (T, B, GH)
-        self.hg = [z(T, B, Q) for _ in range(L)]  # (T, B, Q)
-        self.hs = [z(T + 1, B, H) for _ in range(L)]  # (T+1, B, H)
-        self.cs = [z(T + 1, B, C) for _ in range(L)]  # (T+1, B, C)
-        self.dhs = [z(T, B, H) for _ in range(L)]  # (T, B, H)
-        self.dh0, self.dc0 = z(L, B, H), z(L, B, C)
-        self.masks = [z(T, B, H) for _ in range(L)] if config.dropout else []
-        self.dropped = [z(N, H) for _ in range(L)] if config.dropout else []
-        self.logits = z(N, V)  # (N, V)
-        self.embed, self.dembed = (z(N, E), z(N, E)) if E else (None, None)
+        self.__dict__.update(allocate(pass_shapes(config, B, T),  # as the CPU pass's
+                                      lambda shape: cuda.to_device(np.zeros(shape, dtype))))
         self.batch = cuda.to_device(np.zeros((2, N), np.int32))  # ids, targets (time-major)
         self.staging = cuda.pinned_array((2, N), np.int32)
         self.scalars = cuda.to_device(np.zeros(2))  # loss sum, gradient norm (float64)
@@ -141,8 +130,9 @@ class _Pass:
                 common.onehot_backward(dw, db, dgates, ids)
 
 
-class CudaCharRNN:
-    """A CharRNN whose parameters, gradients and optimizer state live on the GPU."""
+class CudaCharRNN(ModelFront):
+    """A CharRNN whose parameters, gradients and optimizer state live on the GPU: the same
+    front (charrnn.front.ModelFront), its own engine hooks."""
 
     device = "cuda"
 
@@ -185,49 +175,20 @@ class CudaCharRNN:
     def named_gradients(self):
         return self.layout.views(self.grad.copy_to_host())
 
-    def load_named_parameters(self, named):
-        """Copy {name: array} in; names and shapes must match (as CharRNN's)."""
+    def _write_parameters(self, values):
         host = self.flat.copy_to_host()
-        views = self.layout.views(host)
-        missing, extra = set(views) - set(named), set(named) - set(views)
-        if missing or extra:
-            raise ValueError(f"parameter names differ: missing {sorted(missing)}, "
-                             f"unexpected {sorted(extra)}")
-        for name, p in views.items():
-            value = np.asarray(named[name])
-            if value.shape != p.shape:
-                raise ValueError(f"{name}: shape {value.shape}, expected {p.shape}")
-            p[...] = value
+        for name, p in self.layout.views(host).items():
+            p[...] = values[name]
         self.flat.copy_to_device(host)
 
-    # --- state ----------------------------------------------------------------------------
-    def initial_state(self, batch_size):
-        """Zeros on the host, in PyTorch's layout (as CharRNN's); any state may be passed in
-        as host or device arrays."""
-        shape = (self.config.num_layers, batch_size, self.config.hidden_size)
-        h = np.zeros(shape, self.dtype)
-        return (h, h.copy()) if self.config.cell == "lstm" else h
-
-    def _split_state(self, state, B):
-        """(h, c) device arrays of shape (L, B, H) (c (L, B, 0) for GRU and RNN)."""
-        shape = (self.config.num_layers, B, self.config.hidden_size)
-        if state is None:
-            state = self.initial_state(B)
-        lstm = self.config.cell == "lstm"
-        h, c = state if lstm else (state, np.zeros(shape[:2] + (0,), self.dtype))
-        if np.shape(h) != shape or (lstm and np.shape(c) != shape):
-            raise ValueError(f"state must be {'(h, c), each ' if lstm else ''}of shape {shape}")
-        return self._on_device(h), self._on_device(c)
-
-    def _on_device(self, a):
+    # --- state (ModelFront; any state may be passed in as host or device arrays) -----------
+    def _state_array(self, a):
+        """a as a device array of the model's dtype."""
         if is_device_array(a):
             if a.dtype != self.dtype:
                 raise ValueError(f"state is {a.dtype} on the device, the model {self.dtype}")
             return a
         return cuda.to_device(np.ascontiguousarray(a, dtype=self.dtype))
-
-    def _pack_state(self, h, c):
-        return (h, c) if self.config.cell == "lstm" else h
 
     @property
     def state_grad(self):
@@ -236,19 +197,9 @@ class CudaCharRNN:
             return None
         return self._pack_state(*(a.copy_to_host() for a in self._state_grad))
 
-    # --- training forward and backward ------------------------------------------------------
-    def loss_and_grad(self, inputs, targets, state=None):
-        """Mean cross-entropy (nats) and the final state (device arrays), as CharRNN's; fills
-        the gradient and sets grad_norm, the gradient's pre-clip L2 norm, fetched with the
-        loss in one transfer."""
-        return self._run(inputs, targets, state, train=True)
-
-    def loss(self, inputs, targets, state=None):
-        """Mean cross-entropy without gradients or dropout (evaluation)."""
-        return self._run(inputs, targets, state, train=False)
-
+    # --- training forward and backward (ModelFront.loss_and_grad also sets grad_norm, the
+    # gradient's pre-clip L2 norm, fetched with the loss in one transfer) -------------------
     def _run(self, inputs, targets, state, train):
-        inputs, targets = CharRNN._check_batch(self, inputs, targets)  # reads only config
         B, T = inputs.shape
         h0, c0 = self._split_state(state, B)
         if (B, T) not in self._passes:

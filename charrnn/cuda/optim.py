@@ -141,11 +141,8 @@ class Adagrad(_DeviceState, cpu.Adagrad):
         _adagrad[grid1(p.shape[0])](p, g, s, lr, self.dtype.type(self.hyper["eps"]))
 
 
-OPTIMIZERS = {"adam": Adam, "rmsprop": RMSprop, "sgd": SGD, "adagrad": Adagrad}
-
-
 def make_optimizer(name, size, dtype, **hyper):
-    """As optim.make_optimizer; the state arrays live on the device (optimizer.state)."""
-    if name not in OPTIMIZERS:
-        raise UsageError(f"unknown optimizer {name!r}; choose one of {', '.join(OPTIMIZERS)}")
-    return OPTIMIZERS[name](size, dtype, **hyper)
+    """As optim.make_optimizer, the named rule's device twin (its state on the GPU)."""
+    rule = cpu.optimizer_class(name)
+    twin = next(t for t in _DeviceState.__subclasses__() if issubclass(t, rule))
+    return twin(size, dtype, **hyper)

@@ -1,9 +1,11 @@
-"""numba.cuda twins of the CPU kernels in charrnn.kernels, imported only when a CUDA device is
-asked for (``import charrnn`` never imports numba.cuda).
+"""numba.cuda twins of the CPU engine, imported only through charrnn.devices when a CUDA device
+is asked for (``import charrnn`` never imports numba.cuda; tests/test_cuda_device.py checks).
 
-Each module mirrors its CPU counterpart: the same function names and the same argument order,
-with device arrays in place of NumPy arrays (made with ``numba.cuda.to_device`` or
-``device_array``). The CPU kernels are the reference the tests hold these to. Where the CPU
+Each module is the twin of a CPU room (kernels' common, blas, recurrence, lstm, gru, rnn and
+sampling; model; optim), taking device arrays (``numba.cuda.to_device`` or ``device_array``)
+where the CPU takes NumPy arrays; names and arguments follow the CPU's except where a launch
+needs more (per-step views, ``out=``), as each docstring says. The CPU kernels are the
+reference the tests hold these to. Where the CPU
 kernel returns a scalar (a loss, a norm), the twin can leave it on the device instead (``out=``),
 so a training step moves one batch of ids in and one pair of numbers (loss, gradient norm) out.
 
@@ -23,7 +25,7 @@ E embedding, L layers, N = T*B rows.
 """
 import os
 
-from numba import cuda  # noqa: F401  (the one place this package's numba.cuda import happens)
+from numba import cuda  # noqa: F401  (fails here, at the package, where numba.cuda is absent)
 
 MAX_TILE = 32  # shared-memory tiles are allocated at this size; TILE may be smaller
 

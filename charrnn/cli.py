@@ -59,6 +59,22 @@ def cli(debug):
     """Train character-level RNN, LSTM and GRU language models, and sample from them."""
 
 
+def device_option(verb):
+    """--device, shared by the commands that run a model."""
+    return click.option("--device", type=click.Choice(DEVICES), default="cpu",
+                        show_default=True,
+                        help=f"{verb} on the CPU, or on an NVIDIA GPU (cuda; needs "
+                             "charrnn[cuda]); auto picks cuda when a GPU can be used.")
+
+
+quiet_option = click.option("--quiet", "-q", is_flag=True, help="No progress bar or messages.")
+
+
+def json_option(what):
+    """--json, shared by the commands that print figures."""
+    return click.option("--json", "as_json", is_flag=True, help=f"Print {what} as JSON.")
+
+
 _MODEL_OPTIONS = {"cell": "cell", "layers": "num_layers", "hidden": "hidden_size",
                   "embed_dim": "embed_dim", "dropout": "dropout", "nonlinearity": "nonlinearity"}
 _TRAIN_OPTIONS = {"seq_len", "batch_size", "optimizer", "lr", "lr_schedule", "warmup",
@@ -111,10 +127,8 @@ _TRAIN_OPTIONS = {"seq_len", "batch_size", "optimizer", "lr", "lr_schedule", "wa
 @click.option("--seed", type=int, default=_T.seed, show_default=True,
               help="Seed for initialisation and dropout.")
 @click.option("--threads", type=int, default=None, help="Threads to use [default: all cores].")
-@click.option("--device", type=click.Choice(DEVICES), default="cpu", show_default=True,
-              help="Train on the CPU, or on an NVIDIA GPU (cuda; needs charrnn[cuda]); auto "
-                   "picks cuda when a GPU can be used.")
-@click.option("--quiet", "-q", is_flag=True, help="No progress bar or messages.")
+@device_option("Train")
+@quiet_option
 @click.option("--encoding", default=None,
               help="Text encoding of a corpus file [default: utf-8; with --resume, the run's].")
 @click.option("--errors", type=click.Choice(["strict", "replace", "ignore"]), default=None,
@@ -165,9 +179,7 @@ def train(ctx, corpus, out, resume, overwrite, quiet, encoding, errors, as_bytes
               help="Print characters as they come [default: on a terminal].")
 @click.option("--unknown", type=click.Choice(["error", "skip"]), default="error",
               show_default=True, help="What to do with prime characters the model never saw.")
-@click.option("--device", type=click.Choice(DEVICES), default="cpu", show_default=True,
-              help="Sample on the CPU, or on an NVIDIA GPU (cuda; needs charrnn[cuda]); auto "
-                   "picks cuda when a GPU can be used.")
+@device_option("Sample")
 def sample(target, length, prime, prime_file, temperature, top_k, top_p, seed, stream, unknown,
            device):
     """Generate text from TARGET: a checkpoint or run directory [default: the newest run]."""
@@ -191,7 +203,7 @@ def sample(target, length, prime, prime_file, temperature, top_k, top_p, seed, s
 @cli.command("eval")
 @click.argument("target")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False))
-@click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON.")
+@json_option("the figures")
 def evaluate(target, file, as_json):
     """Loss of the model in TARGET (checkpoint or run directory) on a text FILE."""
     from .checkpoint import load_model, resolve
@@ -217,7 +229,7 @@ def evaluate(target, file, as_json):
 
 @cli.command()
 @click.argument("target", required=False)
-@click.option("--json", "as_json", is_flag=True, help="Print the information as JSON.")
+@json_option("the information")
 def info(target, as_json):
     """Describe a checkpoint or run directory [default: the newest run]."""
     from .checkpoint import read_meta, resolve
@@ -320,7 +332,7 @@ def corpus():
 
 
 @corpus.command("list")
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object per corpus.")
+@json_option("one object per corpus")
 def corpus_list(as_json):
     """List the catalog: size, whether downloaded, how it is verified, licence."""
     from .cache import cache_dir
@@ -344,7 +356,7 @@ def corpus_list(as_json):
 @click.argument("name")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), default=None,
               help="Also write the text to this file.")
-@click.option("--quiet", "-q", is_flag=True, help="No progress bar or messages.")
+@quiet_option
 def corpus_get(name, output, quiet):
     """Download corpus NAME into the cache, verify its SHA-256, unpack it; print its path."""
     from .corpora import get

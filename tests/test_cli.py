@@ -6,7 +6,7 @@ from click.testing import CliRunner
 
 from charrnn import __version__
 from charrnn.cli import cli
-from test_train import write_corpus
+from helpers import write_corpus
 
 TINY = ["--hidden", "12", "--layers", "1", "--batch-size", "4", "--seq-len", "8",
         "--eval-every", "10", "--quiet"]

@@ -8,7 +8,7 @@ from charrnn import CharRNN, ModelConfig
 from charrnn import model as cpu_model
 from charrnn.sampling import Sampler
 from charrnn.vocab import Vocab
-from conftest import ARCHS, arch_id, random_batch, random_state
+from helpers import ARCHS, arch_id, random_batch, random_state
 from cuda_support import TOL, skip_without_cuda, tiny_blocks  # noqa: F401
 from reference import loss as reference_loss
 

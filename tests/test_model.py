@@ -5,7 +5,7 @@ import pytest
 
 from charrnn import threadpool
 from charrnn.threadpool import set_threads
-from conftest import make_model, random_batch, random_state
+from helpers import make_model, random_batch, random_state
 from reference import loss as reference_loss
 
 B, T = 3, 5

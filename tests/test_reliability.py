@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from charrnn import CharRNN, ModelConfig, Vocab, checkpoint, train
 from charrnn.cli import cli
 from charrnn.errors import CharRNNError, CheckpointError, UsageError
-from test_train import CONFIG, MODEL, params, write_corpus
+from helpers import CONFIG, MODEL, params, write_corpus
 
 TINY = ["--hidden", "8", "--layers", "1", "--batch-size", "4", "--seq-len", "8", "--quiet"]
 

@@ -12,7 +12,7 @@ from charrnn.kernels import packed
 from charrnn.kernels.sampling import rank
 from charrnn.sampling import Sampler
 from charrnn.vocab import Vocab
-from conftest import make_model
+from helpers import make_model
 
 VOCAB = Vocab("ab\ncd")  # V = 5; "\n" (id 2) is the start character for an empty prime
 START = 2

@@ -3,7 +3,7 @@ evaluation forward, and the gradient of chosen positions' losses with respect to
 state (gradient flow through time), in float64 against the naive reference."""
 import numpy as np
 
-from conftest import make_model, random_batch, random_state
+from helpers import make_model, random_batch, random_state
 from reference import loss as reference_loss
 
 

@@ -11,27 +11,11 @@ import pytest
 from charrnn import checkpoint, train
 from charrnn.errors import UsageError
 from charrnn.train import TrainingDiverged
-
-MODEL = dict(cell="lstm", hidden_size=12, num_layers=2, dropout=0.1)
-CONFIG = dict(seq_len=8, batch_size=4, eval_every=25, val_frac=0.1, lr=5e-3)
-
-
-def write_corpus(path, n=6000, seed=0):
-    """A small text with learnable structure (repeated words, unicode included)."""
-    rng = np.random.default_rng(seed)
-    words = ["the ", "cat ", "sat ", "on ", "mat. ", "héllo ", "wörld ", "日本 ", "🙂 ", "\n"]
-    path.write_text("".join(rng.choice(words, size=n // 4)), encoding="utf-8")
-    return path
-
+from helpers import CONFIG, MODEL, params, write_corpus
 
 @pytest.fixture
 def corpus(tmp_path):
     return write_corpus(tmp_path / "corpus.txt")
-
-
-def params(path):
-    model, _, _, _ = checkpoint.load_model(path)
-    return model.flat.copy()
 
 
 def test_train_writes_checkpoints_and_metrics_and_learns(corpus, tmp_path):

@@ -1,0 +1,53 @@
+"""Helpers shared by the test modules (fixtures live in conftest.py): the engine tests' tiny
+models and batches, and the training tests' tiny corpus and settings."""
+import numpy as np
+
+from charrnn import CharRNN, ModelConfig, checkpoint
+
+# The architectures every engine test runs over: each cell, 1 and 2 layers, one-hot and embedding.
+ARCHS = [
+    dict(cell=cell, num_layers=layers, embed_dim=embed, nonlinearity=nl)
+    for cell, nl in (("lstm", "tanh"), ("gru", "tanh"), ("rnn", "tanh"), ("rnn", "relu"))
+    for layers in (1, 2)
+    for embed in (None, 3)
+]
+
+
+def arch_id(a):
+    return f"{a['cell']}-{a['nonlinearity']}-L{a['num_layers']}-E{a['embed_dim']}"
+
+
+def make_model(arch, dropout=0.0, V=5, H=4, dtype=np.float64, seed=0):
+    cfg = ModelConfig(vocab_size=V, hidden_size=H, dropout=dropout, **arch)
+    return CharRNN(cfg, dtype=dtype, seed=seed)
+
+
+def random_batch(V, B, T, seed=0):
+    rng = np.random.default_rng(seed)
+    data = rng.integers(0, V, size=(B, T + 1))
+    return data[:, :-1], data[:, 1:]
+
+
+def random_state(model, B, seed=0):
+    rng = np.random.default_rng(seed)
+    state = model.initial_state(B)
+    if isinstance(state, tuple):
+        return tuple(rng.uniform(-0.5, 0.5, s.shape) for s in state)
+    return rng.uniform(-0.5, 0.5, state.shape)
+
+
+MODEL = dict(cell="lstm", hidden_size=12, num_layers=2, dropout=0.1)
+CONFIG = dict(seq_len=8, batch_size=4, eval_every=25, val_frac=0.1, lr=5e-3)
+
+
+def write_corpus(path, n=6000, seed=0):
+    """A small text with learnable structure (repeated words, unicode included)."""
+    rng = np.random.default_rng(seed)
+    words = ["the ", "cat ", "sat ", "on ", "mat. ", "héllo ", "wörld ", "日本 ", "🙂 ", "\n"]
+    path.write_text("".join(rng.choice(words, size=n // 4)), encoding="utf-8")
+    return path
+
+
+def params(path):
+    model, _, _, _ = checkpoint.load_model(path)
+    return model.flat.copy()

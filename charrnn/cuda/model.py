@@ -6,7 +6,8 @@ What the trainer and checkpoints use reads the same as CharRNN: the shared front
 config, dtype, layout, rng, `flat` / `grad` (device arrays), named_parameters() /
 named_gradients() and state_grad (host copies), clip_gradients(), make_optimizer(). A
 training step copies one (2, T*B) block of ids in and one pair of float64s (the loss and the
-gradient norm) out; the carried hidden state stays on the device between chunks (the returned states are device arrays; np.asarray copies them out).
+gradient norm) out; the carried hidden state stays on the device between chunks (the returned
+states are device arrays; np.asarray copies them out).
 
 The batch is not sharded (the GPU is one device). Dropout masks are drawn on the device from
 a key the host generator supplies per layer and batch (charrnn.cuda.random), so a seeded GPU

@@ -1,14 +1,24 @@
-"""charrnn: character-level RNN, LSTM and GRU language models with fused Numba kernels."""
+"""charrnn: character-level RNN, LSTM and GRU language models with fused Numba kernels.
+
+The public names load on first use, so that `charrnn --help` and the CLI's light commands do
+not import Numba and compile nothing."""
 __version__ = "0.1.0"
 
-from .checkpoint import load_model  # noqa: E402
-from .config import ModelConfig, TrainConfig  # noqa: E402
-from .devices import load_sampler  # noqa: E402
-from .errors import CharRNNError  # noqa: E402
-from .model import CharRNN  # noqa: E402
-from .sampling import Sampler  # noqa: E402
-from .train import train  # noqa: E402
-from .vocab import Vocab  # noqa: E402
+_PUBLIC = {"CharRNN": "model", "CharRNNError": "errors", "ModelConfig": "config",
+           "Sampler": "sampling", "TrainConfig": "config", "Vocab": "vocab",
+           "load_model": "checkpoint", "load_sampler": "devices", "train": "training"}
+__all__ = sorted(_PUBLIC) + ["__version__"]
 
-__all__ = ["CharRNN", "CharRNNError", "ModelConfig", "Sampler", "TrainConfig", "Vocab",
-           "load_model", "load_sampler", "train", "__version__"]
+
+def __getattr__(name):
+    if name not in _PUBLIC:
+        raise AttributeError(f"module 'charrnn' has no attribute {name!r}")
+    from importlib import import_module
+
+    value = getattr(import_module(f".{_PUBLIC[name]}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return __all__

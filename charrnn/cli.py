@@ -141,7 +141,7 @@ def train(ctx, corpus, out, resume, overwrite, quiet, encoding, errors, as_bytes
           **options):
     """Train a model on CORPUS: a text file, a catalog corpus fetched with `charrnn corpus get`
     (see `charrnn corpus list`), or the built-in python-stdlib."""
-    from .train import train as run_training
+    from .training import train as run_training
 
     given = {k for k in options
              if ctx.get_parameter_source(k) in (ParameterSource.COMMANDLINE,
@@ -208,7 +208,7 @@ def evaluate(target, file, as_json):
     """Loss of the model in TARGET (checkpoint or run directory) on a text FILE."""
     from .checkpoint import load_model, resolve
     from .data import read_corpus
-    from .train import evaluate_text
+    from .training import evaluate_text
 
     model, vocab, _, _ = load_model(resolve(target))
     _, text = read_corpus(file)

@@ -304,7 +304,7 @@ class CharRNN(ModelFront):
         """An optimizer for this model's flat buffer (optim.make_optimizer)."""
         return optim.make_optimizer(name, self.layout.size, self.dtype, **hyper)
 
-    # --- one step, for sampling ---------------------------------------------------------------
+    # --- one step in Python: a readable reference for the compiled sampler (kernels.sampling) --
     def step(self, ids, state=None):
         """One character per row: ids (B,) and state -> logits (B, V) and the next state."""
         cfg, P = self.config, self.params

@@ -106,3 +106,15 @@ def test_errors_are_one_line_without_traceback(tmp_path, args, message):
     assert result.exit_code != 0
     assert message in result.output
     assert "Traceback" not in result.output
+
+
+def test_the_cli_starts_without_numba_and_the_public_names_resolve():
+    """charrnn's names load on first use: the CLI's light commands import no Numba, and
+    charrnn.train is the function even once the training module is imported."""
+    import subprocess
+    import sys
+
+    code = ("import sys, charrnn.cli; assert 'numba' not in sys.modules, 'numba imported'; "
+            "import charrnn.training; from charrnn import train, Sampler, load_sampler; "
+            "assert callable(train) and train.__module__ == 'charrnn.training'")
+    subprocess.run([sys.executable, "-c", code], check=True)

@@ -77,7 +77,7 @@ def test_cli_device_errors_are_one_line(monkeypatch, tmp_path):
 
 
 def test_importing_charrnn_never_imports_numba_cuda():
-    code = ("import sys, charrnn, charrnn.cli, charrnn.train, charrnn.sampling, charrnn.devices;"
+    code = ("import sys, charrnn, charrnn.cli, charrnn.training, charrnn.sampling, charrnn.devices;"
             "bad = [m for m in sys.modules if m.startswith(('numba.cuda', 'numba_cuda', "
             "'charrnn.cuda'))]; assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -10,7 +10,7 @@ import pytest
 
 from charrnn import checkpoint, train
 from charrnn.errors import UsageError
-from charrnn.train import TrainingDiverged
+from charrnn.training import TrainingDiverged
 from helpers import CONFIG, MODEL, params, write_corpus
 
 @pytest.fixture

@@ -61,12 +61,9 @@ def to_device(model, device):
 def load_sampler(target=None, device="cpu", runs_dir="runs"):
     """A Sampler (CPU) or charrnn.cuda.sampling.CudaSampler (device "cuda", or "auto" with a
     GPU) for a checkpoint file or run directory (None: the newest run under runs_dir)."""
-    from .sampling import Sampler
-
     device = check_device(device)
-    sampler = Sampler.load(target, runs_dir)
     if device == "cuda":
-        from .cuda.sampling import CudaSampler
-
-        return CudaSampler(sampler.model, sampler.vocab)
-    return sampler
+        from .cuda.sampling import CudaSampler as engine
+    else:
+        from .sampling import Sampler as engine
+    return engine.load(target, runs_dir)

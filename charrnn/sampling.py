@@ -39,8 +39,10 @@ def check_settings(n, temperature, top_k, top_p, seed):
         raise UsageError(f"seed must be an integer >= 0 or None (fresh randomness), got {seed!r}")
 
 
-class Sampler:
-    """Generates text from, and scores text under, a CharRNN with its Vocab.
+class SamplerFront:
+    """What the CPU Sampler and the GPU's CudaSampler share: the vocabulary, the start
+    character, the weights' offsets and the public calls; each engine implements _run
+    (check, prime, then more(T) -> (B, T) ids) and log_prob.
 
     Generation starts from the zero state. A prime is fed first (teacher forced) and is not
     part of the returned text. With an empty prime the model is fed a start character: "\\n"
@@ -60,12 +62,11 @@ class Sampler:
                                     offs["decoder.bias"]], np.int64)
         self._start = int(vocab.encode("\n")[0]) if "\n" in vocab else 0
         self._cell = cell_id(cfg)
-        threads()  # pins BLAS to one thread: its threading only slows these small products
 
     @classmethod
     def load(cls, target=None, runs_dir="runs"):
-        """From a checkpoint file or run directory (None: the newest run under runs_dir). For
-        a GPU sampler, charrnn.devices.load_sampler."""
+        """From a checkpoint file or run directory (None: the newest run under runs_dir).
+        charrnn.load_sampler picks the engine by device."""
         model, vocab, _, _ = load_model(resolve(target, runs_dir))
         return cls(model, vocab)
 
@@ -95,6 +96,16 @@ class Sampler:
         more = self._run(1, n, prime, temperature, top_k, top_p, seed, unknown)
         return (self.vocab.decode(more(min(chunk_size, n - t))[0])
                 for t in range(0, n, chunk_size))
+
+
+
+class Sampler(SamplerFront):
+    """Generates text from, and scores text under, a CharRNN with its Vocab, on the CPU (for
+    either engine: charrnn.load_sampler)."""
+
+    def __init__(self, model, vocab):
+        super().__init__(model, vocab)
+        threads()  # pins BLAS to one thread: its threading only slows these small products
 
     def log_prob(self, text, unknown="error"):
         """(total log probability of text in nats, per_char (T,) float64): per_char[t] is

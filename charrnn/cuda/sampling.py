@@ -14,7 +14,7 @@ import math
 import numpy as np
 from numba import cuda
 
-from ..sampling import Sampler, check_settings
+from ..sampling import SamplerFront, check_settings
 from . import grid1
 from .common import embedding_forward, linear_forward, onehot_forward
 from .model import is_device_array
@@ -214,8 +214,9 @@ def force(cell, weights, buf, text, logp):
         _set_ids[grid1(B)](buf.ids, text, t)
 
 
-class CudaSampler(Sampler):
-    """A Sampler whose generation and scoring run on the GPU (Sampler.load(device="cuda")).
+class CudaSampler(SamplerFront):
+    """A Sampler whose generation and scoring run on the GPU (charrnn.load_sampler(target,
+    device="cuda")).
 
     The parameters are copied to the device once. Settings, checks and results are the
     Sampler's; seeded texts differ from the CPU's (another random stream), greedy ones agree."""

@@ -15,6 +15,10 @@ from . import kernel
 
 ensure_blas()  # a clear error if SciPy (which provides the BLAS) is missing
 
+# BLAS's char flags as the integers ord() gives: ord() in compiled code compiles Numba's unicode
+# machinery into every product.
+_S, _D, _T, _N = (ord(c) for c in "sdTN")
+
 
 def _xxgemm_signature(dtype):
     ptr = types.CPointer(dtype)
@@ -39,9 +43,9 @@ def _xxgemv(trans, m, n, alpha, a, lda, x, beta, y):
 @overload(_xxgemv)
 def _xxgemv_impl(trans, m, n, alpha, a, lda, x, beta, y):
     if y.dtype == types.float32:
-        fn, kind = _sgemv, ord("s")
+        fn, kind = _sgemv, _S
     elif y.dtype == types.float64:
-        fn, kind = _dgemv, ord("d")
+        fn, kind = _dgemv, _D
     else:
         return None
 
@@ -61,9 +65,9 @@ def _xxgemm(transa, transb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc):
 @overload(_xxgemm)
 def _xxgemm_impl(transa, transb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc):
     if c.dtype == types.float32:
-        fn, kind = _sgemm, ord("s")
+        fn, kind = _sgemm, _S
     elif c.dtype == types.float64:
-        fn, kind = _dgemm, ord("d")
+        fn, kind = _dgemm, _D
     else:
         return None
 
@@ -88,14 +92,14 @@ def gemm(trans_a, trans_b, alpha, a, b, beta, c):
     item = c.itemsize
     if a.strides[1] != item or b.strides[1] != item or c.strides[1] != item:
         raise ValueError("gemm: rows must be contiguous")
-    al = np.full(1, alpha, c.dtype)
-    be = np.full(1, beta, c.dtype)
+    al, be = np.empty(1, c.dtype), np.empty(1, c.dtype)  # BLAS takes alpha and beta by pointer
+    al[0], be[0] = alpha, beta
     if m == 1 and k > 0 and not trans_a:  # one row: gemv, much faster than gemm at B = 1
         # c[0] = op(b).T @ a[0]; row-major b is column-major b.T, so the flag flips.
-        _xxgemv(ord("T") if trans_b else ord("N"), b.shape[1], b.shape[0], al, b,
+        _xxgemv(_T if trans_b else _N, b.shape[1], b.shape[0], al, b,
                 max(b.strides[0] // item, 1), a, be, c)
         return
     # Row-major C = op(A) op(B) is column-major C^T = op(B)^T op(A)^T: swap the operands.
-    _xxgemm(ord("T") if trans_b else ord("N"), ord("T") if trans_a else ord("N"), n, m, k,
+    _xxgemm(_T if trans_b else _N, _T if trans_a else _N, n, m, k,
             al, b, max(b.strides[0] // item, 1), a, max(a.strides[0] // item, 1),
             be, c, max(c.strides[0] // item, 1))

@@ -163,7 +163,7 @@ def softmax_cross_entropy(logits, targets, scale, with_grad):
     total = 0.0
     for n in range(logits.shape[0]):
         row = logits[n]
-        mx = row.max()
+        mx = row_max(row)
         picked = row[targets[n]]
         if with_grad:
             for v in range(row.shape[0]):
@@ -179,6 +179,17 @@ def softmax_cross_entropy(logits, targets, scale, with_grad):
                 z += exp(row[v] - mx)
         total += math.log(z) + mx - picked
     return total
+
+
+@kernel
+def row_max(x):
+    """x.max() for x (M,), M >= 1, as a loop: NumPy's max compiles its empty-array error and a
+    generic reduction into every caller (a second of the first compile)."""
+    mx = x[0]
+    for m in range(1, x.shape[0]):
+        if x[m] > mx:
+            mx = x[m]
+    return mx
 
 
 @kernel(reassociate=True)

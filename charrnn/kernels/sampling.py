@@ -16,7 +16,7 @@ import numpy as np
 from numba.extending import overload
 
 from . import assign, borrow, kernel, packed
-from .common import embedding_forward, exp, linear_forward, row_sum
+from .common import embedding_forward, exp, linear_forward, row_max, row_sum
 from .recurrence import step
 
 
@@ -78,7 +78,7 @@ def pick(row, p, order, rng, temperature, top_k, top_p):
     V = row.shape[0]
     if temperature == 0.0:
         return np.argmax(row)
-    mx = row.max()
+    mx = row_max(row)
     for v in range(V):
         p[v] = exp(row.dtype.type((row[v] - mx) / temperature))  # in the model's precision
     keep = V if top_k == 0 else min(top_k, V)
@@ -157,7 +157,7 @@ def loop(cell):
             if t < T:
                 if score:
                     row = logits[0]
-                    mx = row.max()
+                    mx = row_max(row)
                     z = 0.0
                     for v in range(row.shape[0]):
                         z += math.exp(row[v] - mx)

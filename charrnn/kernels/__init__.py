@@ -24,12 +24,15 @@ def kernel(fn=None, *, reassociate=False):
     """@njit as every kernel here uses it: cached on disk, releasing the GIL (so batch shards
     run in parallel threads), NumPy's error model (no zero-division branch blocking SIMD) and
     fused multiply-add. reassociate (for sums only): the compiler may reorder the additions,
-    so that a running sum vectorises; still the same order, and result, on every run."""
+    so that a running sum vectorises; still the same order, and result, on every run. A
+    damaged cache entry is compiled again (kernels.diskcache)."""
     from numba import njit
+
+    from .diskcache import make_safe
 
     flags = {"contract", "reassoc"} if reassociate else {"contract"}
     compile = njit(cache=True, nogil=True, error_model="numpy", fastmath=flags)
-    return compile if fn is None else compile(fn)
+    return (lambda f: make_safe(compile(f))) if fn is None else make_safe(compile(fn))
 
 
 def _make_borrow():

@@ -1,0 +1,52 @@
+"""Numba's disk cache, made safe against damaged files.
+
+Numba keeps each kernel's compiled code in an index file (.nbi) and data files (.nbc) under the
+cache directory: ``$NUMBA_CACHE_DIR`` when set, else ``__pycache__`` beside charrnn's sources,
+else, when that is not writable (a read-only install), a user-wide directory
+(``~/.cache/numba`` on Linux). A stale entry (charrnn's source changed, or another Numba) is
+already recompiled by Numba; a damaged one (a truncated write, a disk error, garbage) makes it
+raise while unpickling. Here any entry that cannot be read is treated as missing: the kernel is
+compiled again and the entry rewritten.
+"""
+from numba.core.caching import FunctionCache, IndexDataCacheFile
+
+
+class _CacheFile(IndexDataCacheFile):
+    def _load_index(self):
+        try:
+            return super()._load_index()
+        except Exception:  # damaged: an empty index, rewritten whole by the next save
+            return {}
+
+    def _load_data(self, name):
+        try:
+            return super()._load_data(name)
+        except Exception as e:  # load() reads an OSError as "no entry"
+            raise OSError(f"damaged cache entry {name}") from e
+
+
+class SafeCache(FunctionCache):
+    """FunctionCache whose unreadable entries count as missing."""
+
+    def __init__(self, py_func):
+        super().__init__(py_func)
+        old = self._cache_file
+        self._cache_file = _CacheFile(old._cache_path, old._index_name[: -len(".nbi")],
+                                      old._source_stamp)
+
+    def _load_overload(self, sig, target_context):
+        try:
+            return super()._load_overload(sig, target_context)
+        except Exception:  # data that unpickles but cannot be rebuilt into code
+            return None
+
+
+def make_safe(dispatcher):
+    """Give an @njit(cache=True) dispatcher the safe cache; returns it."""
+    dispatcher._cache = SafeCache(dispatcher.py_func)
+    return dispatcher
+
+
+def cache_path(dispatcher):
+    """The directory where this dispatcher's compiled code is cached."""
+    return dispatcher._cache.cache_path

@@ -82,6 +82,13 @@ _TRAIN_OPTIONS = {"seq_len", "batch_size", "optimizer", "lr", "lr_schedule", "wa
                   "seed", "threads"}
 
 
+def _compiling(model, what):
+    """A context that says, on stderr, when kernels compile in it (charrnn.compiling)."""
+    from .compiling import Compiling, describe
+
+    return Compiling(f"{describe(model)} {what}", lambda line: click.echo(line, err=True))
+
+
 @cli.command()
 @click.argument("corpus")
 @click.option("--cell", type=click.Choice(CELLS), default=None,
@@ -189,6 +196,8 @@ def sample(target, length, prime, prime_file, temperature, top_k, top_p, seed, s
         with open(prime_file, encoding="utf-8") as f:
             prime = f.read()
     sampler = load_sampler(target, device=device)
+    with _compiling(sampler.model, "sampling"):
+        sampler.sample(1, seed=0)  # now, so that a compile is said and timed before the text
     options = dict(prime=prime, temperature=temperature, top_k=top_k, top_p=top_p, seed=seed,
                    unknown=unknown)
     if stream is None:
@@ -200,18 +209,53 @@ def sample(target, length, prime, prime_file, temperature, top_k, top_p, seed, s
     click.echo()
 
 
+@cli.command()
+@click.option("--cell", "cells", type=click.Choice(CELLS + ("all",)), multiple=True,
+              help="Cell to compile for; repeatable, or all [default: gru, the default].")
+@click.option("--layers", type=click.IntRange(min=1), default=2, show_default=True,
+              help="Stacked layers (2 covers any deeper model: layers above the first share "
+                   "their kernels).")
+@click.option("--hidden", type=click.IntRange(min=1), default=_M.hidden_size, show_default=True,
+              help="Hidden size: it decides which products take the packed kernel.")
+@click.option("--embed-dim", type=click.IntRange(min=1), default=None,
+              help="Embedding size [default: one-hot input].")
+@click.option("--vocab-size", type=click.IntRange(min=2), default=100, show_default=True,
+              help="Vocabulary size (on AVX-512 machines it decides whether the decoder is "
+                   "packed).")
+@click.option("--dtype", type=click.Choice(["float32", "float64"]), default="float32",
+              show_default=True, help="Parameter precision.")
+@quiet_option
+def warmup(cells, layers, hidden, embed_dim, vocab_size, dtype, quiet):
+    """Compile the kernels for training, evaluating and sampling ahead of time, into Numba's
+    disk cache: for images and clusters, whose runs then start warm (share the cache
+    directory, e.g. with NUMBA_CACHE_DIR)."""
+    from .compiling import cache_dir, warm_up
+
+    cells = CELLS if "all" in cells else (cells or ("gru",))
+    models = [dict(cell=cell, nonlinearity=nl, num_layers=layers, hidden_size=hidden,
+                   embed_dim=embed_dim, vocab_size=vocab_size)
+              for cell in cells for nl in (NONLINEARITIES if cell == "rnn" else ("tanh",))]
+    say = (lambda line: None) if quiet else (lambda line: click.echo(line, err=True))
+    if not warm_up(models, dtype, say):
+        say(f"nothing to compile: the kernels are already cached in {cache_dir()}")
+
+
 @cli.command("eval")
 @click.argument("target")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False))
 @json_option("the figures")
 def evaluate(target, file, as_json):
     """Loss of the model in TARGET (checkpoint or run directory) on a text FILE."""
+    import numpy as np
+
     from .checkpoint import load_model, resolve
     from .data import read_corpus
     from .training import evaluate_text
 
     model, vocab, _, _ = load_model(resolve(target))
     _, text = read_corpus(file)
+    with _compiling(model, "evaluation"):
+        model.loss(np.zeros((2, 2), np.int64), np.zeros((2, 2), np.int64))
     unknown = sum(vocab.unknown_chars(text).values())
     loss = evaluate_text(model, vocab.encode(text, unknown="skip"), EVAL_BATCH,
                          EVAL_SEQ_LEN)

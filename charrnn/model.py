@@ -257,6 +257,24 @@ class CharRNN(ModelFront):
         return sum(totals) / (B * T), self._pack_state(
             *(np.concatenate(parts, axis=1) for parts in zip(*final)))
 
+    def precompile(self, forward=True, backward=True):
+        """Run the kernels of a training step's forward and/or backward once on a (2, 2) batch
+        of zeros, so that they compile now (or load from Numba's disk cache). Parameters,
+        gradients and random streams are left as they were. Backward alone needs no forward
+        first: kernels compile by their arguments' types, and zeros have them
+        (charrnn.compiling runs the two halves in two processes)."""
+        cfg = self.config
+        shard, zeros = _Pass(cfg, 2, 2, self.dtype), np.zeros((2, 2), np.int64)
+        W = self._product_weights(True)
+        if forward:
+            h0, c0 = self._split_state(None, 2)
+            shard.forward(self.params, W, zeros, zeros, h0, c0, True, 0.25, False)
+        if backward:
+            shard.train = cfg.dropout > 0  # dropout's backward kernel too
+            shard.top = (shard.dropped[-1] if shard.train
+                         else shard.hs[-1][1:].reshape(shard.N, -1))  # as forward leaves it
+            shard.backward(self.params, W, self.layout.views(np.zeros_like(self.grad)))
+
     def _product_weights(self, train):
         """{weight name: (forward operand, backward operand)} for the matrix products: in
         float32, each packed into panels once per call (kernels.packed; every step and shard

@@ -1,5 +1,6 @@
 """The training loop: B streams in corpus order, truncated BPTT, evaluation, checkpoints,
 a progress bar and a metrics log. Python drives; each step is a few compiled calls."""
+import contextlib
 import json
 import math
 import os
@@ -13,6 +14,7 @@ import numpy as np
 from tqdm import tqdm
 
 from . import checkpoint
+from .compiling import Compiling, describe
 from .config import ModelConfig, TrainConfig, default_model
 from .data import BatchStream, corpus_name, iter_eval_batches, load_corpus, split_train_val
 from .devices import check_device, to_device
@@ -186,15 +188,21 @@ class Trainer:
         set_threads(cfg.threads)
         last, best = os.path.join(out, "last.ckpt"), os.path.join(out, "best.ckpt")
         stop = _SignalFlag()
-        bar = _Progress(cfg, self.step, self.elapsed,
-                        sys.stderr.isatty() if progress is None else progress)
+        # One line while kernels compile; the bar starts with training, after the first step
+        # (where a GPU's kernels compile). On the CPU the step's halves compile in two processes.
+        compiled = Compiling(f"{describe(model)} training", log, ahead=["backward"],
+                             then=["sample"])
+        bar = None
         first_loss, warned = None, False
         window_loss, window_steps, window_time, norm = 0.0, 0, 0.0, 0.0
-        started = time.perf_counter() - self.elapsed
         if self.step:
             _append_metrics(out, {"event": "resume", "step": self.step,
                                   "elapsed_s": self.elapsed})
-        with stop, bar:
+        with compiled, contextlib.ExitStack() as bars:
+            if hasattr(model, "precompile"):  # before `stop`: Ctrl-C here loses no step
+                compiled.prepare(model, ["forward", f"update:{cfg.optimizer}:{cfg.clip_mode}"])
+            bars.enter_context(stop)
+            started = time.perf_counter() - self.elapsed  # compiling is not training time
             while not self._done(stop):
                 t0 = time.perf_counter()
                 inputs, targets = self.stream.next_batch()
@@ -221,6 +229,11 @@ class Trainer:
                 window_steps += 1
                 window_time += time.perf_counter() - t0
                 self.elapsed = time.perf_counter() - started
+                if bar is None:
+                    compiled.close()
+                    bar = bars.enter_context(_Progress(
+                        cfg, self.step, self.elapsed,
+                        sys.stderr.isatty() if progress is None else progress))
                 bar.update(self.step, self.elapsed, loss)
                 if self.step % cfg.eval_every == 0 or self._done(stop):
                     chars = window_steps * inputs.size / max(window_time, 1e-9)

@@ -141,11 +141,20 @@ def _compiling(model, what):
 @click.option("--errors", type=click.Choice(["strict", "replace", "ignore"]), default=None,
               help="Undecodable bytes: stop with an error, replace with U+FFFD, or drop them "
                    "[default: strict].")
+@click.option("--init-from", default=None, metavar="RUN_OR_CHECKPOINT",
+              help="Fine-tune: start from this model's weights (and shape) with a fresh "
+                   "optimizer, schedule and step count.")
+@click.option("--vocab", "vocab_mode", type=click.Choice(["grow", "fixed"]), default="grow",
+              show_default=True, help="With --init-from: add the corpus's new characters to "
+                                      "the vocabulary, or keep it as it is.")
+@click.option("--unknown", type=click.Choice(["error", "skip"]), default="error",
+              show_default=True, help="With --vocab fixed: what to do with corpus characters "
+                                      "the vocabulary lacks.")
 @click.option("--bytes", "as_bytes", is_flag=True,
               help="Train on the raw bytes of any file, binary too (at most 256 symbols).")
 @click.pass_context
 def train(ctx, corpus, out, resume, overwrite, quiet, encoding, errors, as_bytes, device,
-          **options):
+          init_from, vocab_mode, unknown, **options):
     """Train a model on CORPUS: a text file, a catalog corpus fetched with `charrnn corpus get`
     (see `charrnn corpus list`), or the built-in python-stdlib."""
     from .training import train as run_training
@@ -162,7 +171,8 @@ def train(ctx, corpus, out, resume, overwrite, quiet, encoding, errors, as_bytes
     result = run_training(corpus, out=out, model=model, config=config, resume=resume,
                           overwrite=overwrite, progress=False if quiet else None,
                           log=(lambda line: None) if quiet else None, encoding=encoding,
-                          errors=errors, as_bytes=as_bytes or None, device=device)
+                          errors=errors, as_bytes=as_bytes or None, device=device,
+                          init_from=init_from, vocab=vocab_mode, unknown=unknown)
     if not quiet:
         best = "-" if result.best_val_loss is None else f"{result.best_val_loss:.4f}"
         click.echo(f"trained {result.steps} steps; best validation loss {best} nats/char; "
@@ -186,16 +196,25 @@ def train(ctx, corpus, out, resume, overwrite, quiet, encoding, errors, as_bytes
               help="Print characters as they come [default: on a terminal].")
 @click.option("--unknown", type=click.Choice(["error", "skip"]), default="error",
               show_default=True, help="What to do with prime characters the model never saw.")
+@click.option("--raw", is_flag=True,
+              help="A byte model (--bytes): write its bytes unchanged, not decoded as UTF-8.")
 @device_option("Sample")
 def sample(target, length, prime, prime_file, temperature, top_k, top_p, seed, stream, unknown,
-           device):
+           raw, device):
     """Generate text from TARGET: a checkpoint or run directory [default: the newest run]."""
     from .devices import load_sampler
+    from .errors import UsageError
+    from .sampling import utf8
 
-    if prime_file:
-        with open(prime_file, encoding="utf-8") as f:
-            prime = f.read()
     sampler = load_sampler(target, device=device)
+    if raw and not sampler.bytes:
+        raise UsageError("--raw is for models of raw bytes (trained with --bytes); drop it")
+    if prime_file:
+        with open(prime_file, "rb" if sampler.bytes else "r",
+                  **({} if sampler.bytes else {"encoding": "utf-8"})) as f:
+            prime = f.read().decode("latin-1") if sampler.bytes else f.read()
+    elif sampler.bytes:
+        prime = prime.encode("utf-8").decode("latin-1")  # the prime's UTF-8 bytes
     with _compiling(sampler.model, "sampling"):
         sampler.sample(1, seed=0)  # now, so that a compile is said and timed before the text
     options = dict(prime=prime, temperature=temperature, top_k=top_k, top_p=top_p, seed=seed,
@@ -203,10 +222,20 @@ def sample(target, length, prime, prime_file, temperature, top_k, top_p, seed, s
     if stream is None:
         stream = sys.stdout.isatty()
     chunks = sampler.stream(length, **options) if stream else [sampler.sample(length, **options)]
-    click.echo(prime, nl=False)  # only once the settings and the prime have been accepted
+    if raw:  # each character is one byte
+        out = click.get_binary_stream("stdout")
+        for chunk in [prime, *chunks]:
+            out.write(chunk.encode("latin-1"))
+            out.flush()
+        return
+    if sampler.bytes:
+        chunks = utf8([prime, *chunks])  # a character split across chunks stays whole
+    else:
+        click.echo(prime, nl=False)  # only once the settings and the prime have been accepted
     for chunk in chunks:
         click.echo(chunk, nl=False)
     click.echo()
+
 
 
 @cli.command()
@@ -252,8 +281,13 @@ def evaluate(target, file, as_json):
     from .data import read_corpus
     from .training import evaluate_text
 
-    model, vocab, _, _ = load_model(resolve(target))
-    _, text = read_corpus(file)
+    model, vocab, meta, _ = load_model(resolve(target))
+    corpus = meta.get("corpus") if isinstance(meta.get("corpus"), dict) else {}
+    if corpus.get("bytes") is True:  # a byte model reads the file's bytes
+        with open(file, "rb") as f:
+            text = f.read().decode("latin-1")
+    else:
+        _, text = read_corpus(file)
     with _compiling(model, "evaluation"):
         model.loss(np.zeros((2, 2), np.int64), np.zeros((2, 2), np.int64))
     unknown = sum(vocab.unknown_chars(text).values())
@@ -298,6 +332,62 @@ def info(target, as_json):
         if isinstance(value, dict):
             value = ", ".join(f"{k}={v}" for k, v in value.items())
         click.echo(f"{key}: {value}")
+
+
+@cli.command()
+@click.argument("target", required=False)
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
+              help="The .safetensors file to write.")
+def export(target, output):
+    """Write the model in TARGET (checkpoint or run directory) to a safetensors file that loads
+    into PyTorch (see README, Models in and out)."""
+    from .checkpoint import load_model, resolve
+    from .interop import export as write
+
+    path = resolve(target)
+    model, vocab, meta, _ = load_model(path)
+    corpus = meta.get("corpus") if isinstance(meta.get("corpus"), dict) else {}
+    write(output, model, vocab, as_bytes=corpus.get("bytes") is True)
+    click.echo(f"wrote {output} ({model.config.cell}, {model.layout.count:,} parameters, "
+               f"{len(vocab)} characters)", err=True)
+
+
+@cli.command("import")
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("-o", "--out", required=True, type=click.Path(file_okay=False),
+              help="Run directory to write best.ckpt into.")
+@click.option("--cell", type=click.Choice(CELLS), default=None,
+              help="For a file without charrnn's metadata: the model's cell.")
+@click.option("--nonlinearity", type=click.Choice(NONLINEARITIES), default="tanh",
+              show_default=True, help="For such a file: the RNN's activation.")
+@click.option("--vocab-file", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="For such a file: a UTF-8 text whose characters, in order, are ids 0, 1, ...")
+@click.option("--bytes", "as_bytes", is_flag=True,
+              help="For such a file: a model of raw bytes (id i is byte i).")
+@click.option("--overwrite", is_flag=True, help="Replace a checkpoint already in --out.")
+def import_model(file, out, cell, nonlinearity, vocab_file, as_bytes, overwrite):
+    """Turn a safetensors FILE (from charrnn export, or a PyTorch state_dict of the same
+    module) into a checkpoint that sample, eval, info and train --init-from take."""
+    from . import checkpoint
+    from .errors import UsageError
+    from .interop import read
+    from .vocab import Vocab
+
+    vocab = None
+    if vocab_file and as_bytes:
+        raise UsageError("give --vocab-file or --bytes, not both")
+    if vocab_file:
+        with open(vocab_file, encoding="utf-8", newline="") as f:
+            vocab = Vocab(f.read())
+    model, vocab, as_bytes = read(file, cell, nonlinearity, vocab, as_bytes)
+    target = os.path.join(out, "best.ckpt")
+    if os.path.exists(target) and not overwrite:
+        raise UsageError(f"{out} already holds a checkpoint; pass --overwrite or another --out")
+    os.makedirs(out, exist_ok=True)
+    checkpoint.save_model(target, model, vocab, {"imported_from": os.path.abspath(file),
+                                                 "corpus": {"bytes": as_bytes}})
+    click.echo(f"wrote {target} ({model.config.cell}, {model.layout.count:,} parameters, "
+               f"{len(vocab)} characters)", err=True)
 
 
 @cli.command()

@@ -10,7 +10,7 @@ batch to the next. B is the batch size, T the sequence length, L the length of o
 """
 
 import numbers
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Optional
 
@@ -87,6 +87,24 @@ class Corpus:
         """What a checkpoint records about its corpus."""
         return {"name": self.name, "chars": int(len(self.ids)), "sha256": self.sha256,
                 **self.settings}
+
+
+def recode(corpus: Corpus, vocab: Vocab, unknown: str = "error") -> Corpus:
+    """`corpus` with its ids in `vocab`'s numbering (a model's vocabulary, not the corpus's own).
+    Characters `vocab` lacks are a UsageError naming them, or dropped with unknown="skip"."""
+    if corpus.vocab == vocab:
+        return corpus
+    chars = corpus.vocab.chars
+    missing = [c for c in chars if c not in vocab]
+    if missing and unknown != "skip":
+        shown = ", ".join(repr(c) for c in missing[:10])
+        raise UsageError(f"{len(missing)} characters of {corpus.name} are not in the model's "
+                         f"vocabulary: {shown}{' ...' if len(missing) > 10 else ''}; let the "
+                         "vocabulary grow (--vocab grow) or drop them (--unknown skip)")
+    index = {c: i for i, c in enumerate(vocab.chars)}
+    remap = np.array([index.get(c, -1) for c in chars], np.int32)  # corpus id -> vocab id
+    ids = remap[corpus.ids]
+    return replace(corpus, vocab=vocab, ids=ids[ids >= 0] if missing else ids)
 
 
 def corpus_name(source: str) -> str:

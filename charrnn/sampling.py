@@ -5,6 +5,7 @@ temperature / top-k / top-p sampling for each of the B rows) runs in one compile
 request or streamed chunk: kernels.sampling.loop. Dimension letters: B rows (independent
 streams), T characters, L layers, H hidden, G gates, V vocabulary, E embedding (0 for one-hot).
 """
+import codecs
 import math
 
 import numpy as np
@@ -39,6 +40,16 @@ def check_settings(n, temperature, top_k, top_p, seed):
         raise UsageError(f"seed must be an integer >= 0 or None (fresh randomness), got {seed!r}")
 
 
+def utf8(chunks):
+    """A byte model's text chunks (each character one byte: its latin-1 code point) as the
+    UTF-8 text they spell, decoded incrementally: a character split across chunks comes out
+    whole, invalid sequences as U+FFFD."""
+    decoder = codecs.getincrementaldecoder("utf-8")("replace")
+    for chunk in chunks:
+        yield decoder.decode(chunk.encode("latin-1"))
+    yield decoder.decode(b"", final=True)
+
+
 class SamplerFront:
     """What the CPU Sampler and the GPU's CudaSampler share: the vocabulary, the start
     character, the weights' offsets and the public calls; each engine implements _run
@@ -62,13 +73,17 @@ class SamplerFront:
                                     offs["decoder.bias"]], np.int64)
         self._start = int(vocab.encode("\n")[0]) if "\n" in vocab else 0
         self._cell = cell_id(cfg)
+        self.bytes = False  # a model of raw bytes: each character is one byte (see utf8)
 
     @classmethod
     def load(cls, target=None, runs_dir="runs"):
         """From a checkpoint file or run directory (None: the newest run under runs_dir).
         charrnn.load_sampler picks the engine by device."""
-        model, vocab, _, _ = load_model(resolve(target, runs_dir))
-        return cls(model, vocab)
+        model, vocab, meta, _ = load_model(resolve(target, runs_dir))
+        sampler = cls(model, vocab)
+        corpus = meta.get("corpus")
+        sampler.bytes = isinstance(corpus, dict) and corpus.get("bytes") is True
+        return sampler
 
     def sample(self, n, prime="", temperature=1.0, top_k=None, top_p=None, seed=None,
                unknown="error"):

@@ -16,12 +16,14 @@ from tqdm import tqdm
 from . import checkpoint
 from .compiling import Compiling, describe
 from .config import ModelConfig, TrainConfig, default_model
-from .data import BatchStream, corpus_name, iter_eval_batches, load_corpus, split_train_val
+from .data import (BatchStream, corpus_name, iter_eval_batches, load_corpus, recode,
+                   split_train_val)
 from .devices import check_device, to_device
 from .errors import CharRNNError, UsageError
 from .model import CharRNN
 from .schedule import learning_rate
 from .threadpool import set_threads
+from .vocab import Vocab
 
 # Training settings that fix the data layout or the arithmetic: a resumed run must keep them.
 _FIXED_ON_RESUME = ("seq_len", "batch_size", "val_frac", "dtype")
@@ -48,7 +50,8 @@ class RunResult:
 
 
 def train(corpus, out=None, model=None, config=None, resume=False, overwrite=False,
-          progress=None, log=None, encoding=None, errors=None, as_bytes=None, device="cpu"):
+          progress=None, log=None, encoding=None, errors=None, as_bytes=None, device="cpu",
+          init_from=None, vocab="grow", unknown="error"):
     """Train on `corpus` (a path, a built-in corpus name or a downloaded catalog name) into the
     run directory `out`.
 
@@ -58,8 +61,17 @@ def train(corpus, out=None, model=None, config=None, resume=False, overwrite=Fal
     they default to the checkpoint's. progress: show a progress bar (default: when stderr is a
     terminal). log: a function that takes a line of text (default: print to stderr).
     device: "cpu", "cuda" (parameters, gradients and optimizer state on the GPU) or "auto".
+    init_from: a checkpoint or run directory to fine-tune: its weights (and shape) with a fresh
+    optimizer, schedule and step count. vocab "grow" adds the corpus's new characters to its
+    vocabulary; "fixed" keeps it, and unknown ("error" or "skip") says what to do with them.
     Returns a RunResult.
     """
+    if init_from is None and (vocab, unknown) != ("grow", "error"):
+        raise UsageError("--vocab and --unknown apply to fine-tuning; add --init-from "
+                         "RUN_OR_CHECKPOINT or drop them")
+    if init_from is not None and resume:
+        raise UsageError("--init-from starts a new run from a trained model and --resume "
+                         "continues a run; give one of them")
     device = check_device(device)
     log = log or (lambda line: tqdm.write(line, file=sys.stderr))
     out = os.fspath(out or os.path.join("runs", corpus_name(corpus)))
@@ -79,8 +91,18 @@ def train(corpus, out=None, model=None, config=None, resume=False, overwrite=Fal
             raise UsageError(f"{out} already holds a run; continue it with --resume, or pass "
                              "--overwrite or another --out")
         cfg = TrainConfig.from_dict(dict(config or {}))
-        data = load_corpus(corpus, encoding, errors, as_bytes, log)
-        trainer = Trainer.fresh(data, model or {}, cfg, log, device)
+        if init_from is None:
+            data = load_corpus(corpus, encoding, errors, as_bytes, log)
+            trainer = Trainer.fresh(data, model or {}, cfg, log, device)
+        else:
+            origin = checkpoint.resolve(init_from)
+            was = checkpoint.read_meta(origin).get("corpus")
+            if as_bytes is None and encoding is None and errors is None and \
+                    isinstance(was, dict) and was.get("bytes") is True:
+                as_bytes = True  # a byte model goes on reading bytes
+            data = load_corpus(corpus, encoding, errors, as_bytes, log)
+            trainer = Trainer.fine_tune(origin, data, model or {}, cfg, vocab, unknown, log,
+                                        device)
         log_path = os.path.join(out, "metrics.jsonl")
         if os.path.exists(log_path):  # --overwrite: a new run, a new log
             os.remove(log_path)
@@ -112,6 +134,7 @@ class Trainer:
         self.opt = model.make_optimizer(cfg.optimizer)  # its state on the model's device
         self.state = model.initial_state(cfg.batch_size)
         self.step, self.elapsed, self.best = 0, 0.0, None
+        self.init_from = None  # the checkpoint a fine-tuned run started from
 
     @classmethod
     def fresh(cls, corpus, model_fields, cfg, log=None, device="cpu"):
@@ -126,6 +149,49 @@ class Trainer:
         if chosen:  # said only once the settings are accepted, so errors stay one line
             log("model defaults for this budget and corpus: " +
                 ", ".join(f"{k}={v}" for k, v in chosen.items()))
+        return trainer
+
+    @classmethod
+    def fine_tune(cls, origin, corpus, model_fields, cfg, vocab="grow", unknown="error",
+                  log=None, device="cpu"):
+        """A new run starting from the weights of the checkpoint `origin`. The shape is
+        the checkpoint's (model_fields may only repeat it, or set dropout); a grown vocabulary
+        keeps every old id, and the new rows of the input and decoder weights are as at init."""
+        log = log or (lambda line: None)
+        old, old_vocab, meta, _ = checkpoint.load_model(origin)
+        if vocab not in ("grow", "fixed"):
+            raise UsageError(f"vocab must be grow or fixed, not {vocab!r}")
+        clash = [f"{k} (checkpoint {getattr(old.config, k)!r}, given {v!r})"
+                 for k, v in model_fields.items()
+                 if k != "dropout" and getattr(old.config, k) != v]
+        if clash:
+            raise UsageError("--init-from takes the model's shape from the checkpoint; these "
+                             f"options contradict it: {'; '.join(clash)}; drop them")
+        was = meta.get("corpus") if isinstance(meta.get("corpus"), dict) else {}
+        if bool(was.get("bytes")) != bool(corpus.settings.get("bytes")):
+            kind = "raw bytes" if was.get("bytes") else "text"
+            raise UsageError(f"the model to fine-tune was trained on {kind}; read this corpus "
+                             f"the same way ({'add' if was.get('bytes') else 'drop'} --bytes)")
+        new = [c for c in corpus.vocab.chars if c not in old_vocab]
+        grown = Vocab(old_vocab.chars + tuple(new)) if vocab == "grow" else old_vocab
+        data = recode(corpus, grown, unknown)
+        cfg = _fit_batch(data, cfg, log)
+        mcfg = replace(old.config, vocab_size=len(grown),
+                       dropout=model_fields.get("dropout", old.config.dropout))
+        model = CharRNN(mcfg, dtype=np.dtype(cfg.dtype), seed=cfg.seed)
+        for name, w in old.named_parameters().items():  # the old rows (and columns) in place
+            model.params[name][tuple(slice(0, n) for n in w.shape)] = w
+        trainer = cls(to_device(model, device), grown, cfg, data)
+        trainer.init_from = origin
+        if new and vocab == "fixed":
+            trainer.corpus["unknown"] = "skip"  # so that --resume drops them again
+        if new and vocab == "grow":
+            shown = "".join(new[:20])
+            log(f"vocabulary grew by {len(new)} characters to {len(grown)}: {shown!r}"
+                f"{' ...' if len(new) > 20 else ''}")
+        elif new:
+            log(f"dropping {len(new)} characters the model's vocabulary lacks: "
+                f"{''.join(new[:20])!r}{' ...' if len(new) > 20 else ''}")
         return trainer
 
     @classmethod
@@ -145,6 +211,8 @@ class Trainer:
             raise UsageError(f"--resume contradicts the checkpoint: {'; '.join(clash)}; drop "
                              "those options or train into another --out")
         was = meta.get("corpus") if isinstance(meta.get("corpus"), dict) else {}
+        if not set(corpus.vocab.chars) - set(vocab.chars) or was.get("unknown") == "skip":
+            corpus = recode(corpus, vocab, "skip")  # a fine-tuned run's own numbering
         if (corpus.vocab != vocab or len(corpus.ids) != was.get("chars")
                 or was.get("sha256", corpus.sha256) != corpus.sha256):
             raise UsageError(f"this corpus is not the one {path} was trained on "
@@ -164,6 +232,8 @@ class Trainer:
                 "best_val_loss": self.best, "optimizer_steps": self.opt.steps,
                 "stream": self.stream.state_dict(), "corpus": self.corpus,
                 "rng": self.model.rng.bit_generator.state}
+        if self.init_from:
+            meta["init_from"] = os.path.abspath(self.init_from)
         checkpoint.save_model(path, self.model, self.vocab, meta, arrays)
 
     def _load_training_state(self, meta, arrays, path):

@@ -196,15 +196,21 @@ def train(ctx, corpus, out, resume, overwrite, quiet, encoding, errors, as_bytes
               help="Print characters as they come [default: on a terminal].")
 @click.option("--unknown", type=click.Choice(["error", "skip"]), default="error",
               show_default=True, help="What to do with prime characters the model never saw.")
+@click.option("--stop", "stops", multiple=True, metavar="TEXT",
+              help="End the sample right after it produces TEXT (repeatable; \\n, \\t, \\r "
+                   "and \\\\ understood), e.g. --stop '\\n\\n' for one paragraph; -n is then "
+                   "an upper bound.")
+@click.option("--num-samples", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Independent samples, generated together and printed one after another "
+                   "(each ending on its own with --stop).")
 @click.option("--raw", is_flag=True,
               help="A byte model (--bytes): write its bytes unchanged, not decoded as UTF-8.")
 @device_option("Sample")
 def sample(target, length, prime, prime_file, temperature, top_k, top_p, seed, stream, unknown,
-           raw, device):
+           stops, num_samples, raw, device):
     """Generate text from TARGET: a checkpoint or run directory [default: the newest run]."""
     from .devices import load_sampler
     from .errors import UsageError
-    from .sampling import utf8
 
     sampler = load_sampler(target, device=device)
     if raw and not sampler.bytes:
@@ -215,26 +221,45 @@ def sample(target, length, prime, prime_file, temperature, top_k, top_p, seed, s
             prime = f.read().decode("latin-1") if sampler.bytes else f.read()
     elif sampler.bytes:
         prime = prime.encode("utf-8").decode("latin-1")  # the prime's UTF-8 bytes
+    stops = [_unescape(t) for t in stops]
+    if sampler.bytes:
+        stops = [t.encode("utf-8").decode("latin-1") for t in stops]
     with _compiling(sampler.model, "sampling"):
         sampler.sample(1, seed=0)  # now, so that a compile is said and timed before the text
     options = dict(prime=prime, temperature=temperature, top_k=top_k, top_p=top_p, seed=seed,
-                   unknown=unknown)
+                   unknown=unknown, stop=stops)
+    if num_samples > 1:  # one after another, each on its own lines
+        texts = sampler.sample_batch(num_samples, length, **options)
+        for text in texts:
+            _write(sampler, raw, [prime, text] + ([] if text.endswith("\n") else ["\n"]),
+                   final=False)
+        return
     if stream is None:
         stream = sys.stdout.isatty()
     chunks = sampler.stream(length, **options) if stream else [sampler.sample(length, **options)]
+    _write(sampler, raw, [prime, *chunks])
+
+
+def _write(sampler, raw, pieces, final=True):
+    """Print a sample's pieces (the prime first): a byte model's decoded as UTF-8 (or raw)."""
+    from .sampling import utf8
+
     if raw:  # each character is one byte
         out = click.get_binary_stream("stdout")
-        for chunk in [prime, *chunks]:
-            out.write(chunk.encode("latin-1"))
+        for piece in pieces:
+            out.write(piece.encode("latin-1"))
             out.flush()
         return
-    if sampler.bytes:
-        chunks = utf8([prime, *chunks])  # a character split across chunks stays whole
-    else:
-        click.echo(prime, nl=False)  # only once the settings and the prime have been accepted
-    for chunk in chunks:
-        click.echo(chunk, nl=False)
-    click.echo()
+    for piece in utf8(pieces) if sampler.bytes else pieces:  # split characters stay whole
+        click.echo(piece, nl=False)
+    if final:
+        click.echo()
+
+
+def _unescape(text):
+    """--stop's escapes: \\n, \\t, \\r and \\\\ (others are kept as typed)."""
+    return re.sub(r"\\([ntr\\])", lambda m: {"n": "\n", "t": "\t", "r": "\r"}.get(
+        m.group(1), "\\"), text)
 
 
 

@@ -70,14 +70,12 @@ class Compiling:
     from the disk cache."""
 
     def __init__(self, what, say, ahead=(), then=()):
-        from numba.core import event
-
         self.what, self.say, self.ahead, self.then = what, say, list(ahead), list(then)
         self.started = self.helper = self._model = None
         self._lock = threading.Lock()
-        self._event = event
-        self._listener = _first_compile(self._first)
-        event.register("numba:compile", self._listener)
+        self._listeners = [(event, _first_compile(event, self._first)) for event in _events()]
+        for event, listener in self._listeners:
+            event.register("numba:compile", listener)
 
     def _first(self):
         with self._lock:
@@ -115,10 +113,11 @@ class Compiling:
         warm(model, self.ahead)
 
     def close(self):
-        if self._listener is None:
+        if not self._listeners:
             return
-        self._event.unregister("numba:compile", self._listener)
-        self._listener = None
+        for event, listener in self._listeners:
+            event.unregister("numba:compile", listener)
+        self._listeners = []
         if self.started is not None:
             self.say(f"kernels compiled in {time.perf_counter() - self.started:.1f} s")
 
@@ -148,10 +147,18 @@ def warm_up(models, dtype, say):
     return total
 
 
-def _first_compile(first):
+def _events():
+    """Numba's event modules: the CPU's, and numba-cuda's own when the GPU path has loaded it
+    (newer numba-cuda announces its compiles there)."""
+    from numba.core import event
+
+    cuda = sys.modules.get("numba.cuda.core.event")
+    return [event] + ([cuda] if cuda is not None and cuda is not event else [])
+
+
+def _first_compile(event, first):
     """A numba:compile listener calling `first` when a compile starts (a cache hit is not a
     compile: Numba announces only misses)."""
-    from numba.core import event
 
     class FirstCompile(event.Listener):
         def on_start(self, ev):

@@ -86,32 +86,90 @@ class SamplerFront:
         return sampler
 
     def sample(self, n, prime="", temperature=1.0, top_k=None, top_p=None, seed=None,
-               unknown="error"):
+               unknown="error", stop=()):
         """n generated characters (the prime not included). temperature 0 is greedy; the same
         int seed gives the same text; unknown ("error" or "skip") handles prime characters
-        outside the vocabulary."""
-        return self.sample_batch(1, n, prime, temperature, top_k, top_p, seed, unknown)[0]
+        outside the vocabulary. stop: texts that end the sample right after the first of them
+        it produces (n is then an upper bound)."""
+        return self.sample_batch(1, n, prime, temperature, top_k, top_p, seed, unknown, stop)[0]
 
     def sample_batch(self, num_samples, n, prime="", temperature=1.0, top_k=None, top_p=None,
-                     seed=None, unknown="error"):
+                     seed=None, unknown="error", stop=()):
         """num_samples independent texts of n characters, generated together (one row each)
-        from one random stream: rows differ from each other, and from sample() with that seed."""
+        from one random stream: rows differ from each other, and from sample() with that seed.
+        With stop texts each row ends on its own."""
         if not _is_int(num_samples) or num_samples < 1:
             raise UsageError(f"num_samples must be an integer >= 1, got {num_samples!r}")
-        ids = self._run(num_samples, n, prime, temperature, top_k, top_p, seed, unknown)(n)
-        return [self.vocab.decode(row) for row in ids]
+        stops = Stops(stop, num_samples, self.vocab)
+        more = self._run(num_samples, n, prime, temperature, top_k, top_p, seed, unknown)
+        rows = [[] for _ in range(num_samples)]
+        for chunk in _chunks(n, STOP_CHUNK if stops else n):
+            for b, row in enumerate(more(chunk)):
+                rows[b].append(stops.cut(b, self.vocab.decode(row)))
+            if stops.all_done():
+                break
+        return ["".join(pieces) for pieces in rows]
 
     def stream(self, n, prime="", temperature=1.0, top_k=None, top_p=None, seed=None,
-               unknown="error", chunk_size=256):
+               unknown="error", chunk_size=256, stop=()):
         """Like sample(), but yields the text in pieces of up to chunk_size characters as they
         are made; with the same seed their concatenation equals sample()'s text. Settings are
         checked (and the prime fed) at the call, not at the first iteration."""
         if not _is_int(chunk_size) or chunk_size < 1:
             raise UsageError(f"chunk_size must be an integer >= 1, got {chunk_size!r}")
+        stops = Stops(stop, 1, self.vocab)
         more = self._run(1, n, prime, temperature, top_k, top_p, seed, unknown)
-        return (self.vocab.decode(more(min(chunk_size, n - t))[0])
-                for t in range(0, n, chunk_size))
 
+        def pieces():
+            for chunk in _chunks(n, min(chunk_size, STOP_CHUNK) if stops else chunk_size):
+                yield stops.cut(0, self.vocab.decode(more(chunk)[0]))
+                if stops.all_done():
+                    return
+        return pieces()
+
+
+STOP_CHUNK = 64  # characters per compiled call when a stop text may end the sample early
+
+
+def _chunks(n, size):
+    return [min(size, n - t) for t in range(0, n, max(size, 1))]
+
+
+class Stops:
+    """Where each of B rows ends: right after the first stop text it produces, found across
+    the pieces it comes in (the last len(longest) - 1 characters are kept to look back)."""
+
+    def __init__(self, texts, B, vocab):
+        if isinstance(texts, str):
+            texts = [texts]
+        self.texts = list(texts)
+        for text in self.texts:
+            if not isinstance(text, str) or not text:
+                raise UsageError(f"a stop text must be a non-empty string, got {text!r}")
+            unknown = vocab.unknown_chars(text)
+            if unknown:
+                raise UsageError(f"stop text {text!r} has characters the model never produces: "
+                                 f"{', '.join(map(repr, unknown))}; it could never match")
+        self.keep = max(map(len, self.texts), default=1) - 1
+        self.tail, self.done = [""] * B, [False] * B
+
+    def __bool__(self):
+        return bool(self.texts)
+
+    def cut(self, b, piece):
+        """Row b's next piece, cut right after a stop text ("" once the row has stopped)."""
+        if self.done[b] or not self.texts:
+            return "" if self.done[b] else piece
+        window = self.tail[b] + piece
+        ends = [window.find(t) + len(t) for t in self.texts if t in window]
+        if ends:
+            self.done[b] = True
+            return piece[: min(ends) - len(self.tail[b])]
+        self.tail[b] = window[len(window) - self.keep:] if self.keep else ""
+        return piece
+
+    def all_done(self):
+        return bool(self.texts) and all(self.done)
 
 
 class Sampler(SamplerFront):

@@ -408,9 +408,13 @@ def import_model(file, out, cell, nonlinearity, vocab_file, as_bytes, overwrite)
     target = os.path.join(out, "best.ckpt")
     if os.path.exists(target) and not overwrite:
         raise UsageError(f"{out} already holds a checkpoint; pass --overwrite or another --out")
-    os.makedirs(out, exist_ok=True)
-    checkpoint.save_model(target, model, vocab, {"imported_from": os.path.abspath(file),
-                                                 "corpus": {"bytes": as_bytes}})
+    try:
+        os.makedirs(out, exist_ok=True)
+        checkpoint.save_model(target, model, vocab, {"imported_from": os.path.abspath(file),
+                                                     "corpus": {"bytes": as_bytes}})
+    except OSError as e:
+        raise UsageError(f"cannot write {target} ({e.strerror}); give a writable --out") \
+            from None
     click.echo(f"wrote {target} ({model.config.cell}, {model.layout.count:,} parameters, "
                f"{len(vocab)} characters)", err=True)
 

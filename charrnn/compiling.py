@@ -147,6 +147,19 @@ def warm_up(models, dtype, say):
     return total
 
 
+def helpers_running():
+    """Whether a compile helper (python -m charrnn.compiling) is running on this machine: a
+    train leaves one compiling the sampler in the background (Linux: read from /proc)."""
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                if b"charrnn.compiling" in f.read():
+                    return True
+        except OSError:  # gone meanwhile
+            pass
+    return False
+
+
 def _events():
     """Numba's event modules: the CPU's, and numba-cuda's own when the GPU path has loaded it
     (newer numba-cuda announces its compiles there)."""

@@ -24,6 +24,7 @@ _LAYER = re.compile(r"rnn\.weight_ih_l(\d+)$")
 def export(path, model, vocab, as_bytes=False):
     """Write `model` and `vocab` to the safetensors file `path`, atomically (a complete file or
     the old one)."""
+    from safetensors import SafetensorError
     from safetensors.numpy import save_file
 
     from . import __version__
@@ -37,6 +38,9 @@ def export(path, model, vocab, as_bytes=False):
     try:
         save_file(tensors, tmp, metadata=meta)
         os.replace(tmp, path)
+    except (SafetensorError, OSError) as e:
+        raise UsageError(f"cannot write {path} ({_first_line(e)}); check that its directory "
+                         "exists and is writable") from None
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)

@@ -19,6 +19,7 @@ import pytest
 from helpers import write_corpus
 
 import charrnn
+from charrnn.compiling import helpers_running
 
 COUNT_COMPILES = """
 import json, sys
@@ -36,18 +37,6 @@ event.register("numba:compile", Record())
 exec(sys.argv[1])
 print(json.dumps(compiled))
 """
-
-
-def helpers_running():
-    """Whether a charrnn.compiling helper process is running (Linux's /proc)."""
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            with open(f"/proc/{pid}/cmdline", "rb") as f:
-                if b"charrnn.compiling" in f.read():
-                    return True
-        except OSError:
-            pass
-    return False
 
 
 def wait_for_helpers(limit=300):

@@ -192,3 +192,6 @@ def test_import_refuses_to_overwrite_and_export_is_atomic(tmp_path):
     again = cli("import", tmp_path / "good.safetensors", "-o", tmp_path / "run")
     assert again.returncode != 0 and "--overwrite" in again.stderr
     assert [p.name for p in tmp_path.iterdir() if ".tmp-" in p.name] == []
+    nowhere = cli("export", tmp_path / "run", "-o", tmp_path / "missing" / "m.safetensors")
+    assert nowhere.returncode == 2 and nowhere.stderr.count("\n") == 1
+    assert "cannot write" in nowhere.stderr and "Traceback" not in nowhere.stderr

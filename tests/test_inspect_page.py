@@ -58,6 +58,15 @@ def load(browser, path):
     assert browser.execute_script("return document.body.dataset.ready") == "1"
 
 
+def shown(browser, expected):
+    """What the text shows, once the page's asynchronous paint has shown `expected` (a suffix)."""
+    deadline = time.time() + 5
+    while True:
+        now = browser.execute_script("return document.getElementById('text').dataset.shown")
+        if now.endswith(expected) or time.time() > deadline:
+            return now
+
+
 def colours(browser):
     return browser.execute_script(
         "return Array.from(document.querySelectorAll('#text span'), s => s.style.backgroundColor)")
@@ -85,12 +94,11 @@ def test_the_page_works_in_a_real_browser(browser, tmp_path, cell):
     # another unit, from the control and from the arrow keys, recolours the text
     before = colours(browser)
     Select(browser.find_element(By.ID, "unit")).select_by_value("5")
-    shown = browser.find_element(By.ID, "text").get_attribute("data-shown")
-    assert shown.endswith(":5")
+    assert shown(browser, ":5").endswith(":5")
     after = colours(browser)
     assert after != before
     browser.find_element(By.ID, "text").send_keys(Keys.ARROW_RIGHT)
-    assert browser.find_element(By.ID, "text").get_attribute("data-shown").endswith(":6")
+    assert shown(browser, ":6").endswith(":6")
     assert colours(browser) != after
 
     # hovering a character shows five predictions that sum to at most 1
@@ -104,7 +112,7 @@ def test_the_page_works_in_a_real_browser(browser, tmp_path, cell):
 
     # surprise mode
     Select(browser.find_element(By.ID, "mode")).select_by_value("surprise")
-    assert browser.find_element(By.ID, "text").get_attribute("data-shown") == "surprise"
+    assert shown(browser, "surprise") == "surprise"
     surprise = colours(browser)
     assert len(set(surprise)) > 3
     browser.save_screenshot(str(tmp_path / f"{cell}-surprise.png"))
@@ -116,8 +124,7 @@ def test_the_page_works_in_a_real_browser(browser, tmp_path, cell):
     cells = found[2].find_elements(By.TAG_NAME, "td")
     layer, unit = int(cells[0].text.split()[1]) - 1, int(cells[2].text.split()[1])
     found[2].click()
-    assert browser.find_element(By.ID, "text").get_attribute("data-shown").endswith(
-        f":{layer}:{unit}")
+    assert shown(browser, f":{layer}:{unit}").endswith(f":{layer}:{unit}")
     assert colours(browser) != surprise
 
     # the gradient-flow and saturation figures are drawn

@@ -203,15 +203,23 @@ def train(ctx, corpus, out, resume, overwrite, quiet, encoding, errors, as_bytes
 @click.option("--num-samples", type=click.IntRange(min=1), default=1, show_default=True,
               help="Independent samples, generated together and printed one after another "
                    "(each ending on its own with --stop).")
+@click.option("--beam", type=click.IntRange(min=1), default=None, metavar="K",
+              help="Beam search with K beams: the most likely text it finds, not a random one "
+                   "(--beam 1 is --temperature 0); with --num-samples N, its N best beams.")
+@click.option("--length-norm", is_flag=True,
+              help="With --beam: rank beams by log-probability per character instead of in "
+                   "total (it matters when --stop ends beams at different lengths).")
 @click.option("--raw", is_flag=True,
               help="A byte model (--bytes): write its bytes unchanged, not decoded as UTF-8.")
 @device_option("Sample")
-def sample(target, length, prime, prime_file, temperature, top_k, top_p, seed, stream, unknown,
-           stops, num_samples, raw, device):
+@click.pass_context
+def sample(ctx, target, length, prime, prime_file, temperature, top_k, top_p, seed, stream,
+           unknown, stops, num_samples, beam, length_norm, raw, device):
     """Generate text from TARGET: a checkpoint or run directory [default: the newest run]."""
     from .devices import load_sampler
     from .errors import UsageError
 
+    _check_beam(ctx, beam, length_norm, num_samples)
     sampler = load_sampler(target, device=device)
     if raw and not sampler.bytes:
         raise UsageError("--raw is for models of raw bytes (trained with --bytes); drop it")
@@ -224,6 +232,14 @@ def sample(target, length, prime, prime_file, temperature, top_k, top_p, seed, s
     stops = [_unescape(t) for t in stops]
     if sampler.bytes:
         stops = [t.encode("utf-8").decode("latin-1") for t in stops]
+    if beam:
+        with _compiling(sampler.model, "beam search"):
+            sampler.beams(1, k=1)  # now, so that a compile is said and timed before the text
+        for text, _ in sampler.beams(length, prime, beam, stops, length_norm, unknown)[
+                :num_samples]:  # one after another, each on its own lines
+            _write(sampler, raw, [prime, text] + ([] if text.endswith("\n") else ["\n"]),
+                   final=False)
+        return
     with _compiling(sampler.model, "sampling"):
         sampler.sample(1, seed=0)  # now, so that a compile is said and timed before the text
     options = dict(prime=prime, temperature=temperature, top_k=top_k, top_p=top_p, seed=seed,
@@ -238,6 +254,26 @@ def sample(target, length, prime, prime_file, temperature, top_k, top_p, seed, s
         stream = sys.stdout.isatty()
     chunks = sampler.stream(length, **options) if stream else [sampler.sample(length, **options)]
     _write(sampler, raw, [prime, *chunks])
+
+
+def _check_beam(ctx, beam, length_norm, num_samples):
+    """--beam's companions: the drawing options mean nothing to it, and it has K texts."""
+    from .errors import UsageError
+
+    if beam is None:
+        if length_norm:
+            raise UsageError("--length-norm ranks the beams of a beam search; add --beam K")
+        return
+    given = [f"--{name.replace('_', '-')}" for name in ("temperature", "top_k", "top_p")
+             if ctx.get_parameter_source(name) is ParameterSource.COMMANDLINE
+             and not (name == "temperature" and ctx.params[name] == 0)]
+    if given:
+        raise UsageError(f"{', '.join(given)} shape random draws and --beam K draws nothing "
+                         f"(it searches for the most likely text); drop {' and '.join(given)} "
+                         "or --beam")
+    if num_samples > beam:
+        raise UsageError(f"--num-samples {num_samples} asks for more texts than the {beam} "
+                         f"beams; use --beam {num_samples} or more")
 
 
 def _write(sampler, raw, pieces, final=True):

@@ -2,8 +2,9 @@
 
 Python validates and allocates; the whole per-character loop (every layer, the decoder, and
 temperature / top-k / top-p sampling for each of the B rows) runs in one compiled call per
-request or streamed chunk: kernels.sampling.loop. Dimension letters: B rows (independent
-streams), T characters, L layers, H hidden, G gates, V vocabulary, E embedding (0 for one-hot).
+request or streamed chunk: kernels.sampling.loop; beam search likewise, its beams the rows.
+Dimension letters: B rows (independent streams, or beams), T characters, L layers, H hidden,
+G gates, V vocabulary, E embedding (0 for one-hot).
 """
 import codecs
 import math
@@ -13,7 +14,7 @@ import numpy as np
 from .checkpoint import load_model, resolve
 from .errors import UsageError
 from .kernels import packed
-from .kernels.sampling import loop
+from .kernels.sampling import beam_search, loop
 from .model import cell_id
 from .threadpool import threads
 
@@ -127,6 +128,47 @@ class SamplerFront:
                     return
         return pieces()
 
+    def beam(self, n, prime="", k=5, stop=(), length_norm=False, unknown="error"):
+        """The most likely continuation of up to n characters that a beam search with k beams
+        finds: beams(...)'s first text."""
+        return self.beams(n, prime, k, stop, length_norm, unknown)[0][0]
+
+    def beams(self, n, prime="", k=5, stop=(), length_norm=False, unknown="error"):
+        """A beam search for the most likely continuation of n characters: the k beams it ends
+        with, best first, as (text, log p(text | prime) in nats). Beams are ranked by that
+        total log probability; length_norm ranks them by log p per character instead, which
+        matters only when stop texts end beams at different lengths (a beam that produced a
+        stop text is finished and competes, unchanged, with the growing ones). k = 1 is
+        greedy: temperature 0's text. No randomness."""
+        if not _is_int(n) or n < 0:
+            raise UsageError(f"the number of characters must be an integer >= 0, got {n!r}")
+        V = len(self.vocab)
+        if not _is_int(k) or not 1 <= k <= V:
+            raise UsageError(f"the beam width must be an integer from 1 to the vocabulary "
+                             f"size {V}, got {k!r}")
+        texts = Stops(stop, 1, self.vocab).texts  # checked
+        M = max(map(len, texts), default=0)
+        stops = np.zeros((len(texts), M), np.int64)  # (S, M) ids, each stop left-aligned
+        for s, text in enumerate(texts):
+            stops[s, :len(text)] = self.vocab.encode(text)
+        stop_lens = np.array([len(t) for t in texts], np.int64)
+        prime_ids = self.vocab.encode(prime, unknown=unknown).astype(np.int64)  # (P,)
+        tokens, parents, scores, lengths = self._beam(k, n, prime_ids, stops, stop_lens,
+                                                      bool(length_norm))
+        ranked = sorted(range(k), key=lambda b: -(scores[b] / lengths[b] if length_norm
+                                                   and lengths[b] else scores[b]))
+        found = []
+        for b in ranked:
+            if scores[b] == -np.inf:  # n = 0: only the start beam
+                continue
+            ids, row = [], b
+            for t in range(len(tokens) - 1, -1, -1):  # back along the parents
+                if tokens[t, row] >= 0:
+                    ids.append(tokens[t, row])
+                row = parents[t, row]
+            found.append((self.vocab.decode(np.array(ids[::-1], np.int64)), float(scores[b])))
+        return found
+
 
 STOP_CHUNK = 64  # characters per compiled call when a stop text may end the sample early
 
@@ -224,20 +266,38 @@ class Sampler(SamplerFront):
                if not cfg.embed_dim else np.empty((0, GH), dt)))
         return h, c, ws
 
+    def _primed(self, B, prime_ids, opts):
+        """The loop's weights, and B rows' state, buffers and pending ids after the prime."""
+        args = self._weights()
+        h, c, ws = self._buffers(B)
+        ids = np.full(B, prime_ids[0] if len(prime_ids) else self._start, np.int64)  # pending
+        loop(self._cell)(*args, h, c, ids, ws, prime_ids[1:], np.zeros(0),
+                         np.empty((B, 0), np.int64), *opts)
+        return args, h, c, ids, ws
+
     def _run(self, B, n, prime, temperature, top_k, top_p, seed, unknown):
         """Check the settings, feed the prime, and return more(T) -> the next (B, T) ids."""
         check_settings(n, temperature, top_k, top_p, seed)
         prime_ids = self.vocab.encode(prime, unknown=unknown).astype(np.int64)  # (P,)
-        rng = np.random.default_rng(seed)
-        args = self._weights()
-        h, c, ws = self._buffers(B)
-        ids = np.full(B, prime_ids[0] if len(prime_ids) else self._start, np.int64)  # pending
-        opts = (rng, float(temperature), int(top_k or 0), float(top_p or 1.0))
+        opts = (np.random.default_rng(seed), float(temperature), int(top_k or 0),
+                float(top_p or 1.0))
+        args, h, c, ids, ws = self._primed(B, prime_ids, opts)
         run = loop(self._cell)
-        run(*args, h, c, ids, ws, prime_ids[1:], np.zeros(0), np.empty((B, 0), np.int64), *opts)
 
         def more(T):
             out = np.empty((B, T), np.int64)  # (B, T)
             run(*args, h, c, ids, ws, prime_ids[:0], np.zeros(0), out, *opts)
             return out
         return more
+
+    def _beam(self, K, n, prime_ids, stops, stop_lens, length_norm):
+        """The search of beams() in one compiled call: (tokens (T, K), parents (T, K), scores
+        (K,), lengths (K,)) with T <= n the steps taken (kernels.sampling.beam_search)."""
+        args, h, c, ids, ws = self._primed(K, prime_ids, (np.random.default_rng(0), 0.0, 0, 1.0))
+        scores = np.full(K, -np.inf)
+        scores[0] = 0.0
+        lengths, done = np.zeros(K, np.int64), np.zeros(K, np.bool_)
+        tokens, parents = np.empty((n, K), np.int64), np.empty((n, K), np.int64)
+        steps = beam_search(self._cell)(*args, h, c, ids, ws, scores, lengths, done, stops,
+                                        stop_lens, length_norm, tokens, parents)
+        return tokens[:steps], parents[:steps], scores, lengths

@@ -14,6 +14,7 @@ import math
 import numpy as np
 from numba import cuda
 
+from ..errors import UsageError
 from ..sampling import SamplerFront, check_settings
 from . import grid1
 from .common import embedding_forward, linear_forward, onehot_forward
@@ -239,6 +240,10 @@ class CudaSampler(SamplerFront):
         force(self._cell, self._device_weights, buf, self._ids(ids), logp)
         logp = logp.copy_to_host()
         return float(logp.sum()), logp
+
+    def _beam(self, K, n, prime_ids, stops, stop_lens, length_norm):
+        raise UsageError("beam search runs on the CPU only; use --device cpu (or "
+                         "charrnn.Sampler) for --beam")
 
     def _run(self, B, n, prime, temperature, top_k, top_p, seed, unknown):
         """Check the settings, feed the prime, and return more(T) -> the next (B, T) ids."""

@@ -1,5 +1,6 @@
-"""The compiled sampling loop: for B rows, every layer, the decoder and temperature / top-k /
-top-p draws in one call per request or streamed chunk (charrnn.sampling's Sampler validates
+"""The compiled sampling loops: for B rows, every layer, the decoder and temperature / top-k /
+top-p draws in one call per request or streamed chunk, and beam search with its K beams as
+the rows (charrnn.sampling's Sampler validates
 and allocates; charrnn.cuda.sampling is the GPU twin). Dimension letters: B rows, T characters,
 L layers, H hidden, G gates, V vocabulary, E embedding (0 for one-hot input).
 
@@ -13,6 +14,7 @@ import math
 from functools import lru_cache
 
 import numpy as np
+from numba import types
 from numba.extending import overload
 
 from . import assign, borrow, kernel, packed
@@ -111,61 +113,175 @@ def pick(row, p, order, rng, temperature, top_k, top_p):
     return order[V - 1] if ranked else 0
 
 
-@lru_cache(maxsize=None)
-def loop(cell):
-    """The sampling loop compiled for one cell id, a constant in it (see recurrence.STEPS):
-    run(flat, layer_offs, head_offs, pflat, poffs, h, c, ids, ws, text, logp, out, rng,
-    temperature, top_k, top_p)."""
+@kernel
+def log_norm(row):
+    """(max, log sum exp(row - max)) in float64: log softmax(row)[v] = row[v] - max - log."""
+    mx = row_max(row)
+    z = 0.0
+    for v in range(row.shape[0]):
+        z += math.exp(row[v] - mx)
+    return mx, math.log(z)
 
+
+@kernel
+def gather(x, parents, scratch):
+    """x[b] = x[parents[b]] for the rows b of x (K, W), through scratch (K, W)."""
+    for b in range(x.shape[0]):
+        assign(scratch[b], x[b])
+    for b in range(x.shape[0]):
+        assign(x[b], scratch[parents[b]])
+
+
+@kernel
+def ends_with(tail, stops, stop_lens):
+    """Whether tail (M,), the last M ids of a text, ends with one of stops (S, M), stop s
+    being its first stop_lens[s] ids."""
+    M = tail.shape[0]
+    for s in range(stops.shape[0]):
+        n = stop_lens[s]
+        match = True
+        for i in range(n):
+            if tail[M - n + i] != stops[s, i]:
+                match = False
+                break
+        if match:
+            return True
+    return False
+
+
+def feed(cell, flat, layer_offs, head_offs, pflat, poffs, h, c, ids, ws, decode):
+    """Feed ids (B,), one character per row, through cell `cell` (a constant, as
+    recurrence.step takes it): h, c (L, B, H) advance in place and, if decode, ws's logits
+    (B, V) get the next character's logits."""
+
+
+@overload(feed)  # not a kernel in _loops' closure: closure variables key the disk cache
+def _feed_impl(cell, flat, layer_offs, head_offs, pflat, poffs, h, c, ids, ws, decode):
+    if not isinstance(cell, types.IntegerLiteral):
+        return None
+
+    def impl(cell, flat, layer_offs, head_offs, pflat, poffs, h, c, ids, ws, decode):
+        gates, hg, hn, cn, x0, logits, p, order, w0t = ws
+        L, H, GH, E, V = h.shape[0], hn.shape[1], gates.shape[1], x0.shape[1], logits.shape[1]
+        for k in range(L):
+            w_ih, w_hh, b_ih, b_hh = layer_offs[k]
+            if k > 0:
+                linear_forward(gates, h[k - 1],
+                               operand(flat, w_ih, pflat, poffs[k, 1], GH, H),
+                               flat[b_ih: b_ih + GH])
+            elif E > 0:
+                embedding_forward(x0, view(flat, head_offs[0], V, E), ids)
+                linear_forward(gates, x0, view(flat, w_ih, GH, E), flat[b_ih: b_ih + GH])
+            else:  # one-hot input: gather rows of W_ih.T + b_ih (V, GH), as in training
+                embedding_forward(gates, w0t, ids)
+            step(cell, gates, hg, h[k], c[k], hn, cn,
+                 operand(flat, w_hh, pflat, poffs[k, 0], GH, H), flat[b_hh: b_hh + GH])
+            for b in range(hn.shape[0]):
+                assign(h[k, b], hn[b])
+                assign(c[k, b], cn[b])
+        if decode:
+            dec_w, dec_b = head_offs[1], head_offs[2]
+            linear_forward(logits, h[L - 1], view(flat, dec_w, V, H), flat[dec_b: dec_b + V])
+    return impl
+
+
+def loop(cell):
+    """The sampling loops compiled for one cell id, a constant in them (see recurrence.STEPS):
+    run(flat, layer_offs, head_offs, pflat, poffs, h, c, ids, ws, text, logp, out, rng,
+    temperature, top_k, top_p) for scoring, priming and sampling, and beam(...) for beam
+    search (beam_search returns it)."""
+    return _loops(cell)[0]
+
+
+def beam_search(cell):
+    """beam(flat, layer_offs, head_offs, pflat, poffs, h, c, ids, ws, scores, lengths, done,
+    stops, stop_lens, length_norm, tokens, parents) -> steps, compiled for one cell id."""
+    return _loops(cell)[1]
+
+
+@lru_cache(maxsize=None)
+def _loops(cell):
     @kernel
     def run(flat, layer_offs, head_offs, pflat, poffs, h, c, ids, ws, text, logp, out, rng,
             temperature, top_k, top_p):
         """Feed the pending ids (B,), then text (T,) but its last character (teacher forcing;
         if logp (T,) is non-empty it gets row 0's log p(text[t]), in float64, else the decoder
         is skipped); then sample out (B, T'): feed, draw, repeat. ids ends as the character
-        left pending. Each step feeds one character per row: h, c (L, B, H) advance in place
-        and, when decoding, ws's logits (B, V) get the next character's logits. One entry point
-        for scoring, priming and sampling, since each entry compiles its own copy of
-        everything it calls."""
+        left pending. One entry point for scoring, priming and sampling, since each entry
+        compiles its own copy of everything it calls."""
         flat, layer_offs, head_offs, pflat, poffs, h, c, ids, text, logp, out = borrow(
             (flat, layer_offs, head_offs, pflat, poffs, h, c, ids, text, logp, out))  # no counts
         ws = borrow(ws)
-        gates, hg, hn, cn, x0, logits, p, order, w0t = ws
-        L, H, GH, E, V = h.shape[0], hn.shape[1], gates.shape[1], x0.shape[1], logits.shape[1]
+        logits, p, order = ws[5], ws[6], ws[7]
         T, score = text.shape[0], logp.shape[0] > 0
         for t in range(T + out.shape[1]):
-            for k in range(L):
-                w_ih, w_hh, b_ih, b_hh = layer_offs[k]
-                if k > 0:
-                    linear_forward(gates, h[k - 1],
-                                   operand(flat, w_ih, pflat, poffs[k, 1], GH, H),
-                                   flat[b_ih: b_ih + GH])
-                elif E > 0:
-                    embedding_forward(x0, view(flat, head_offs[0], V, E), ids)
-                    linear_forward(gates, x0, view(flat, w_ih, GH, E), flat[b_ih: b_ih + GH])
-                else:  # one-hot input: gather rows of W_ih.T + b_ih (V, GH), as in training
-                    embedding_forward(gates, w0t, ids)
-                step(cell, gates, hg, h[k], c[k], hn, cn,
-                     operand(flat, w_hh, pflat, poffs[k, 0], GH, H), flat[b_hh: b_hh + GH])
-                for b in range(hn.shape[0]):
-                    assign(h[k, b], hn[b])
-                    assign(c[k, b], cn[b])
-            if t >= T or score:
-                dec_w, dec_b = head_offs[1], head_offs[2]
-                linear_forward(logits, h[L - 1], view(flat, dec_w, V, H),
-                               flat[dec_b: dec_b + V])
+            feed(cell, flat, layer_offs, head_offs, pflat, poffs, h, c, ids, ws, t >= T or score)
             if t < T:
                 if score:
-                    row = logits[0]
-                    mx = row_max(row)
-                    z = 0.0
-                    for v in range(row.shape[0]):
-                        z += math.exp(row[v] - mx)
-                    logp[t] = row[text[t]] - mx - math.log(z)
+                    mx, lz = log_norm(logits[0])
+                    logp[t] = logits[0, text[t]] - mx - lz
                 ids[:] = text[t]
             else:
                 for b in range(ids.shape[0]):
                     ids[b] = pick(logits[b], p, order, rng, temperature, top_k, top_p)
                     out[b, t - T] = ids[b]
 
-    return run
+    @kernel
+    def beam(flat, layer_offs, head_offs, pflat, poffs, h, c, ids, ws, scores, lengths, done,
+             stops, stop_lens, length_norm, tokens, parents):
+        """Beam search over the K rows of h, c (L, K, H), all holding the primed state, each
+        with its pending id in ids (K,). scores (K,) float64 come in as 0 for row 0 and -inf
+        for the others (one live beam at first); lengths (K,) as 0 and done (K,) as False.
+        Each step extends every live beam by every id, a finished beam (done: its text ends
+        with one of stops (S, M), see ends_with) by nothing, and keeps the K best candidates
+        by total log p (by log p per character if length_norm; ties to the lower row, then
+        id), so K = 1 is greedy. tokens (T, K) get each step's ids (-1: a finished beam
+        carried over) and parents (T, K) the rows they extend. Returns the steps taken: T, or
+        fewer once every beam has finished. scores, lengths and done end as the beams'."""
+        K, V, T, M = ids.shape[0], ws[5].shape[1], tokens.shape[0], stops.shape[1]
+        total = np.empty(K * V)  # (K*V,) each candidate's log p
+        value = np.empty(K * V)  # (K*V,) what ranks them
+        tails, old_tails = np.full((K, M), -1, np.int64), np.empty((K, M), np.int64)
+        old_h, old_c = np.empty(h.shape[1:], h.dtype), np.empty(c.shape[1:], c.dtype)
+        flat, layer_offs, head_offs, pflat, poffs, h, c, ids, scores, lengths, done = borrow(
+            (flat, layer_offs, head_offs, pflat, poffs, h, c, ids, scores, lengths, done))
+        ws = borrow(ws)
+        logits = ws[5]
+        for t in range(T):
+            feed(cell, flat, layer_offs, head_offs, pflat, poffs, h, c, ids, ws, True)
+            total[:], value[:] = -np.inf, -np.inf
+            for j in range(K):
+                if done[j]:  # one candidate: itself, unchanged
+                    total[j * V] = scores[j]
+                    value[j * V] = scores[j] / lengths[j] if length_norm else scores[j]
+                    continue
+                mx, lz = log_norm(logits[j])
+                for v in range(V):
+                    i = j * V + v
+                    total[i] = scores[j] + (logits[j, v] - mx - lz)
+                    value[i] = total[i] / (lengths[j] + 1) if length_norm else total[i]
+            best = np.argsort(-value, kind="mergesort")[:K]  # stable: ties to the lower index
+            parent = parents[t]
+            parent[:] = best // V
+            for k in range(h.shape[0]):
+                gather(h[k], parent, old_h)
+                gather(c[k], parent, old_c)
+            gather(tails, parent, old_tails)
+            scores[:], lengths[:] = total[best], lengths[parent]
+            done[:], ids[:] = done[parent], ids[parent]
+            for b in range(K):
+                if done[b]:
+                    tokens[t, b] = -1
+                    continue
+                tokens[t, b] = ids[b] = best[b] % V
+                lengths[b] += 1
+                for i in range(M - 1):
+                    tails[b, i] = tails[b, i + 1]
+                if M > 0:
+                    tails[b, M - 1] = ids[b]
+                done[b] = ends_with(tails[b], stops, stop_lens)
+            if done.all():
+                return t + 1
+        return T
+
+    return run, beam

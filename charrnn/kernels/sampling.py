@@ -155,7 +155,9 @@ def feed(cell, flat, layer_offs, head_offs, pflat, poffs, h, c, ids, ws, decode)
     (B, V) get the next character's logits."""
 
 
-@overload(feed)  # not a kernel in _loops' closure: closure variables key the disk cache
+# An overload, inlined as the loop's own code was: a kernel in _loops' closure would be a
+# closure variable, and those key the disk cache (a kernel pickles differently per process).
+@overload(feed, inline="always")
 def _feed_impl(cell, flat, layer_offs, head_offs, pflat, poffs, h, c, ids, ws, decode):
     if not isinstance(cell, types.IntegerLiteral):
         return None

@@ -140,8 +140,7 @@ class SamplerFront:
         matters only when stop texts end beams at different lengths (a beam that produced a
         stop text is finished and competes, unchanged, with the growing ones). k = 1 is
         greedy: temperature 0's text. No randomness."""
-        if not _is_int(n) or n < 0:
-            raise UsageError(f"the number of characters must be an integer >= 0, got {n!r}")
+        check_settings(n, 0.0, None, None, None)
         V = len(self.vocab)
         if not _is_int(k) or not 1 <= k <= V:
             raise UsageError(f"the beam width must be an integer from 1 to the vocabulary "
@@ -153,12 +152,10 @@ class SamplerFront:
             stops[s, :len(text)] = self.vocab.encode(text)
         stop_lens = np.array([len(t) for t in texts], np.int64)
         prime_ids = self.vocab.encode(prime, unknown=unknown).astype(np.int64)  # (P,)
-        tokens, parents, scores, lengths = self._beam(k, n, prime_ids, stops, stop_lens,
+        tokens, parents, scores = self._beam(k, n, prime_ids, stops, stop_lens,
                                                       bool(length_norm))
-        ranked = sorted(range(k), key=lambda b: -(scores[b] / lengths[b] if length_norm
-                                                   and lengths[b] else scores[b]))
         found = []
-        for b in ranked:
+        for b in range(k):  # the kernel leaves the beams in rank order
             if scores[b] == -np.inf:  # n = 0: only the start beam
                 continue
             ids, row = [], b
@@ -292,7 +289,7 @@ class Sampler(SamplerFront):
 
     def _beam(self, K, n, prime_ids, stops, stop_lens, length_norm):
         """The search of beams() in one compiled call: (tokens (T, K), parents (T, K), scores
-        (K,), lengths (K,)) with T <= n the steps taken (kernels.sampling.beam_search)."""
+        (K,)) with T <= n the steps taken, the beams best first (kernels.sampling.beam_search)."""
         args, h, c, ids, ws = self._primed(K, prime_ids, (np.random.default_rng(0), 0.0, 0, 1.0))
         scores = np.full(K, -np.inf)
         scores[0] = 0.0
@@ -300,4 +297,4 @@ class Sampler(SamplerFront):
         tokens, parents = np.empty((n, K), np.int64), np.empty((n, K), np.int64)
         steps = beam_search(self._cell)(*args, h, c, ids, ws, scores, lengths, done, stops,
                                         stop_lens, length_norm, tokens, parents)
-        return tokens[:steps], parents[:steps], scores, lengths
+        return tokens[:steps], parents[:steps], scores

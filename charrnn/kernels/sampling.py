@@ -124,6 +124,22 @@ def log_norm(row):
 
 
 @kernel
+def largest(value, best):
+    """best (K,) = the indices of value's K largest, largest first; ties to the lower index
+    (as a stable sort's first K), so K = 1 is np.argmax. An insertion into the K kept."""
+    K, n = best.shape[0], 0
+    for i in range(value.shape[0]):
+        if n == K and not value[i] > value[best[K - 1]]:
+            continue
+        j = min(n, K - 1)  # the slot freed: the next, or the last kept's
+        while j > 0 and value[i] > value[best[j - 1]]:
+            best[j] = best[j - 1]
+            j -= 1
+        best[j] = i
+        n = min(n + 1, K)
+
+
+@kernel
 def gather(x, parents, scratch):
     """x[b] = x[parents[b]] for the rows b of x (K, W), through scratch (K, W)."""
     for b in range(x.shape[0]):
@@ -188,10 +204,9 @@ def _feed_impl(cell, flat, layer_offs, head_offs, pflat, poffs, h, c, ids, ws, d
 
 
 def loop(cell):
-    """The sampling loops compiled for one cell id, a constant in them (see recurrence.STEPS):
+    """The sampling loop compiled for one cell id, a constant in it (see recurrence.STEPS):
     run(flat, layer_offs, head_offs, pflat, poffs, h, c, ids, ws, text, logp, out, rng,
-    temperature, top_k, top_p) for scoring, priming and sampling, and beam(...) for beam
-    search (beam_search returns it)."""
+    temperature, top_k, top_p), for scoring, priming and sampling."""
     return _loops(cell)[0]
 
 
@@ -239,12 +254,16 @@ def _loops(cell):
         by total log p (by log p per character if length_norm; ties to the lower row, then
         id), so K = 1 is greedy. tokens (T, K) get each step's ids (-1: a finished beam
         carried over) and parents (T, K) the rows they extend. Returns the steps taken: T, or
-        fewer once every beam has finished. scores, lengths and done end as the beams'."""
+        fewer once every beam has finished. scores, lengths and done end as the beams', the
+        rows in rank order (row 0 the best)."""
         K, V, T, M = ids.shape[0], ws[5].shape[1], tokens.shape[0], stops.shape[1]
         total = np.empty(K * V)  # (K*V,) each candidate's log p
         value = np.empty(K * V)  # (K*V,) what ranks them
+        best = np.empty(K, np.int64)  # the kept candidates, best first
         tails, old_tails = np.full((K, M), -1, np.int64), np.empty((K, M), np.int64)
         old_h, old_c = np.empty(h.shape[1:], h.dtype), np.empty(c.shape[1:], c.dtype)
+        old_ids, old_lengths = np.empty_like(ids), np.empty_like(lengths)
+        old_done = np.empty_like(done)
         flat, layer_offs, head_offs, pflat, poffs, h, c, ids, scores, lengths, done = borrow(
             (flat, layer_offs, head_offs, pflat, poffs, h, c, ids, scores, lengths, done))
         ws = borrow(ws)
@@ -262,16 +281,19 @@ def _loops(cell):
                     i = j * V + v
                     total[i] = scores[j] + (logits[j, v] - mx - lz)
                     value[i] = total[i] / (lengths[j] + 1) if length_norm else total[i]
-            best = np.argsort(-value, kind="mergesort")[:K]  # stable: ties to the lower index
+            largest(value, best)
             parent = parents[t]
-            parent[:] = best // V
+            for b in range(K):
+                parent[b] = best[b] // V
+                old_ids[b], old_lengths[b], old_done[b] = ids[b], lengths[b], done[b]
             for k in range(h.shape[0]):
                 gather(h[k], parent, old_h)
                 gather(c[k], parent, old_c)
             gather(tails, parent, old_tails)
-            scores[:], lengths[:] = total[best], lengths[parent]
-            done[:], ids[:] = done[parent], ids[parent]
             for b in range(K):
+                j = parent[b]
+                scores[b], ids[b], lengths[b], done[b] = (total[best[b]], old_ids[j],
+                                                          old_lengths[j], old_done[j])
                 if done[b]:
                     tokens[t, b] = -1
                     continue

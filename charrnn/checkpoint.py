@@ -224,6 +224,13 @@ def save_model(path, model, vocab, meta=None, arrays=None):
     save(path, meta, {**named, **(arrays or {})})
 
 
+def add_arrays(path, arrays, meta=None):
+    """Rewrite the checkpoint at `path` (atomically) with `arrays` and `meta` entries added
+    or replaced, the rest as it was."""
+    old_meta, old_arrays = load(path)
+    save(path, {**old_meta, **(meta or {})}, {**old_arrays, **arrays})
+
+
 def load_model(path, dtype=None):
     """(model, vocab, meta, extra arrays) from a checkpoint; `dtype` defaults to the saved one."""
     from charrnn.config import ModelConfig

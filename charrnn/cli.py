@@ -9,8 +9,9 @@ import click
 from click.core import ParameterSource
 
 from . import __version__
-from .config import (CELLS, CLIP_MODES, DEFAULT_MAX_TIME, EVAL_BATCH, EVAL_SEQ_LEN,
-                     NONLINEARITIES, OPTIMIZER_NAMES, SCHEDULES, ModelConfig, TrainConfig)
+from .config import (CELLS, CLIP_MODES, DEFAULT_MAX_TIME, EVAL_BATCH, EVAL_SEQ_LEN, MS_CHARS,
+                     NONLINEARITIES, OPTIMIZER_NAMES, SCHEDULES, DynamicConfig, ModelConfig,
+                     TrainConfig)
 from .devices import DEVICES
 from .errors import CharRNNError
 
@@ -73,6 +74,53 @@ quiet_option = click.option("--quiet", "-q", is_flag=True, help="No progress bar
 def json_option(what):
     """--json, shared by the commands that print figures."""
     return click.option("--json", "as_json", is_flag=True, help=f"Print {what} as JSON.")
+
+
+def dynamic_options(f):
+    """--dynamic and its settings, shared by eval and sample (charrnn.dynamic)."""
+    _D = DynamicConfig()
+    for option in reversed([
+            click.option("--ms-from", type=click.Path(exists=True, dir_okay=False),
+                         default=None, metavar="FILE",
+                         help="With --dynamic: collect the mean squared gradients from the "
+                              f"first {MS_CHARS:,} characters of FILE (e.g. the training "
+                              "corpus) instead of those training stored in the checkpoint."),
+            click.option("--eta", type=float, default=_D.eta, show_default=True,
+                         help="With --dynamic: the step size of the adaptation."),
+            click.option("--lambda", "decay", type=float, default=_D.decay,
+                         show_default=True,
+                         help="With --dynamic: the pull back towards the trained weights "
+                              "per segment."),
+            click.option("--seq-len", type=int, default=_D.seq_len, show_default=True,
+                         help="With --dynamic: characters per segment (one adaptation "
+                              "each).")]):
+        f = option(f)
+    return f
+
+
+def _dynamic_settings(ctx, dynamic, model, read, stored):
+    """DynamicConfig from the options, and the MS to use: from --ms-from (read(path) -> ids),
+    else the checkpoint's (stored), checked; (None, None) without --dynamic."""
+    from .dynamic import check_ms, mean_squared_gradients
+    from .errors import UsageError
+
+    names = ("ms_from", "eta", "decay", "seq_len")
+    given = [n for n in names if ctx.get_parameter_source(n) is ParameterSource.COMMANDLINE]
+    if not dynamic:
+        if given:
+            flags = ", ".join("--lambda" if n == "decay" else "--" + n.replace("_", "-")
+                              for n in given)
+            raise UsageError(f"{flags} set dynamic evaluation; add --dynamic or drop them")
+        return None, None
+    settings = DynamicConfig(eta=ctx.params["eta"], decay=ctx.params["decay"],
+                             seq_len=ctx.params["seq_len"])
+    ms = stored
+    if ctx.params["ms_from"]:
+        ms = mean_squared_gradients(model, read(ctx.params["ms_from"]), settings.seq_len)
+        if ms is None:
+            raise UsageError(f"{ctx.params['ms_from']} holds too little known text to collect "
+                             "gradient statistics; use a longer file (e.g. the training corpus)")
+    return settings, check_ms(model, ms)
 
 
 _MODEL_OPTIONS = {"cell": "cell", "layers": "num_layers", "hidden": "hidden_size",
@@ -211,10 +259,15 @@ def train(ctx, corpus, out, resume, overwrite, quiet, encoding, errors, as_bytes
                    "total (it matters when --stop ends beams at different lengths).")
 @click.option("--raw", is_flag=True,
               help="A byte model (--bytes): write its bytes unchanged, not decoded as UTF-8.")
+@click.option("--dynamic", is_flag=True,
+              help="Adapt the model to the prime (e.g. a long --prime-file) by dynamic "
+                   "evaluation before generating, as `charrnn eval --dynamic` reads a file.")
+@dynamic_options
 @device_option("Sample")
 @click.pass_context
 def sample(ctx, target, length, prime, prime_file, temperature, top_k, top_p, seed, stream,
-           unknown, stops, num_samples, beam, length_norm, raw, device):
+           unknown, stops, num_samples, beam, length_norm, raw, dynamic, ms_from, eta, decay,
+           seq_len, device):
     """Generate text from TARGET: a checkpoint or run directory [default: the newest run]."""
     from .devices import load_sampler
     from .errors import UsageError
@@ -229,6 +282,16 @@ def sample(ctx, target, length, prime, prime_file, temperature, top_k, top_p, se
             prime = f.read().decode("latin-1") if sampler.bytes else f.read()
     elif sampler.bytes:
         prime = prime.encode("utf-8").decode("latin-1")  # the prime's UTF-8 bytes
+    settings, ms = _dynamic_settings(
+        ctx, dynamic, sampler.model,
+        lambda path: sampler.vocab.encode(_text_reader(sampler.bytes)(path), unknown="skip"),
+        sampler.ms)
+    if dynamic:
+        if not prime:
+            raise UsageError("--dynamic adapts the model to the prime before generating; "
+                             "give --prime-file FILE (or --prime TEXT)")
+        with _compiling(sampler.model, "dynamic evaluation"):
+            sampler = sampler.adapted(prime, ms, settings, unknown)
     stops = [_unescape(t) for t in stops]
     if sampler.bytes:
         stops = [t.encode("utf-8").decode("latin-1") for t in stops]
@@ -333,37 +396,81 @@ def warmup(cells, layers, hidden, embed_dim, vocab_size, dtype, quiet):
 @cli.command("eval")
 @click.argument("target")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False))
+@click.option("--dynamic", is_flag=True,
+              help="Also score FILE by dynamic evaluation: read in order, the weights (a "
+                   "private copy) adapting to each segment after scoring it; prints static "
+                   "and dynamic figures side by side. The checkpoint is not changed.")
+@dynamic_options
 @json_option("the figures")
-def evaluate(target, file, as_json):
+@click.pass_context
+def evaluate(ctx, target, file, dynamic, ms_from, eta, decay, seq_len, as_json):
     """Loss of the model in TARGET (checkpoint or run directory) on a text FILE."""
+    import time
+
     import numpy as np
 
     from .checkpoint import load_model, resolve
-    from .data import read_corpus
+    from .dynamic import dynamic_loss, static_loss
     from .training import evaluate_text
 
-    model, vocab, meta, _ = load_model(resolve(target))
+    model, vocab, meta, extra = load_model(resolve(target))
     corpus = meta.get("corpus") if isinstance(meta.get("corpus"), dict) else {}
-    if corpus.get("bytes") is True:  # a byte model reads the file's bytes
-        with open(file, "rb") as f:
-            text = f.read().decode("latin-1")
-    else:
-        _, text = read_corpus(file)
-    with _compiling(model, "evaluation"):
-        model.loss(np.zeros((2, 2), np.int64), np.zeros((2, 2), np.int64))
+    read = _text_reader(corpus.get("bytes") is True)
+    from .dynamic import MS_ARRAY
+
+    settings, ms = _dynamic_settings(ctx, dynamic, model,
+                                     lambda path: vocab.encode(read(path), unknown="skip"),
+                                     extra.get(MS_ARRAY))
+    text = read(file)
+    with _compiling(model, "evaluation" + (" and its gradient" if dynamic else "")):
+        zeros = np.zeros((2, 2), np.int64)
+        model.loss(zeros, zeros)
+        if dynamic:
+            model.eval_grad(zeros, zeros)
     unknown = sum(vocab.unknown_chars(text).values())
-    loss = evaluate_text(model, vocab.encode(text, unknown="skip"), EVAL_BATCH,
-                         EVAL_SEQ_LEN)
-    row = {"loss": loss, "bpc": None if loss is None else loss / math.log(2),
-           "chars": len(text), "unknown_chars": unknown}
+    ids = vocab.encode(text, unknown="skip")
+    row = {"chars": len(text), "unknown_chars": unknown}
+    if dynamic:
+        t0 = time.perf_counter()
+        loss = static_loss(model, ids, settings.seq_len)
+        t1 = time.perf_counter()
+        dyn = dynamic_loss(model, ids, ms, settings)
+        t2 = time.perf_counter()
+        row.update(dynamic_loss=dyn, dynamic_bpc=None if dyn is None else dyn / math.log(2),
+                   static_chars_per_sec=len(ids) / max(t1 - t0, 1e-9),
+                   dynamic_chars_per_sec=len(ids) / max(t2 - t1, 1e-9),
+                   **{k: getattr(settings, k) for k in ("eta", "decay", "eps", "seq_len")})
+    else:
+        loss = evaluate_text(model, ids, EVAL_BATCH, EVAL_SEQ_LEN)
+    row = {"loss": loss, "bpc": None if loss is None else loss / math.log(2), **row}
     if as_json:
         click.echo(json.dumps(row))
         return
     if loss is None:
         click.echo(f"{file}: too little known text to evaluate ({unknown} unknown characters)")
         return
-    click.echo(f"{file}: {loss:.4f} nats/char, {row['bpc']:.4f} bits/char over {len(text)} "
-               f"characters ({unknown} outside the vocabulary, skipped)")
+    tail = f"over {len(text)} characters ({unknown} outside the vocabulary, skipped)"
+    if not dynamic:
+        click.echo(f"{file}: {loss:.4f} nats/char, {row['bpc']:.4f} bits/char {tail}")
+        return
+    gain = 100 * (1 - dyn / loss)
+    click.echo(f"{file}: static {row['bpc']:.4f} bits/char ({loss:.4f} nats), dynamic "
+               f"{row['dynamic_bpc']:.4f} bits/char ({dyn:.4f} nats), {gain:.1f}% fewer, {tail}; "
+               f"{seq_len}-character segments, eta {eta:g}, lambda {decay:g}, "
+               f"{row['dynamic_chars_per_sec']:,.0f} characters/s dynamic, "
+               f"{row['static_chars_per_sec']:,.0f} static")
+
+
+def _text_reader(as_bytes):
+    """read(path) -> the text a model reads: a byte model's (as_bytes) the file's bytes."""
+    from .data import read_corpus
+
+    if as_bytes:
+        def read(path):
+            with open(path, "rb") as f:
+                return f.read().decode("latin-1")
+        return read
+    return lambda path: read_corpus(path)[1]
 
 
 @cli.command()

@@ -136,6 +136,35 @@ class TrainConfig:
         return _from_dict(cls, d)
 
 
+@dataclass(frozen=True)
+class DynamicConfig:
+    """Dynamic evaluation (charrnn.dynamic): after scoring each seq_len-character segment,
+    theta <- theta - eta * g / (sqrt(MS) + eps) + decay * (theta_0 - theta). Defaults chosen
+    by measurement on tiny Shakespeare and python-stdlib (BENCHMARKS.md, "Dynamic
+    evaluation")."""
+
+    eta: float = 1e-4
+    decay: float = 1e-3
+    eps: float = 1e-5
+    seq_len: int = 50
+
+    def __post_init__(self):
+        for name in ("eta", "decay", "eps"):
+            value = getattr(self, name)
+            if (isinstance(value, bool) or not isinstance(value, (int, float))
+                    or not math.isfinite(value) or value < 0):
+                raise UsageError(f"dynamic evaluation's {name} must be a finite number >= 0, "
+                                 f"got {value!r}")
+        if not self.decay <= 1:
+            raise UsageError(f"dynamic evaluation's decay must be in [0, 1], got {self.decay!r}")
+        if not self.eps > 0:
+            raise UsageError(f"dynamic evaluation's eps must be > 0, got {self.eps!r}")
+        _positive_int("seq_len", self.seq_len)
+
+
+MS_CHARS = 20_000  # training characters whose gradients give dynamic evaluation's MS
+
+
 DEFAULT_MAX_TIME = 600.0  # seconds: `charrnn train`'s budget when no --max-steps or --max-time
 EVAL_BATCH, EVAL_SEQ_LEN = 32, 100  # `charrnn eval` reads a file as 32 streams of 100-char chunks
 

@@ -211,6 +211,11 @@ class CharRNN(ModelFront):
         return np.stack([np.concatenate([p.dhs[k] for p, _ in self._shards], axis=1)
                          .transpose(1, 0, 2) for k in range(self.config.num_layers)])
 
+    def eval_grad(self, inputs, targets, state=None):
+        """loss_and_grad without dropout: the evaluation loss and its gradient, which dynamic
+        evaluation (charrnn.dynamic) adapts the weights with."""
+        return self._run(*self._check_batch(inputs, targets), state, train=True, dropout=False)
+
     def _run(self, inputs, targets, state, train, dropout=True, weights=None):
         """Split the batch into row shards, one per thread; each shard runs the whole chunk
         (all layers, forward and backward) with single-threaded BLAS, and the shards'

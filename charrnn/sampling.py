@@ -12,6 +12,8 @@ import math
 import numpy as np
 
 from .checkpoint import load_model, resolve
+from .config import DynamicConfig
+from .dynamic import MS_ARRAY, Adapting
 from .errors import UsageError
 from .kernels import packed
 from .kernels.sampling import beam_search, loop
@@ -54,7 +56,7 @@ def utf8(chunks):
 class SamplerFront:
     """What the CPU Sampler and the GPU's CudaSampler share: the vocabulary, the start
     character, the weights' offsets and the public calls; each engine implements _run
-    (check, prime, then more(T) -> (B, T) ids) and log_prob.
+    (check, prime, then more(T) -> (B, T) ids), _beam and _log_prob(ids) -> log_prob's pair.
 
     Generation starts from the zero state. A prime is fed first (teacher forced) and is not
     part of the returned text. With an empty prime the model is fed a start character: "\\n"
@@ -75,13 +77,15 @@ class SamplerFront:
         self._start = int(vocab.encode("\n")[0]) if "\n" in vocab else 0
         self._cell = cell_id(cfg)
         self.bytes = False  # a model of raw bytes: each character is one byte (see utf8)
+        self.ms = None  # dynamic evaluation's mean squared gradients (charrnn.dynamic)
 
     @classmethod
     def load(cls, target=None, runs_dir="runs"):
         """From a checkpoint file or run directory (None: the newest run under runs_dir).
         charrnn.load_sampler picks the engine by device."""
-        model, vocab, meta, _ = load_model(resolve(target, runs_dir))
+        model, vocab, meta, extra = load_model(resolve(target, runs_dir))
         sampler = cls(model, vocab)
+        sampler.ms = extra.get(MS_ARRAY)  # dynamic evaluation's, if training stored them
         corpus = meta.get("corpus")
         sampler.bytes = isinstance(corpus, dict) and corpus.get("bytes") is True
         return sampler
@@ -166,6 +170,39 @@ class SamplerFront:
             found.append((self.vocab.decode(np.array(ids[::-1], np.int64)), float(scores[b])))
         return found
 
+    # --- dynamic evaluation (charrnn.dynamic; CPU only) -------------------------------------
+    def log_prob(self, text, unknown="error", dynamic=False, ms=None,
+                 settings=DynamicConfig()):
+        """(total log probability of text in nats, per_char (T,) float64): per_char[t] is
+        log p(text[t] | text[:t]), the first character conditioned on the zero state and the
+        start character, as sample() with an empty prime would draw it. unknown="skip" scores
+        the text with characters outside the vocabulary removed. dynamic: under dynamic
+        evaluation, each settings.seq_len-character segment scored by weights adapted to the
+        text before it (ms: MS for charrnn.dynamic, default the checkpoint's); the sampler's
+        own weights stay as they are."""
+        ids = self.vocab.encode(text, unknown=unknown).astype(np.int64)  # (T,)
+        if not dynamic:
+            return self._log_prob(ids)
+        per_char = np.zeros(len(ids))  # (T,)
+        self._adapting(ms, settings).read(self._started(ids), per_char=per_char)
+        return float(per_char.sum()), per_char
+
+    def adapted(self, text, ms=None, settings=DynamicConfig(), unknown="error"):
+        """A new Sampler whose weights dynamic evaluation adapted to text (read from the
+        zero state, as log_prob reads it), e.g. a long prime before generating; this one is
+        left unchanged. ms as in log_prob."""
+        adapting = self._adapting(ms, settings)
+        adapting.read(self._started(self.vocab.encode(text, unknown=unknown).astype(np.int64)))
+        sampler = type(self)(adapting.model, self.vocab)
+        sampler.bytes, sampler.ms = self.bytes, self.ms
+        return sampler
+
+    def _started(self, ids):
+        return np.concatenate([[self._start], ids]).astype(np.int64)  # (T + 1,)
+
+    def _adapting(self, ms, settings):
+        return Adapting(self.model, self.ms if ms is None else ms, settings)
+
 
 STOP_CHUNK = 64  # characters per compiled call when a stop text may end the sample early
 
@@ -219,12 +256,7 @@ class Sampler(SamplerFront):
         super().__init__(model, vocab)
         threads()  # pins BLAS to one thread: its threading only slows these small products
 
-    def log_prob(self, text, unknown="error"):
-        """(total log probability of text in nats, per_char (T,) float64): per_char[t] is
-        log p(text[t] | text[:t]), the first character conditioned on the zero state and the
-        start character, as sample() with an empty prime would draw it. unknown="skip" scores
-        the text with characters outside the vocabulary removed."""
-        ids = self.vocab.encode(text, unknown=unknown).astype(np.int64)  # (T,)
+    def _log_prob(self, ids):
         h, c, ws = self._buffers(1)
         logp = np.zeros(len(ids))  # (T,)
         loop(self._cell)(*self._weights(), h, c, np.full(1, self._start, np.int64), ws, ids,

@@ -15,10 +15,11 @@ from tqdm import tqdm
 
 from . import checkpoint
 from .compiling import Compiling, describe
-from .config import ModelConfig, TrainConfig, default_model
+from .config import MS_CHARS, DynamicConfig, ModelConfig, TrainConfig, default_model
 from .data import (BatchStream, corpus_name, iter_eval_batches, load_corpus, recode,
                    split_train_val)
 from .devices import check_device, to_device
+from .dynamic import MS_ARRAY, mean_squared_gradients
 from .errors import CharRNNError, UsageError
 from .model import CharRNN
 from .schedule import learning_rate
@@ -128,8 +129,8 @@ class Trainer:
     def __init__(self, model, vocab, cfg, corpus):
         self.model, self.vocab, self.cfg = model, vocab, cfg
         self.corpus = corpus.describe()
-        train_ids, self.val_ids = split_train_val(corpus.ids, cfg.val_frac)  # views, no copies
-        self.stream = BatchStream(train_ids, cfg.batch_size, cfg.seq_len)
+        self.train_ids, self.val_ids = split_train_val(corpus.ids, cfg.val_frac)  # views
+        self.stream = BatchStream(self.train_ids, cfg.batch_size, cfg.seq_len)
         self.val_ids = self.val_ids[: cfg.eval_chars]
         self.opt = model.make_optimizer(cfg.optimizer)  # its state on the model's device
         self.state = model.initial_state(cfg.batch_size)
@@ -312,11 +313,31 @@ class Trainer:
                     bar.evaluated(row)
                     window_loss, window_steps, window_time = 0.0, 0, 0.0
                     self.elapsed = time.perf_counter() - started
+            if not stop.signum:
+                self._store_ms([best, last], log, lambda: stop.signum is not None)
         if stop.signum:
             raise TrainingInterrupted(stop.signum, (
                 f"interrupted at step {self.step}; saved {last}; resume with: "
                 f"charrnn train {corpus} --out {out} --resume"))
         return RunResult(out, self.step, self.best, last)
+
+    def _store_ms(self, paths, log, cancelled):
+        """Add dynamic evaluation's MS (charrnn.dynamic), collected on the training text for
+        the weights each checkpoint holds, to each of paths that exists; a signal skips it."""
+        t0, done = time.perf_counter(), {}  # flat parameters' bytes -> their MS
+        n = min(MS_CHARS, len(self.train_ids))
+        log(f"collecting gradient statistics for dynamic evaluation ({n:,} training "
+            "characters) ...")
+        for path in filter(os.path.exists, paths):
+            model = checkpoint.load_model(path)[0]  # on the CPU, whatever trained it
+            key = model.flat.tobytes()
+            if key not in done:
+                done[key] = mean_squared_gradients(model, self.train_ids, cancelled=cancelled)
+            if done[key] is None:
+                return
+            checkpoint.add_arrays(path, {MS_ARRAY: done[key]},
+                                  {"dynamic_ms": {"chars": n, "seq_len": DynamicConfig.seq_len}})
+        log(f"gradient statistics collected in {time.perf_counter() - t0:.1f} s")
 
     def _done(self, stop):
         cfg = self.cfg

@@ -232,14 +232,16 @@ class CudaSampler(SamplerFront):
     def _ids(self, values):
         return cuda.to_device(np.asarray(values, np.int32))
 
-    def log_prob(self, text, unknown="error"):
-        ids = self.vocab.encode(text, unknown=unknown)  # (T,)
+    def _log_prob(self, ids):
         buf = Buffers(self.model.config, self.model.dtype, 1)
         buf.ids.copy_to_device(np.full(1, self._start, np.int32))
         logp = cuda.to_device(np.zeros(len(ids)))  # (T,) float64
         force(self._cell, self._device_weights, buf, self._ids(ids), logp)
         logp = logp.copy_to_host()
         return float(logp.sum()), logp
+
+    def _adapting(self, ms, settings):
+        raise UsageError("dynamic evaluation runs on the CPU only; use --device cpu")
 
     def _beam(self, K, n, prime_ids, stops, stop_lens, length_norm):
         raise UsageError("beam search runs on the CPU only; use --device cpu (or "

@@ -160,23 +160,23 @@ def softmax_cross_entropy(logits, targets, scale, with_grad):
     d(scale * loss)/d logits = scale * (softmax - onehot(target)).
     """
     logits = borrow(logits)
+    # Without the gradient the exponentials go to a scratch row, summed as in place: the
+    # loss is the same to the last bit either way (dynamic evaluation's eta = 0 is static).
+    scratch = np.empty(0 if with_grad else logits.shape[1], logits.dtype)
     total = 0.0
     for n in range(logits.shape[0]):
         row = logits[n]
+        out = row if with_grad else scratch
         mx = row_max(row)
         picked = row[targets[n]]
+        for v in range(row.shape[0]):
+            out[v] = exp(row[v] - mx)
+        z = row_sum(out)
         if with_grad:
-            for v in range(row.shape[0]):
-                row[v] = exp(row[v] - mx)
-            z = row_sum(row)
             inv = row.dtype.type(scale / z)
             for v in range(row.shape[0]):
                 row[v] *= inv
             row[targets[n]] -= scale
-        else:
-            z = 0.0
-            for v in range(row.shape[0]):
-                z += exp(row[v] - mx)
         total += math.log(z) + mx - picked
     return total
 

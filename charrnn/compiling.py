@@ -11,8 +11,9 @@ helper goes on to the sampler, so that the `charrnn sample` after a first `charr
 it compiled.
 
 Parts (warm): "forward" and "backward" (a training step's two halves), "update:OPTIMIZER:CLIP"
-(one update rule and clipping mode; "update" alone: all of them) and "sample" (the sampling
-loop; scoring and priming run in it too).
+(one update rule and clipping mode; "update" alone: all of them), "dynamic" (dynamic
+evaluation's MS and update, which training ends with) and "sample" (the sampling loop; scoring
+and priming run in it too).
 """
 import json
 import os
@@ -35,7 +36,7 @@ def cache_dir():
 def warm(model, parts):
     """Compile (or load from the disk cache) the kernels of `parts` for a CPU model. Changes no
     state of the model: updates and samples run on copies."""
-    from . import optim
+    from . import dynamic, optim
     from .config import CLIP_MODES, OPTIMIZER_NAMES
     from .sampling import Sampler
     from .vocab import Vocab
@@ -54,6 +55,8 @@ def warm(model, parts):
         elif name == "sample":
             chars = [chr(0x4E00 + i) for i in range(model.config.vocab_size)]  # any V distinct
             Sampler(model, Vocab(chars)).sample(2, seed=0)
+        elif name == "dynamic":
+            dynamic.precompile(model)
         else:
             raise ValueError(f"unknown part {part!r}")
 
@@ -139,7 +142,7 @@ def warm_up(models, dtype, say):
     for fields in models:
         model = CharRNN(ModelConfig(**{"dropout": 0.25, **fields}), dtype)
         compiled = Compiling(f"{describe(model)} training, evaluation and sampling", say,
-                             ahead=["backward", "update"])
+                             ahead=["backward", "update", "dynamic"])
         with compiled:
             compiled.prepare(model, ["forward", "sample"])
         if compiled.started is not None:

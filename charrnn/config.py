@@ -143,8 +143,8 @@ class DynamicConfig:
     by measurement on tiny Shakespeare and python-stdlib (BENCHMARKS.md, "Dynamic
     evaluation")."""
 
-    eta: float = 1e-4
-    decay: float = 1e-3
+    eta: float = 3e-4
+    decay: float = 3e-3
     eps: float = 1e-5
     seq_len: int = 50
 
@@ -164,6 +164,15 @@ class DynamicConfig:
 
 MS_CHARS = 20_000  # training characters whose gradients give dynamic evaluation's MS
 
+
+# `charrnn train`'s options (click's parameter names; a sweep space's keys) -> the field of
+# ModelConfig or TrainConfig each sets.
+MODEL_OPTIONS = {"cell": "cell", "layers": "num_layers", "hidden": "hidden_size",
+                 "embed_dim": "embed_dim", "dropout": "dropout", "nonlinearity": "nonlinearity"}
+TRAIN_OPTIONS = {**{k: k for k in ("seq_len", "batch_size", "optimizer", "lr", "lr_schedule",
+                                   "clip", "clip_mode", "val_frac", "max_steps", "max_time",
+                                   "eval_every", "seed", "threads")},
+                 "warmup": "warmup_steps"}
 
 DEFAULT_MAX_TIME = 600.0  # seconds: `charrnn train`'s budget when no --max-steps or --max-time
 EVAL_BATCH, EVAL_SEQ_LEN = 32, 100  # `charrnn eval` reads a file as 32 streams of 100-char chunks

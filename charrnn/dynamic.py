@@ -120,3 +120,12 @@ def dynamic_loss(model, ids, ms, settings=DynamicConfig()):
     weights of `model` (left unchanged); None for fewer than two ids."""
     total, _ = Adapting(model, ms, settings).read(ids)
     return total / (len(ids) - 1) if len(ids) > 1 else None
+
+
+def precompile(model):
+    """Compile (or load from the disk cache) the kernels of MS and of the update, on a copy:
+    model is left as it was, gradients included."""
+    ids = np.zeros(3, np.int64)
+    adapting = Adapting(model, np.zeros_like(model.flat))
+    mean_squared_gradients(adapting.model, ids)
+    adapting.read(ids)

@@ -9,9 +9,9 @@ import click
 from click.core import ParameterSource
 
 from . import __version__
-from .config import (CELLS, CLIP_MODES, DEFAULT_MAX_TIME, EVAL_BATCH, EVAL_SEQ_LEN, MS_CHARS,
-                     NONLINEARITIES, OPTIMIZER_NAMES, SCHEDULES, DynamicConfig, ModelConfig,
-                     TrainConfig)
+from .config import (CELLS, CLIP_MODES, DEFAULT_MAX_TIME, EVAL_BATCH, EVAL_SEQ_LEN,
+                     MODEL_OPTIONS, MS_CHARS, NONLINEARITIES, OPTIMIZER_NAMES, SCHEDULES,
+                     TRAIN_OPTIONS, DynamicConfig, ModelConfig, TrainConfig)
 from .devices import DEVICES
 from .errors import CharRNNError
 
@@ -123,11 +123,7 @@ def _dynamic_settings(ctx, dynamic, model, read, stored):
     return settings, check_ms(model, ms)
 
 
-_MODEL_OPTIONS = {"cell": "cell", "layers": "num_layers", "hidden": "hidden_size",
-                  "embed_dim": "embed_dim", "dropout": "dropout", "nonlinearity": "nonlinearity"}
-_TRAIN_OPTIONS = {"seq_len", "batch_size", "optimizer", "lr", "lr_schedule", "warmup",
-                  "clip", "clip_mode", "val_frac", "max_steps", "max_time", "eval_every",
-                  "seed", "threads"}
+
 
 
 def _compiling(model, what):
@@ -213,9 +209,8 @@ def train(ctx, corpus, out, resume, overwrite, quiet, encoding, errors, as_bytes
     if not resume and options["max_steps"] is None and options["max_time"] is None:
         options["max_time"] = DEFAULT_MAX_TIME
     keep = given if resume else set(options)
-    model = {field: options[o] for o, field in _MODEL_OPTIONS.items() if o in given}
-    config = {("warmup_steps" if k == "warmup" else k): options[k]
-              for k in _TRAIN_OPTIONS if k in keep}
+    model = {field: options[o] for o, field in MODEL_OPTIONS.items() if o in given}
+    config = {field: options[o] for o, field in TRAIN_OPTIONS.items() if o in keep}
     result = run_training(corpus, out=out, model=model, config=config, resume=resume,
                           overwrite=overwrite, progress=False if quiet else None,
                           log=(lambda line: None) if quiet else None, encoding=encoding,

@@ -21,6 +21,7 @@ from .data import (BatchStream, corpus_name, iter_eval_batches, load_corpus, rec
 from .devices import check_device, to_device
 from .dynamic import MS_ARRAY, mean_squared_gradients
 from .errors import CharRNNError, UsageError
+from .lock import RunLock
 from .model import CharRNN
 from .schedule import learning_rate
 from .threadpool import set_threads
@@ -52,7 +53,7 @@ class RunResult:
 
 def train(corpus, out=None, model=None, config=None, resume=False, overwrite=False,
           progress=None, log=None, encoding=None, errors=None, as_bytes=None, device="cpu",
-          init_from=None, vocab="grow", unknown="error"):
+          init_from=None, vocab="grow", unknown="error", on_eval=None):
     """Train on `corpus` (a path, a built-in corpus name or a downloaded catalog name) into the
     run directory `out`.
 
@@ -65,7 +66,8 @@ def train(corpus, out=None, model=None, config=None, resume=False, overwrite=Fal
     init_from: a checkpoint or run directory to fine-tune: its weights (and shape) with a fresh
     optimizer, schedule and step count. vocab "grow" adds the corpus's new characters to its
     vocabulary; "fixed" keeps it, and unknown ("error" or "skip") says what to do with them.
-    Returns a RunResult.
+    on_eval: called with each evaluation's metrics row once it is logged and saved (a sweep
+    reports it to Ray Tune). Returns a RunResult.
     """
     if init_from is None and (vocab, unknown) != ("grow", "error"):
         raise UsageError("--vocab and --unknown apply to fine-tuning; add --init-from "
@@ -104,11 +106,11 @@ def train(corpus, out=None, model=None, config=None, resume=False, overwrite=Fal
             data = load_corpus(corpus, encoding, errors, as_bytes, log)
             trainer = Trainer.fine_tune(origin, data, model or {}, cfg, vocab, unknown, log,
                                         device)
+    with RunLock(out):  # one writer per run directory
         log_path = os.path.join(out, "metrics.jsonl")
-        if os.path.exists(log_path):  # --overwrite: a new run, a new log
+        if not resume and os.path.exists(log_path):  # --overwrite: a new run, a new log
             os.remove(log_path)
-    os.makedirs(out, exist_ok=True)
-    return trainer.run(out, corpus, progress, log)
+        return trainer.run(out, corpus, progress, log, on_eval)
 
 
 def _fit_batch(corpus, cfg, log):
@@ -254,7 +256,7 @@ class Trainer:
                 from None
 
     # --- the loop ---------------------------------------------------------------------------
-    def run(self, out, corpus, progress, log):
+    def run(self, out, corpus, progress, log, on_eval=None):
         cfg, model = self.cfg, self.model
         set_threads(cfg.threads)
         last, best = os.path.join(out, "last.ckpt"), os.path.join(out, "best.ckpt")
@@ -262,7 +264,7 @@ class Trainer:
         # One line while kernels compile; the bar starts with training, after the first step
         # (where a GPU's kernels compile). On the CPU the step's halves compile in two processes.
         compiled = Compiling(f"{describe(model)} training", log, ahead=["backward"],
-                             then=["sample"])
+                             then=["sample", "dynamic"])
         bar = None
         first_loss, warned = None, False
         window_loss, window_steps, window_time, norm = 0.0, 0, 0.0, 0.0
@@ -311,6 +313,8 @@ class Trainer:
                     row = self._evaluate_and_save(window_loss / window_steps, lr, norm, chars,
                                                   last, best, out)
                     bar.evaluated(row)
+                    if on_eval is not None:
+                        on_eval(row)
                     window_loss, window_steps, window_time = 0.0, 0, 0.0
                     self.elapsed = time.perf_counter() - started
             if not stop.signum:

@@ -388,6 +388,51 @@ def warmup(cells, layers, hidden, embed_dim, vocab_size, dtype, quiet):
         say(f"nothing to compile: the kernels are already cached in {cache_dir()}")
 
 
+@cli.command("sweep")
+@click.argument("corpus")
+@click.option("--space", "space_path", type=click.Path(dir_okay=False), default=None,
+              metavar="FILE",
+              help="TOML file of the options to search, e.g. `hidden = [256, 512]` (a grid), "
+                   "`lr = {loguniform = [3e-4, 5e-3]}` (also uniform, randint) or `cell = "
+                   "{choice = [\"gru\", \"lstm\"]}` (drawn per sample), `layers = 2` (fixed).")
+@click.option("--samples", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Trials per grid point, each with fresh draws (random search).")
+@click.option("--max-time", type=Duration(), default=None,
+              help="Each trial's training time, e.g. 5m (as train's).")
+@click.option("--max-steps", type=click.IntRange(min=1), default=None,
+              help="Each trial's training steps.")
+@click.option("--budget", type=Duration(), default=None,
+              help="Time for the whole sweep; trials not started by then are not run.")
+@click.option("--out", type=click.Path(file_okay=False), default=None,
+              help="Sweep directory [default: sweeps/CORPUS_NAME].")
+@click.option("--address", default=None, envvar="RAY_ADDRESS",
+              help="A Ray cluster to run on, e.g. 10.0.0.1:6379 [default: $RAY_ADDRESS, else "
+                   "Ray started on this machine].")
+@click.option("--cpus-per-trial", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Cores (and charrnn threads) per trial.")
+@click.option("--no-early-stop", is_flag=True,
+              help="Run every trial to its budget (no ASHA).")
+@click.option("--resume", is_flag=True,
+              help="Continue the interrupted sweep in --out; finished trials are not rerun.")
+@quiet_option
+def sweep_command(corpus, space_path, samples, max_time, max_steps, budget, out, address,
+                  cpus_per_trial, no_early_stop, resume, quiet):
+    """Search training settings on CORPUS with Ray Tune (needs charrnn[sweep]): each trial an
+    ordinary training with its own run directory, poor ones stopped early (ASHA) on validation
+    loss; prints the trials best first and copies the best to SWEEP_DIR/best/. Ray's usage
+    statistics stay off unless RAY_USAGE_STATS_ENABLED=1 is set."""
+    from .errors import UsageError
+    from .sweep import format_table, sweep
+
+    if not resume and space_path is None:
+        raise UsageError("give the options to search with --space FILE (a TOML file)")
+    say = (lambda line: None) if quiet else (lambda line: click.echo(line, err=True))
+    rows = sweep(corpus, space_path, out, samples, max_time, max_steps, budget, address,
+                 cpus_per_trial, not no_early_stop, resume, say)
+    for line in format_table(rows):
+        click.echo(line)
+
+
 @cli.command("eval")
 @click.argument("target")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False))

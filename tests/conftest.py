@@ -22,6 +22,10 @@ def private_cache(tmp_path_factory):
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("CHARRNN_CACHE", str(tmp_path_factory.mktemp("charrnn-cache")))
         mp.delenv("CHARRNN_CATALOG", raising=False)
+        mp.setenv("RAY_USAGE_STATS_ENABLED", "0")  # sweeps' Ray reports nothing anywhere
+        # and binds 127.0.0.1: Ray otherwise swaps a loopback address for the machine's own
+        # (this flag's one effect on Linux, besides refusing extra worker nodes)
+        mp.setenv("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
         yield
 
 

@@ -13,6 +13,7 @@ import csv
 import os
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 
@@ -81,8 +82,9 @@ def main():
     for k, v in row.items():
         if k not in ("trial", "status", "best_val_loss", "steps", "minutes", "run_dir", "error"):
             options += [f"--{k.replace('_', '-')}", v]
-    train = [sys.executable, "-m", "charrnn", "train", args.corpus, "--out",
-             os.path.join(args.out, "alone"), "--overwrite", "--quiet", "--max-steps", "50",
+    alone = tempfile.mkdtemp()  # not in the sweep directory, where plot would show it
+    train = [sys.executable, "-m", "charrnn", "train", args.corpus, "--out", alone,
+             "--overwrite", "--quiet", "--max-steps", "50",
              "--threads", "1", *options]
     measure = ("import resource, subprocess, sys; subprocess.run(sys.argv[1:], check=True); "
                "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")  # its only child

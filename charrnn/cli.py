@@ -169,6 +169,9 @@ def _compiling(model, what):
 @click.option("--max-time", type=Duration(), default=None,
               help="Stop after this much training time in all, e.g. 90s, 10m, 1h "
                    "[default: 10m when --max-steps is not given].")
+@click.option("--patience", type=click.IntRange(min=0), default=_T.patience, show_default=True,
+              help="Stop early when this many evaluations in a row bring no better validation "
+                   "loss (the model has begun to overfit); 0 trains to the end of the budget.")
 @click.option("--eval-every", type=int, default=_T.eval_every, show_default=True,
               help="Steps between validation runs and checkpoints.")
 @click.option("--out", type=click.Path(file_okay=False), default=None,

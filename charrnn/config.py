@@ -92,6 +92,7 @@ class TrainConfig:
     max_time: Optional[float] = None
     eval_every: int = 200
     eval_chars: int = 200_000    # validation uses at most this many characters
+    patience: int = 10           # evaluations without a better validation loss, then stop; 0 never
     seed: int = 0
     threads: Optional[int] = None  # None: all cores
     dtype: str = "float32"
@@ -104,6 +105,10 @@ class TrainConfig:
                 raise UsageError(f"{name} must be a finite number, got {value!r}")
         for name in ("seq_len", "batch_size", "eval_every", "lr_decay_every", "eval_chars"):
             _positive_int(name, getattr(self, name))
+        if isinstance(self.patience, bool) or not isinstance(self.patience, int) \
+                or self.patience < 0:
+            raise UsageError(f"patience must be a whole number >= 0 (0: never stop early), "
+                             f"got {self.patience!r}")
         for name in ("max_steps", "threads"):
             if getattr(self, name) is not None:
                 _positive_int(name, getattr(self, name))
@@ -171,7 +176,7 @@ MODEL_OPTIONS = {"cell": "cell", "layers": "num_layers", "hidden": "hidden_size"
                  "embed_dim": "embed_dim", "dropout": "dropout", "nonlinearity": "nonlinearity"}
 TRAIN_OPTIONS = {**{k: k for k in ("seq_len", "batch_size", "optimizer", "lr", "lr_schedule",
                                    "clip", "clip_mode", "val_frac", "max_steps", "max_time",
-                                   "eval_every", "seed", "threads")},
+                                   "eval_every", "patience", "seed", "threads")},
                  "warmup": "warmup_steps"}
 
 DEFAULT_MAX_TIME = 600.0  # seconds: `charrnn train`'s budget when no --max-steps or --max-time

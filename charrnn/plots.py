@@ -19,8 +19,9 @@ def _pyplot():
 
 
 def read_run(run_dir):
-    """{"name", "rows" (evaluations), "events" (resumes, warnings), "model", "train"} of a run
-    directory's metrics.jsonl and its checkpoint's settings (when it has one)."""
+    """{"name", "rows" (evaluations), "events" (resumes, warnings, early stops), "model",
+    "train"} of a run directory's metrics.jsonl and its checkpoint's settings (when it has
+    one)."""
     from .checkpoint import read_meta, resolve
 
     path = os.path.join(run_dir, "metrics.jsonl")
@@ -121,10 +122,11 @@ def plot_curves(run_dirs, out, x="step"):
                              fontsize=8, color=c)
         for e in run["events"]:
             ex = _x(run, e, x)
-            if e["event"] == "resume":
+            if e["event"] in ("resume", "early_stop"):
                 for ax in (ax_loss, ax_lr, ax_norm):
                     ax.axvline(ex, color=c, ls=":", lw=1)
-                ax_loss.annotate("resumed", (ex, 1), xycoords=("data", "axes fraction"),
+                ax_loss.annotate("resumed" if e["event"] == "resume" else "stopped early",
+                                 (ex, 1), xycoords=("data", "axes fraction"),
                                  rotation=90, va="top", ha="right", fontsize=8, color=c)
             elif e["event"] == "warning":
                 near = min(rows, key=lambda r: abs(r["step"] - e["step"]), default=None)

@@ -137,6 +137,7 @@ class Trainer:
         self.opt = model.make_optimizer(cfg.optimizer)  # its state on the model's device
         self.state = model.initial_state(cfg.batch_size)
         self.step, self.elapsed, self.best = 0, 0.0, None
+        self.stale = 0  # evaluations since the best validation loss
         self.init_from = None  # the checkpoint a fine-tuned run started from
 
     @classmethod
@@ -232,7 +233,8 @@ class Trainer:
         arrays = {f"optim/{k}": v for k, v in self.opt.state.items()}
         arrays.update({f"state/{i}": s for i, s in enumerate(state)})
         meta = {"train": self.cfg.to_dict(), "step": self.step, "elapsed_s": self.elapsed,
-                "best_val_loss": self.best, "optimizer_steps": self.opt.steps,
+                "best_val_loss": self.best, "evals_since_best": self.stale,
+                "optimizer_steps": self.opt.steps,
                 "stream": self.stream.state_dict(), "corpus": self.corpus,
                 "rng": self.model.rng.bit_generator.state}
         if self.init_from:
@@ -251,6 +253,7 @@ class Trainer:
             self.model.rng.bit_generator.state = meta["rng"]
             self.step, self.elapsed = int(meta["step"]), float(meta["elapsed_s"])
             self.best = meta["best_val_loss"]
+            self.stale = int(meta.get("evals_since_best", 0))
         except (KeyError, TypeError, ValueError) as e:
             raise UsageError(f"{path} has damaged training state ({e}); start a new run") \
                 from None
@@ -317,6 +320,8 @@ class Trainer:
                         on_eval(row)
                     window_loss, window_steps, window_time = 0.0, 0, 0.0
                     self.elapsed = time.perf_counter() - started
+            if self._patience_out() and not stop.signum:
+                self._stopped_early(out, log)
             if not stop.signum:
                 self._store_ms([best, last], log, lambda: stop.signum is not None)
         if stop.signum:
@@ -324,6 +329,23 @@ class Trainer:
                 f"interrupted at step {self.step}; saved {last}; resume with: "
                 f"charrnn train {corpus} --out {out} --resume"))
         return RunResult(out, self.step, self.best, last)
+
+    def _stopped_early(self, out, log):
+        """Say (and log) why training ended before its budget, and what it left unused."""
+        cfg = self.cfg
+        left = []
+        if cfg.max_time is not None:
+            left.append(f"{max(cfg.max_time - self.elapsed, 0) / 60:.1f} of {cfg.max_time / 60:.1f}"
+                        " minutes")
+        if cfg.max_steps is not None:
+            left.append(f"{max(cfg.max_steps - self.step, 0)} of {cfg.max_steps} steps")
+        message = (f"stopped early at step {self.step}: {cfg.patience} evaluations in a row "
+                   f"({cfg.patience * cfg.eval_every} steps) brought no better validation loss "
+                   f"than {self.best:.4f}; {' and '.join(left) or 'no budget'} unused "
+                   f"(--patience 0 trains to the end)")
+        log(message)
+        _append_metrics(out, {"event": "early_stop", "step": self.step,
+                              "elapsed_s": self.elapsed, "message": message})
 
     def _store_ms(self, paths, log, cancelled):
         """Add dynamic evaluation's MS (charrnn.dynamic), collected on the training text for
@@ -343,8 +365,13 @@ class Trainer:
                                   {"dynamic_ms": {"chars": n, "seq_len": DynamicConfig.seq_len}})
         log(f"gradient statistics collected in {time.perf_counter() - t0:.1f} s")
 
+    def _patience_out(self):
+        return bool(self.cfg.patience) and self.stale >= self.cfg.patience
+
     def _done(self, stop):
         cfg = self.cfg
+        if self._patience_out():
+            return True
         if cfg.max_steps is None and cfg.max_time is None:
             return stop.signum is not None
         return (stop.signum is not None
@@ -359,7 +386,9 @@ class Trainer:
         val = self.evaluate()
         improved = val is not None and (self.best is None or val < self.best)
         if improved:
-            self.best = val
+            self.best, self.stale = val, 0
+        elif val is not None:
+            self.stale += 1
         row = {"step": self.step, "epoch": round(self.stream.epoch_progress, 4),
                "train_loss": train_loss, "val_loss": val,
                "val_bpc": None if val is None else val / math.log(2), "lr": lr,
@@ -372,8 +401,8 @@ class Trainer:
 
 
 def _append_metrics(out, row):
-    """One line of the run's metrics log: an evaluation row, or an event ("event": "resume"
-    or "warning") that charrnn plot marks."""
+    """One line of the run's metrics log: an evaluation row, or an event ("event": "resume",
+    "warning" or "early_stop") that charrnn plot marks."""
     with open(os.path.join(out, "metrics.jsonl"), "a") as f:
         f.write(json.dumps(row) + "\n")
 

@@ -200,3 +200,35 @@ def test_unchosen_model_fields_come_from_the_defaults(corpus, tmp_path):
     assert config["cell"] == "gru" and config["hidden_size"] == 12
     assert any("model defaults" in line and "hidden_size" not in line for line in lines)
 
+
+
+def _overfitting_run(tmp_path, patience):
+    """Training text 'abab...', validation 'aabb...': once the model has learnt the training
+    pattern, validation only gets worse."""
+    corpus = tmp_path / "c.txt"
+    corpus.write_text("ab" * 2700 + "aabb" * 150)
+    lines = []
+    result = train(str(corpus), out=tmp_path / f"run{patience}", progress=False,
+                   log=lines.append, model=dict(cell="gru", hidden_size=16, num_layers=1),
+                   config=dict(max_steps=500, eval_every=5, seq_len=8, batch_size=8,
+                               val_frac=0.1, patience=patience))
+    with open(tmp_path / f"run{patience}" / "metrics.jsonl") as f:
+        rows = [json.loads(line) for line in f]
+    return result, lines, rows
+
+
+def test_patience_stops_a_run_that_no_longer_improves(tmp_path):
+    result, lines, rows = _overfitting_run(tmp_path, patience=2)
+    evals = [r for r in rows if "val_loss" in r]
+    best = min(evals, key=lambda r: r["val_loss"])
+    assert result.steps == best["step"] + 2 * 5 < 500  # two evaluations without a better one
+    assert result.best_val_loss == best["val_loss"]
+    assert checkpoint.read_meta(tmp_path / "run2" / "best.ckpt")["step"] == best["step"]
+    said = [line for line in lines if line.startswith("stopped early")]
+    assert len(said) == 1 and f"{500 - result.steps} of 500 steps unused" in said[0]
+    assert rows[-1]["event"] == "early_stop" and rows[-1]["step"] == result.steps
+
+
+def test_patience_zero_trains_to_the_end(tmp_path):
+    result, lines, _ = _overfitting_run(tmp_path, patience=0)
+    assert result.steps == 500 and not any("stopped early" in line for line in lines)

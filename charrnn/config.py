@@ -182,20 +182,20 @@ TRAIN_OPTIONS = {**{k: k for k in ("seq_len", "batch_size", "optimizer", "lr", "
 DEFAULT_MAX_TIME = 600.0  # seconds: `charrnn train`'s budget when no --max-steps or --max-time
 EVAL_BATCH, EVAL_SEQ_LEN = 32, 100  # `charrnn eval` reads a file as 32 streams of 100-char chunks
 
-# GRU 2-layer training speed by width, characters per second on two cores of the reference
-# machine (BENCHMARKS.md): how many passes over the corpus a time budget buys.
-_GRU_SPEED = {256: 80_000, 512: 24_000}
+SPEED_STEPS = 20  # training steps a run times itself over before choosing its dropout
 
 
-def default_model(max_time, corpus_chars):
-    """The model for the fields a user leaves out, chosen by measurement (BENCHMARKS.md,
+def default_model(max_time):
+    """The shape for the fields a user leaves out, chosen by measurement (BENCHMARKS.md,
     "Good models by default"): a 2-layer GRU (it learns faster per second than an LSTM here),
-    512 wide for budgets of 10 minutes or more and 256 below, and dropout where the budget
-    will pass over the corpus many times (at the speeds above) and the model would overfit:
-    0.25 beyond 4 passes, 0.5 for the 512-wide model (4x the parameters) beyond 15."""
+    512 wide for budgets of 10 minutes or more and 256 below (and with only --max-steps)."""
     base = ModelConfig(vocab_size=1)
     hidden = 512 if max_time is not None and max_time >= 600 else base.hidden_size
-    passes = 0.0 if max_time is None else max_time * _GRU_SPEED[hidden] / max(corpus_chars, 1)
-    dropout = 0.5 if hidden == 512 and passes > 15 else 0.25 if passes > 4 else 0.0
-    return {"cell": base.cell, "num_layers": base.num_layers, "hidden_size": hidden,
-            "dropout": dropout}
+    return {"cell": base.cell, "num_layers": base.num_layers, "hidden_size": hidden}
+
+
+def default_dropout(hidden_size, passes):
+    """Dropout for a model that the budget will take over the corpus `passes` times (the run's
+    own measured speed x --max-time / corpus length): 0.25 beyond 4 passes, 0.5 for a model of
+    512 or more (4x the parameters of 256) beyond 15, else 0: less overfits."""
+    return 0.5 if hidden_size >= 512 and passes > 15 else 0.25 if passes > 4 else 0.0

@@ -6,6 +6,8 @@ hooks: _run (forward and backward over a batch), _write_parameters and _state_ar
 Dimension letters as in charrnn.model: B batch, T time, N = T*B, H hidden, G gates, V
 vocabulary, E embedding, L layers.
 """
+from dataclasses import replace
+
 import numpy as np
 
 
@@ -49,6 +51,12 @@ class ModelFront:
             if values[name].shape != shape:
                 raise ValueError(f"{name}: shape {values[name].shape}, expected {shape}")
         self._write_parameters(values)
+
+    def set_dropout(self, p):
+        """Change the dropout rate between steps (training picks it from its measured speed);
+        the passes' buffers are made again for it."""
+        self.config = replace(self.config, dropout=p)
+        self._passes.clear()
 
     # --- state ----------------------------------------------------------------------------
     def initial_state(self, batch_size):

@@ -15,7 +15,8 @@ from tqdm import tqdm
 
 from . import checkpoint
 from .compiling import Compiling, describe
-from .config import MS_CHARS, DynamicConfig, ModelConfig, TrainConfig, default_model
+from .config import (MS_CHARS, SPEED_STEPS, DynamicConfig, ModelConfig, TrainConfig,
+                     default_dropout, default_model)
 from .data import (BatchStream, corpus_name, iter_eval_batches, load_corpus, recode,
                    split_train_val)
 from .devices import check_device, to_device
@@ -138,6 +139,7 @@ class Trainer:
         self.state = model.initial_state(cfg.batch_size)
         self.step, self.elapsed, self.best = 0, 0.0, None
         self.stale = 0  # evaluations since the best validation loss
+        self.dropout_by_speed = False  # default_dropout from the run's own speed, still to set
         self.init_from = None  # the checkpoint a fine-tuned run started from
 
     @classmethod
@@ -145,14 +147,19 @@ class Trainer:
         """A new model for a `data.Corpus`; the batch shrinks to fit a tiny corpus."""
         log = log or (lambda line: None)
         cfg = _fit_batch(corpus, cfg, log)
-        chosen = {k: v for k, v in default_model(cfg.max_time, len(corpus.ids)).items()
-                  if k not in model_fields}
+        chosen = {k: v for k, v in default_model(cfg.max_time).items() if k not in model_fields}
+        by_speed = "dropout" not in model_fields and cfg.max_time is not None
+        if "dropout" not in model_fields and not by_speed:
+            chosen["dropout"] = 0.0  # only --max-steps: no budget in passes to regularise for
         mcfg = ModelConfig.from_dict({**chosen, **model_fields, "vocab_size": len(corpus.vocab)})
         model = to_device(CharRNN(mcfg, dtype=np.dtype(cfg.dtype), seed=cfg.seed), device)
         trainer = cls(model, corpus.vocab, cfg, corpus)  # raises on unusable settings
-        if chosen:  # said only once the settings are accepted, so errors stay one line
+        trainer.dropout_by_speed = by_speed
+        if chosen or by_speed:  # said only once the settings are accepted: errors stay one line
             log("model defaults for this budget and corpus: " +
-                ", ".join(f"{k}={v}" for k, v in chosen.items()))
+                ", ".join(f"{k}={v}" for k, v in chosen.items()) +
+                (f"{', ' if chosen else ''}dropout from this machine's speed after "
+                 f"{SPEED_STEPS} steps" if by_speed else ""))
         return trainer
 
     @classmethod
@@ -234,6 +241,7 @@ class Trainer:
         arrays.update({f"state/{i}": s for i, s in enumerate(state)})
         meta = {"train": self.cfg.to_dict(), "step": self.step, "elapsed_s": self.elapsed,
                 "best_val_loss": self.best, "evals_since_best": self.stale,
+                "dropout_by_speed": self.dropout_by_speed,
                 "optimizer_steps": self.opt.steps,
                 "stream": self.stream.state_dict(), "corpus": self.corpus,
                 "rng": self.model.rng.bit_generator.state}
@@ -254,6 +262,7 @@ class Trainer:
             self.step, self.elapsed = int(meta["step"]), float(meta["elapsed_s"])
             self.best = meta["best_val_loss"]
             self.stale = int(meta.get("evals_since_best", 0))
+            self.dropout_by_speed = bool(meta.get("dropout_by_speed", False))
         except (KeyError, TypeError, ValueError) as e:
             raise UsageError(f"{path} has damaged training state ({e}); start a new run") \
                 from None
@@ -271,6 +280,7 @@ class Trainer:
         bar = None
         first_loss, warned = None, False
         window_loss, window_steps, window_time, norm = 0.0, 0, 0.0, 0.0
+        probe = []  # step times for the dropout rule
         if self.step:
             _append_metrics(out, {"event": "resume", "step": self.step,
                                   "elapsed_s": self.elapsed})
@@ -304,6 +314,11 @@ class Trainer:
                 window_loss += loss
                 window_steps += 1
                 window_time += time.perf_counter() - t0
+                if self.dropout_by_speed and not (compiled.helper and compiled.helper.poll()
+                                                  is None):  # cores not shared with a compile
+                    probe.append(time.perf_counter() - t0)
+                    if len(probe) == SPEED_STEPS + 1:  # the first may load kernels: not timed
+                        self._set_dropout(inputs.size * SPEED_STEPS / sum(probe[1:]), out, log)
                 self.elapsed = time.perf_counter() - started
                 if bar is None:
                     compiled.close()
@@ -329,6 +344,20 @@ class Trainer:
                 f"interrupted at step {self.step}; saved {last}; resume with: "
                 f"charrnn train {corpus} --out {out} --resume"))
         return RunResult(out, self.step, self.best, last)
+
+    def _set_dropout(self, speed, out, log):
+        """The dropout the budget calls for at this run's measured speed (characters/s)."""
+        cfg, model = self.cfg, self.model
+        passes = cfg.max_time * speed / max(len(self.train_ids), 1)
+        p = default_dropout(model.config.hidden_size, passes)
+        model.set_dropout(p)
+        self.dropout_by_speed = False
+        message = (f"measured {speed:,.0f} characters/s: {cfg.max_time / 60:g} minutes pass "
+                   f"over the training text about {passes:.1f} times; dropout {p:g}")
+        log(message)
+        _append_metrics(out, {"event": "dropout", "step": self.step, "elapsed_s": self.elapsed,
+                              "chars_per_sec": speed, "passes": passes, "dropout": p,
+                              "message": message})
 
     def _stopped_early(self, out, log):
         """Say (and log) why training ended before its budget, and what it left unused."""

@@ -16,7 +16,7 @@ import subprocess
 import sys
 import time
 
-from charrnn import train
+from charrnn import checkpoint, train
 from charrnn.threadpool import blas_description
 from charrnn.cli import Duration
 from charrnn.config import TrainConfig, default_model
@@ -29,7 +29,7 @@ _T = TrainConfig()
 
 def run_charrnn(args, out):
     model = dict(cell=args.cell, num_layers=args.layers, hidden_size=args.hidden,
-                 dropout=args.dropout)
+                 **({} if args.dropout is None else {"dropout": args.dropout}))
     config = training_config(args)
     train(args.corpus, out=out, model=model, config=config.to_dict(), overwrite=True,
           progress=False)
@@ -141,9 +141,8 @@ def main():
     p.add_argument("--out", default="runs/quality")
     p.add_argument("--json", default=None)
     args = p.parse_args()
-    chosen = default_model(args.budget, len(read_corpus(args.corpus)[1]))
-    for arg, field in (("cell", "cell"), ("layers", "num_layers"), ("hidden", "hidden_size"),
-                       ("dropout", "dropout")):
+    chosen = default_model(args.budget)
+    for arg, field in (("cell", "cell"), ("layers", "num_layers"), ("hidden", "hidden_size")):
         if getattr(args, arg) is None:
             setattr(args, arg, chosen[field])
     if args.vs_torch:
@@ -157,6 +156,9 @@ def main():
           f"Adam {args.lr:g}, {args.lr_schedule} schedule, warm-up {args.warmup}, "
           f"B={args.batch_size} T={args.seq_len}\n# BLAS: {blas_description()}", flush=True)
     results = {"charrnn": run_charrnn(args, args.out)}
+    if args.dropout is None:  # charrnn chose it from its measured speed: PyTorch gets the same
+        args.dropout = checkpoint.read_meta(f"{args.out}/last.ckpt")["model"]["dropout"]
+        print(f"# dropout {args.dropout} (charrnn's rule, from its own speed)")
     if args.vs_torch:
         results["torch"] = run_torch(args)
     for name, curve in results.items():

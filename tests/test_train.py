@@ -180,16 +180,37 @@ def test_training_reads_a_memory_map_without_copying_the_corpus(corpus, tmp_path
 
 
 def test_default_model_follows_the_documented_rule():
-    from charrnn.config import default_model
+    from charrnn.config import default_dropout, default_model
 
-    short = default_model(180.0, 1_115_394)  # ~14 passes over tiny Shakespeare
-    assert short == {"cell": "gru", "num_layers": 2, "hidden_size": 256, "dropout": 0.25}
-    assert default_model(180.0, 12_000_000)["dropout"] == 0.0  # ~1 pass
-    assert default_model(1200.0, 1_115_394)["hidden_size"] == 512
-    assert default_model(1200.0, 1_115_394)["dropout"] == 0.5  # ~26 passes, wide
-    assert default_model(1200.0, 4_000_000)["dropout"] == 0.25  # ~7 passes
-    assert default_model(1200.0, 12_000_000)["dropout"] == 0.0  # ~2.4 passes
-    assert default_model(None, 1000)["hidden_size"] == 256  # only --max-steps
+    assert default_model(180.0) == {"cell": "gru", "num_layers": 2, "hidden_size": 256}
+    assert default_model(1200.0)["hidden_size"] == 512
+    assert default_model(None)["hidden_size"] == 256  # only --max-steps
+    assert [default_dropout(256, p) for p in (1, 4.5, 14, 26)] == [0.0, 0.25, 0.25, 0.25]
+    assert [default_dropout(512, p) for p in (2.4, 7, 15.5, 26)] == [0.0, 0.25, 0.5, 0.5]
+
+
+def test_the_dropout_rule_runs_on_the_runs_own_measured_speed(corpus, tmp_path):
+    """At two threads and at one (another speed): the rule gets the speed the run measured
+    on itself, and the checkpoint holds the dropout it chose."""
+    from charrnn.config import SPEED_STEPS, default_dropout
+
+    for threads in (2, 1):
+        lines, out = [], tmp_path / f"run{threads}"
+        train(str(corpus), out=out, model={"hidden_size": 12, "num_layers": 1},
+              config={**CONFIG, "max_time": 3.0, "threads": threads}, progress=False,
+              log=lines.append)
+        assert any(f"dropout from this machine's speed after {SPEED_STEPS} steps" in line
+                   for line in lines)
+        with open(out / "metrics.jsonl") as f:
+            event, = [r for r in map(json.loads, f) if r.get("event") == "dropout"]
+        assert event["step"] >= SPEED_STEPS + 1 and event["chars_per_sec"] > 0
+        train_chars = int(len((corpus).read_text(encoding="utf-8")) * (1 - CONFIG["val_frac"]))
+        assert event["passes"] == pytest.approx(3.0 * event["chars_per_sec"] / train_chars,
+                                                rel=0.01)
+        assert event["dropout"] == default_dropout(12, event["passes"])
+        saved = checkpoint.read_meta(out / "last.ckpt")
+        assert saved["model"]["dropout"] == event["dropout"]
+        assert saved["dropout_by_speed"] is False
 
 
 def test_unchosen_model_fields_come_from_the_defaults(corpus, tmp_path):

@@ -18,6 +18,7 @@ import json
 import logging
 import math
 import os
+import re
 import shutil
 import time
 import tomllib
@@ -173,13 +174,15 @@ def sweep(corpus, space_path=None, out=None, samples=1, max_time=None, max_steps
         f"{int(ray.cluster_resources().get('CPU', 0))} CPUs, started in "
         f"{time.perf_counter() - started:.1f} s; {state['cpus_per_trial']} per trial")
     say = _say_class()(log)
+    began = time.perf_counter()
     try:
         results = _tuner(state, say).fit()
     finally:
         ray.shutdown()
+    spent = state["budget"] is not None and time.perf_counter() - began >= state["budget"]
     unfinished = say.started - say.ended  # Ctrl-C: Tune saved its state and returned
     unstarted = [r for r in results if not (r.config and r.metrics) and not r.error]
-    if unfinished or unstarted:
+    if (unfinished or unstarted) and not spent:
         ended = len(results) - len(unfinished) - len(unstarted)
         raise SweepInterrupted(
             f"sweep interrupted with {ended} of {len(results)} trials ended; continue it with: "
@@ -290,15 +293,17 @@ def _table(state, results):
     for result in results:
         trial = (result.metrics or {}).get("trial_id") or _trial_id(result)
         run = os.path.join(state["out"], trial)
-        evals = _evals(run)
+        evals, events = _records(run)
         best = min((r["val_loss"] for r in evals if r.get("val_loss") is not None),
                    default=None)
         last = evals[-1] if evals else {"step": 0, "elapsed_s": 0.0}
         reached = ((state["max_steps"] is not None and last["step"] >= state["max_steps"])
                    or (state["max_time"] is not None and last["elapsed_s"] >= state["max_time"]))
-        status = "failed" if result.error else "finished" if reached else "stopped early"
+        status = ("failed" if result.error else "finished" if reached else
+                  "stopped (patience)" if "early_stop" in events else
+                  "stopped early" if evals else "not run (--budget)")
         row = {"trial": trial, "status": status,
-               **{k: result.config.get(k) for k, (kind, _) in state["space"].items()
+               **{k: (result.config or {}).get(k) for k, (kind, _) in state["space"].items()
                   if kind != "fixed"},
                "best_val_loss": best, "steps": last["step"],
                "minutes": round(last["elapsed_s"] / 60, 2),
@@ -310,15 +315,21 @@ def _table(state, results):
 
 
 def _trial_id(result):
-    return os.path.basename(result.path).split("_")[-3] if result.path else "?"
+    """From Tune's trial directory name (<trainable>_<experiment>_<index>_<params>_<date>),
+    for a trial that reported nothing."""
+    found = re.search(r"_([0-9a-f]{5}_\d{5})_", os.path.basename(result.path or ""))
+    return found.group(1) if found else "?"
 
 
-def _evals(run):
+def _records(run):
+    """A run's evaluations, and the names of the events (resume, early_stop, ...) it logged."""
     path = os.path.join(run, "metrics.jsonl")
     if not os.path.isfile(path):
-        return []
+        return [], set()
     with open(path) as f:
-        return [r for r in map(json.loads, filter(str.strip, f)) if "event" not in r]
+        records = [json.loads(line) for line in f if line.strip()]
+    return ([r for r in records if "event" not in r],
+            {r["event"] for r in records if "event" in r})
 
 
 def _write(state, rows):

@@ -22,6 +22,7 @@ layers = 1
 seq-len = 16
 batch-size = 8
 eval-every = 10
+patience = 0
 """
 
 
@@ -121,6 +122,28 @@ def test_an_interrupted_sweep_resumes_without_rerunning_finished_trials(files):
     assert f"trial {first} ended" not in res.stderr  # not run again
     assert (out / first / "metrics.jsonl").read_bytes() == before
     assert [r["status"] for r in table(out)] == ["finished"] * 4
+
+
+def test_the_budget_ends_the_sweep_and_says_what_it_left(files):
+    out = files / "budget"
+    res = charrnn("sweep", files / "corpus.txt", "--space", files / "space.toml",
+                  "--max-steps", 400, "--no-early-stop", "--cpus-per-trial", os.cpu_count(),
+                  "--budget", 6, "--out", out)
+    assert res.returncode == 0, res.stderr
+    statuses = [r["status"] for r in table(out)]
+    assert len(statuses) == 4 and statuses.count("finished") < 4
+    assert set(statuses) <= {"finished", "stopped early", "not run (--budget)"}
+
+
+def test_a_trial_that_overfits_stops_itself_and_says_so(files):
+    out = files / "patience"
+    (files / "patience.toml").write_text(SPACE.replace("lr = [1e-2, 3e-3, 1e-6, 1e-7]", "lr = 1e-2")
+                                         .replace("patience = 0", "patience = 2"))
+    res = charrnn("sweep", files / "corpus.txt", "--space", files / "patience.toml",
+                  "--max-steps", 5000, "--out", out)
+    assert res.returncode == 0, res.stderr
+    [row] = table(out)
+    assert row["status"] == "stopped (patience)" and int(row["steps"]) < 5000
 
 
 def free_port():

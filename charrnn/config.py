@@ -79,7 +79,7 @@ class TrainConfig:
     seq_len: int = 50
     batch_size: int = 50
     optimizer: str = "adam"
-    lr: float = 2e-3
+    lr: float = 3e-3
     lr_schedule: str = "cosine"  # over max_steps, or over max_time when only that is given
     warmup_steps: int = 100
     lr_decay: float = 0.5        # step schedule: multiply by this ...
@@ -196,6 +196,9 @@ def default_model(max_time):
 
 def default_dropout(hidden_size, passes):
     """Dropout for a model that the budget will take over the corpus `passes` times (the run's
-    own measured speed x --max-time / corpus length): 0.25 beyond 4 passes, 0.5 for a model of
-    512 or more (4x the parameters of 256) beyond 15, else 0: less overfits."""
-    return 0.5 if hidden_size >= 512 and passes > 15 else 0.25 if passes > 4 else 0.0
+    own measured speed x --max-time / corpus length). It grows with the log of the exposure,
+    passes x parameters (in units of a 256-wide model's), from 0 at 7.5 to 0.5, in steps of
+    0.05: fitted on tiny Shakespeare (BENCHMARKS.md, "Better models by default")."""
+    exposure = passes * (hidden_size / 256) ** 2
+    p = 0.2 * math.log(max(exposure, 1e-9) / 7.5)
+    return round(min(max(p, 0.0), 0.5) * 20) / 20

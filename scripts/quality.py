@@ -1,7 +1,7 @@
 """Quality per minute: charrnn against an identical PyTorch model under the same time budget.
 
     python scripts/quality.py CORPUS --budget 10m [--threads 2] [--vs-torch] [--json FILE]
-        [--cell gru --layers 2 --hidden 256 --dropout 0 --lr 2e-3 ...]  (default: charrnn's)
+        [--cell gru --layers 2 --hidden 256 --dropout 0 --lr 3e-3 ...]  (default: charrnn's)
 
 Both models see the same train/validation split, the same (B, T) batches in stream order, the
 same optimizer, learning-rate schedule, clipping and dropout placement, and are evaluated with

@@ -143,9 +143,9 @@ def _compiling(model, what):
 @click.option("--embed-dim", type=int, default=None,
               help="Embed characters in this many dimensions [default: one-hot input].")
 @click.option("--dropout", type=float, default=None,
-              help="Dropout between layers and before the decoder, in [0, 1) [default: by how "
-                   "many times the budget covers the corpus: 0.25 beyond 4, 0.5 for a 512-wide "
-                   "model beyond 15, else 0].")
+              help="Dropout between layers and before the decoder, in [0, 1) [default: from "
+                   "how many times the budget covers the corpus at this run's measured speed, "
+                   "and the model's size: 0 to 0.5, see the README].")
 @click.option("--nonlinearity", type=click.Choice(NONLINEARITIES), default=_M.nonlinearity,
               show_default=True, help="Vanilla RNN activation (--cell rnn only).")
 @click.option("--seq-len", type=int, default=_T.seq_len, show_default=True,

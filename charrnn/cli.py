@@ -148,6 +148,9 @@ def _compiling(model, what):
                    "and the model's size: 0 to 0.5, see the README].")
 @click.option("--nonlinearity", type=click.Choice(NONLINEARITIES), default=_M.nonlinearity,
               show_default=True, help="Vanilla RNN activation (--cell rnn only).")
+@click.option("--weight-drop", type=float, default=_M.weight_drop, show_default=True,
+              help="DropConnect on each layer's recurrent weights W_hh while training, in "
+                   "[0, 1): one mask per step (AWD-LSTM's weight drop).")
 @click.option("--seq-len", type=int, default=_T.seq_len, show_default=True,
               help="Characters per truncated-BPTT chunk.")
 @click.option("--batch-size", type=int, default=_T.batch_size, show_default=True,

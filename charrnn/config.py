@@ -25,6 +25,9 @@ def _positive_int(name, value):
         raise UsageError(f"{name} must be a positive integer, got {value!r}")
 
 
+REGULARISERS = ("dropout", "weight_drop")  # ModelConfig fields that act only while training
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     """The architecture. ``embed_dim=None`` means one-hot input (layer 0 gathers W_ih columns)."""
@@ -36,6 +39,7 @@ class ModelConfig:
     embed_dim: Optional[int] = None
     dropout: float = 0.0
     nonlinearity: str = "tanh"  # vanilla RNN only
+    weight_drop: float = 0.0  # DropConnect on each layer's W_hh while training (AWD-LSTM)
 
     def __post_init__(self):
         if self.cell not in CELLS:
@@ -46,9 +50,10 @@ class ModelConfig:
             _positive_int(name, getattr(self, name))
         if self.embed_dim is not None:
             _positive_int("embed_dim", self.embed_dim)
-        if isinstance(self.dropout, bool) or not isinstance(self.dropout, (int, float)) \
-                or not 0.0 <= self.dropout < 1.0:
-            raise UsageError(f"dropout must be in [0, 1), got {self.dropout!r}")
+        for name in REGULARISERS:
+            p = getattr(self, name)
+            if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0.0 <= p < 1.0:
+                raise UsageError(f"{name} must be in [0, 1), got {p!r}")
 
     @property
     def gates(self):
@@ -173,7 +178,8 @@ MS_CHARS = 20_000  # training characters whose gradients give dynamic evaluation
 # `charrnn train`'s options (click's parameter names; a sweep space's keys) -> the field of
 # ModelConfig or TrainConfig each sets.
 MODEL_OPTIONS = {"cell": "cell", "layers": "num_layers", "hidden": "hidden_size",
-                 "embed_dim": "embed_dim", "dropout": "dropout", "nonlinearity": "nonlinearity"}
+                 "embed_dim": "embed_dim", "dropout": "dropout", "nonlinearity": "nonlinearity",
+                 "weight_drop": "weight_drop"}
 TRAIN_OPTIONS = {**{k: k for k in ("seq_len", "batch_size", "optimizer", "lr", "lr_schedule",
                                    "clip", "clip_mode", "val_frac", "max_steps", "max_time",
                                    "eval_every", "patience", "seed", "threads")},

@@ -237,7 +237,8 @@ class CharRNN(ModelFront):
         self._shards = shards
         flats = [self.grad, *self._shard_grads(len(shards))]  # each shard's gradient
         grads = [self.grads] + [self.layout.views(g) for g in flats[1:]]
-        W = self._product_weights(train)
+        drop_hh = self._drop_connect() if train and dropout and self.config.weight_drop else {}
+        W = self._product_weights(train, {name: w for name, (w, _) in drop_hh.items()})
 
         def work(i):
             shard, rows = shards[i]
@@ -255,6 +256,8 @@ class CharRNN(ModelFront):
                 threadpool.map_ranges(lambda lo, hi: _add_all(self.grad[lo:hi],
                                                           [g[lo:hi] for g in flats[1:]]),
                                    self.grad.size)
+            for name, (_, mask) in drop_hh.items():  # d loss / d W_hh = d loss / d dropped * mask
+                self.grads[name] *= mask
             self.state_grad = self._pack_state(
                 *(np.concatenate(parts, axis=1) for parts in
                   zip(*[(s.dh0, s.dc0) for s, _ in shards])))
@@ -280,10 +283,24 @@ class CharRNN(ModelFront):
                          else shard.hs[-1][1:].reshape(shard.N, -1))  # as forward leaves it
             shard.backward(self.params, W, self.layout.views(np.zeros_like(self.grad)))
 
-    def _product_weights(self, train):
+    def _drop_connect(self):
+        """{W_hh name: (the weights this step uses, their inverted-dropout mask)}: one mask per
+        layer and step, shared by every shard and time step (DropConnect, AWD-LSTM's weight
+        drop)."""
+        keep = 1.0 - self.config.weight_drop
+        out = {}
+        for k in range(self.config.num_layers):
+            name = f"rnn.weight_hh_l{k}"
+            w = self.params[name]
+            mask = (self.rng.random(w.shape, dtype=np.float32) < keep).astype(self.dtype) / keep
+            out[name] = (w * mask, mask)
+        return out
+
+    def _product_weights(self, train, replaced=None):
         """{weight name: (forward operand, backward operand)} for the matrix products: in
         float32, each packed into panels once per call (kernels.packed; every step and shard
-        reuses them) where its shape allows, else the matrix itself, for BLAS."""
+        reuses them) where its shape allows, else the matrix itself, for BLAS. replaced:
+        {name: the matrix to use instead of the parameter} (weight drop)."""
         cfg = self.config
         names = ([f"rnn.weight_hh_l{k}" for k in range(cfg.num_layers)]
                  + [f"rnn.weight_ih_l{k}" for k in range(0 if cfg.embed_dim else 1,
@@ -292,8 +309,10 @@ class CharRNN(ModelFront):
         jobs = [(name, trans) for name in names for trans in ((True, False) if train else (True,))
                 if self._packable(name, trans)]  # the rest is BLAS's: no job (a pool call costs)
         size = sum(self.params[name].size for name, _ in jobs)
-        done = dict(zip(jobs, threadpool.parallel(lambda job: self._pack(*job), jobs, size)))
-        operand = lambda name, trans: done.get((name, trans), self.params[name])  # noqa: E731
+        source = lambda name: (replaced or {}).get(name, self.params[name])  # noqa: E731
+        done = dict(zip(jobs, threadpool.parallel(
+            lambda job: self._pack(job[0], job[1], source(job[0])), jobs, size)))
+        operand = lambda name, trans: done.get((name, trans), source(name))  # noqa: E731
         return {name: (operand(name, True), operand(name, False) if train else None)
                 for name in names}
 
@@ -304,9 +323,8 @@ class CharRNN(ModelFront):
         return packed.packable(self.dtype, w.shape[0] if trans else w.shape[1],
                                per_step=name.startswith("rnn.weight_hh"))
 
-    def _pack(self, name, trans):
-        """Bmat = W.T (trans) or W for weight `name`, packed into panels."""
-        w = self.params[name]
+    def _pack(self, name, trans, w):
+        """Bmat = w.T (trans) or w, the matrix of weight `name`, packed into panels."""
         if (name, trans) not in self._packs:
             self._packs[name, trans] = np.empty(packed.packed_shape(w, trans), self.dtype)
         packed.pack(w, trans, self._packs[name, trans])

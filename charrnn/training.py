@@ -15,8 +15,8 @@ from tqdm import tqdm
 
 from . import checkpoint
 from .compiling import Compiling, describe
-from .config import (MS_CHARS, SPEED_STEPS, DynamicConfig, ModelConfig, TrainConfig,
-                     default_dropout, default_model)
+from .config import (MS_CHARS, REGULARISERS, SPEED_STEPS, DynamicConfig, ModelConfig,
+                     TrainConfig, default_dropout, default_model)
 from .data import (BatchStream, corpus_name, iter_eval_batches, load_corpus, recode,
                    split_train_val)
 from .devices import check_device, to_device
@@ -166,15 +166,16 @@ class Trainer:
     def fine_tune(cls, origin, corpus, model_fields, cfg, vocab="grow", unknown="error",
                   log=None, device="cpu"):
         """A new run starting from the weights of the checkpoint `origin`. The shape is
-        the checkpoint's (model_fields may only repeat it, or set dropout); a grown vocabulary
-        keeps every old id, and the new rows of the input and decoder weights are as at init."""
+        the checkpoint's (model_fields may only repeat it, or set the REGULARISERS); a grown
+        vocabulary keeps every old id, and the new rows of the input and decoder weights are as
+        at init."""
         log = log or (lambda line: None)
         old, old_vocab, meta, _ = checkpoint.load_model(origin)
         if vocab not in ("grow", "fixed"):
             raise UsageError(f"vocab must be grow or fixed, not {vocab!r}")
         clash = [f"{k} (checkpoint {getattr(old.config, k)!r}, given {v!r})"
                  for k, v in model_fields.items()
-                 if k != "dropout" and getattr(old.config, k) != v]
+                 if k not in REGULARISERS and getattr(old.config, k) != v]
         if clash:
             raise UsageError("--init-from takes the model's shape from the checkpoint; these "
                              f"options contradict it: {'; '.join(clash)}; drop them")
@@ -188,7 +189,7 @@ class Trainer:
         data = recode(corpus, grown, unknown)
         cfg = _fit_batch(data, cfg, log)
         mcfg = replace(old.config, vocab_size=len(grown),
-                       dropout=model_fields.get("dropout", old.config.dropout))
+                       **{k: model_fields.get(k, getattr(old.config, k)) for k in REGULARISERS})
         model = CharRNN(mcfg, dtype=np.dtype(cfg.dtype), seed=cfg.seed)
         for name, w in old.named_parameters().items():  # the old rows (and columns) in place
             model.params[name][tuple(slice(0, n) for n in w.shape)] = w

@@ -17,8 +17,9 @@ def arch_id(a):
     return f"{a['cell']}-{a['nonlinearity']}-L{a['num_layers']}-E{a['embed_dim']}"
 
 
-def make_model(arch, dropout=0.0, V=5, H=4, dtype=np.float64, seed=0):
-    cfg = ModelConfig(vocab_size=V, hidden_size=H, dropout=dropout, **arch)
+def make_model(arch, dropout=0.0, V=5, H=4, dtype=np.float64, seed=0, weight_drop=0.0):
+    cfg = ModelConfig(vocab_size=V, hidden_size=H, dropout=dropout, weight_drop=weight_drop,
+                      **arch)
     return CharRNN(cfg, dtype=dtype, seed=seed)
 
 

@@ -1,5 +1,6 @@
 """CudaCharRNN and CudaSampler against the CPU model on the same inputs: loss, gradients and
-states for every architecture, dropout with the device's masks, optimisation steps, and
+states for every architecture, dropout and weight drop with the device's masks, optimisation
+steps, and
 sampling. Runs on the CUDA simulator unless NUMBA_ENABLE_CUDASIM=0; see tests/cuda_support.py."""
 import numpy as np
 import pytest
@@ -17,10 +18,11 @@ CUDA_SETTINGS = dict(THREADS_PER_BLOCK=4, TILE=4, MAX_BLOCKS=1)  # tiles and str
 B, T, H, V = 3, 3, 5, 7
 
 
-def pair(arch, dtype=np.float64, seed=0, dropout=0.0, H=H):
+def pair(arch, dtype=np.float64, seed=0, dropout=0.0, H=H, weight_drop=0.0):
     from charrnn.cuda.model import CudaCharRNN
 
-    cfg = ModelConfig(vocab_size=V, hidden_size=H, dropout=dropout, **arch)
+    cfg = ModelConfig(vocab_size=V, hidden_size=H, dropout=dropout, weight_drop=weight_drop,
+                      **arch)
     return CharRNN(cfg, dtype=dtype, seed=seed), CudaCharRNN(cfg, dtype=dtype, seed=seed)
 
 
@@ -87,6 +89,23 @@ def test_dropout_uses_device_masks_and_matches_cpu_given_them(monkeypatch):
     cpu.loss_and_grad(inputs, targets)
     np.testing.assert_allclose(gpu.grad.copy_to_host(), cpu.grad, rtol=1e-11, atol=1e-14)
     # evaluation applies no dropout
+    assert gpu.loss(inputs, targets)[0] == pytest.approx(cpu.loss(inputs, targets)[0], rel=1e-12)
+
+
+def test_weight_drop_uses_device_masks_and_matches_cpu_given_them(monkeypatch):
+    arch = dict(cell="gru", num_layers=2, embed_dim=None, nonlinearity="tanh")
+    cpu, gpu = pair(arch, weight_drop=0.5)
+    inputs, targets = random_batch(V, B, T, seed=5)
+    loss, _ = gpu.loss_and_grad(inputs, targets)
+    masks = {name: m.copy_to_host() for name, (_, m) in gpu._hh.items()}
+    assert len(masks) == 2
+    for m in masks.values():
+        assert set(np.unique(m)) == {0.0, 2.0} and 0.2 < (m == 0).mean() < 0.8
+    monkeypatch.setattr(cpu, "_drop_connect",
+                        lambda: {n: (cpu.params[n] * m, m) for n, m in masks.items()})
+    assert loss == pytest.approx(cpu.loss_and_grad(inputs, targets)[0], rel=1e-12)
+    np.testing.assert_allclose(gpu.grad.copy_to_host(), cpu.grad, rtol=1e-11, atol=1e-14)
+    # evaluation applies no weight drop
     assert gpu.loss(inputs, targets)[0] == pytest.approx(cpu.loss(inputs, targets)[0], rel=1e-12)
 
 

@@ -69,11 +69,13 @@ def test_grown_vocabulary_keeps_every_old_row(base_run, tmp_path):
 def test_fine_tune_cli_grows_then_resumes(base_run, tmp_path):
     b = write(tmp_path / "b.txt", NEW)
     run = tmp_path / "b"
-    done = cli("train", b, "--out", run, "--init-from", base_run / "a", *SMALL)
+    done = cli("train", b, "--out", run, "--init-from", base_run / "a", "--weight-drop", 0.25,
+               *SMALL)
     assert done.returncode == 0, done.stderr
     assert "vocabulary grew by 9 characters" in done.stderr
     meta = checkpoint.read_meta(run / "last.ckpt")
     assert meta["step"] == 6 and meta["init_from"].endswith("best.ckpt")
+    assert meta["model"]["weight_drop"] == 0.25  # a regulariser may change
     more = cli("train", b, "--out", run, "--resume", "--max-steps", 9)
     assert more.returncode == 0, more.stderr
     assert checkpoint.read_meta(run / "last.ckpt")["step"] == 9

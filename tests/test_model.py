@@ -46,17 +46,36 @@ def test_dropout_forward_matches_reference_with_the_same_masks(arch):
     assert abs(model.loss(inputs, targets)[0] - plain) < 1e-12
 
 
+def test_weight_drop_masks_w_hh_while_training_only(arch):
+    model = make_model(arch, weight_drop=0.5)
+    inputs, targets = random_batch(5, B, T)
+    loss, _ = model.loss_and_grad(inputs, targets)
+    params = model.named_parameters()
+    masked = dict(params)
+    for k in range(model.config.num_layers):  # a dropped weight is the one with no gradient
+        name = f"rnn.weight_hh_l{k}"
+        kept = model.named_gradients()[name] != 0
+        assert 0.1 < kept.mean() < 0.9, name
+        masked[name] = params[name] * kept / 0.5
+    start = split(model.initial_state(B))
+    ref, _, _ = reference_loss(model.config, masked, inputs, targets, *start)
+    assert abs(loss - ref) < 1e-12
+    plain, _, _ = reference_loss(model.config, params, inputs, targets, *start)
+    assert abs(model.loss(inputs, targets)[0] - plain) < 1e-12
+
+
 def relative_error(a, b):
     return np.linalg.norm(a - b) / max(np.linalg.norm(a) + np.linalg.norm(b), 1e-300)
 
 
-@pytest.mark.parametrize("dropout", [0.0, 0.3], ids=["nodrop", "dropout"])
-def test_gradients_match_finite_differences(arch, dropout):
-    model = make_model(arch, dropout=dropout)
+@pytest.mark.parametrize("dropout,weight_drop", [(0.0, 0.0), (0.3, 0.0), (0.3, 0.4)],
+                         ids=["nodrop", "dropout", "weightdrop"])
+def test_gradients_match_finite_differences(arch, dropout, weight_drop):
+    model = make_model(arch, dropout=dropout, weight_drop=weight_drop)
     inputs, targets = random_batch(5, B, T, seed=1)
     state = random_state(model, B, seed=2)
 
-    def f():  # the same dropout mask at every evaluation
+    def f():  # the same dropout masks at every evaluation
         model.rng = np.random.default_rng(7)
         return model.loss_and_grad(inputs, targets, state)[0]
 
@@ -109,13 +128,15 @@ def test_step_matches_one_step_chunk(arch):
         np.testing.assert_allclose(a, b, atol=1e-12, rtol=0)
 
 
-def test_two_shards_give_the_same_loss_gradients_and_state(arch, monkeypatch):
+@pytest.mark.parametrize("weight_drop", [0.0, 0.5], ids=["plain", "weightdrop"])
+def test_two_shards_give_the_same_loss_gradients_and_state(arch, weight_drop, monkeypatch):
+    """(Weight drop's one mask per step is shared by the shards.)"""
     monkeypatch.setattr(threadpool, "GRAIN", 16)  # the shards' gradients summed in two ranges too
     inputs, targets = random_batch(5, 4, T, seed=6)
     results = []
     for threads in (1, 2):
         set_threads(threads)
-        model = make_model(arch)
+        model = make_model(arch, weight_drop=weight_drop)
         state = random_state(model, 4, seed=7)
         loss, final = model.loss_and_grad(inputs, targets, state)
         results.append((loss, model.grad.copy(), split(final), split(model.state_grad)))

@@ -68,6 +68,7 @@ BAD_INPUT = [
     (["train", "{d}/corpus.txt", "--max-time", "inf"], 2, "max_time must be a finite number"),
     (["train", "{d}/corpus.txt", "--dropout", "1"], 2, "dropout must be in [0, 1)"),
     (["train", "{d}/corpus.txt", "--dropout", "-0.1"], 2, "dropout must be in [0, 1)"),
+    (["train", "{d}/corpus.txt", "--weight-drop", "1"], 2, "weight_drop must be in [0, 1)"),
     (["train", "{d}/corpus.txt", "--out", "{d}/run", "--resume", "--hidden", "32"], 2,
      "hidden_size (checkpoint 8, given 32)"),
     (["sample", "{d}/run", "--top-p", "1.5"], 2, "top_p must be in (0, 1]"),

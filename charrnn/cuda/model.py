@@ -160,6 +160,7 @@ class CudaCharRNN(ModelFront):
         self._unclipped = False  # grad_norm is the norm of the gradient as it stands
         self._state_grad = None
         self._passes = {}
+        self._hh = {}  # weight drop's {W_hh name: (dropped weights, mask)} on the device
 
     def to_cpu(self):
         """A CharRNN with these parameters (and this dropout generator's state)."""
@@ -206,13 +207,19 @@ class CudaCharRNN(ModelFront):
         if (B, T) not in self._passes:
             self._passes[(B, T)] = _Pass(self.config, B, T, self.dtype)
         p = self._passes[(B, T)]
+        P, drop_hh = self.params, {}
         if train:
             if self.config.dropout:
                 p.draw_masks(self.rng)
+            if self.config.weight_drop:
+                drop_hh = self._drop_connect()
+                P = {**P, **{name: w for name, (w, _) in drop_hh.items()}}
             common.fill(self.grad, 0.0)
-        p.forward(self.params, inputs, targets, h0, c0, train, 1.0 / (B * T))
+        p.forward(P, inputs, targets, h0, c0, train, 1.0 / (B * T))
         if train:
-            p.backward(self.params, self.grads)
+            p.backward(P, self.grads)
+            for name, (_, mask) in drop_hh.items():  # as charrnn.model.CharRNN._run
+                common.scale_by_mask(self.grads[name], mask)
             cuda_optim.global_norm(self.grad, out=p.scalars, index=1)
             self._state_grad = (p.dh0, p.dc0)
         final = p.final_state(self.dtype)
@@ -220,6 +227,19 @@ class CudaCharRNN(ModelFront):
         if train:
             self.grad_norm, self._unclipped = float(norm), True
         return float(loss_sum) / (B * T), self._pack_state(*final)
+
+    def _drop_connect(self):
+        """{W_hh name: (this step's weights, their mask)}, as CharRNN._drop_connect, with the
+        device's masks (one key per layer and step from the model's generator)."""
+        keep = 1.0 - self.config.weight_drop
+        if not self._hh:
+            self._hh = {f"rnn.weight_hh_l{k}": tuple(
+                cuda.device_array(self.layout.shapes[f"rnn.weight_hh_l{k}"], self.dtype)
+                for _ in range(2)) for k in range(self.config.num_layers)}
+        for name, (w, mask) in self._hh.items():
+            random.dropout_mask(mask, int(self.rng.integers(0, 2 ** 32)), keep)
+            common.multiply(w, self.params[name], mask)
+        return self._hh
 
     # --- the trainer's device hooks ----------------------------------------------------------
     def clip_gradients(self, max_value, mode="norm"):

@@ -163,6 +163,7 @@ class CharRNN(ModelFront):
         self._shards = []  # [(_Pass, rows)] of the last call, read by trace and hidden_grads
         self._packs = {}  # (weight name, trans) -> its packed copy (kernels.packed)
         self._extra_grads = []
+        self._hh = {}  # weight drop's buffers (_drop_connect)
 
     # --- parameters -----------------------------------------------------------------------
     def named_parameters(self):
@@ -288,13 +289,16 @@ class CharRNN(ModelFront):
         layer and step, shared by every shard and time step (DropConnect, AWD-LSTM's weight
         drop)."""
         keep = 1.0 - self.config.weight_drop
-        out = {}
-        for k in range(self.config.num_layers):
-            name = f"rnn.weight_hh_l{k}"
-            w = self.params[name]
-            mask = (self.rng.random(w.shape, dtype=np.float32) < keep).astype(self.dtype) / keep
-            out[name] = (w * mask, mask)
-        return out
+        if not self._hh:  # (dropped weights, mask, uniform draws) per layer, made once
+            self._hh = {f"rnn.weight_hh_l{k}": tuple(
+                np.empty(self.layout.shapes[f"rnn.weight_hh_l{k}"], dtype)
+                for dtype in (self.dtype, self.dtype, np.float32))
+                for k in range(self.config.num_layers)}
+        for name, (w, mask, u) in self._hh.items():
+            self.rng.random(out=u, dtype=np.float32)
+            np.divide(u < keep, keep, out=mask)
+            np.multiply(self.params[name], mask, out=w)
+        return {name: (w, mask) for name, (w, mask, _) in self._hh.items()}
 
     def _product_weights(self, train, replaced=None):
         """{weight name: (forward operand, backward operand)} for the matrix products: in

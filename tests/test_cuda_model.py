@@ -1,7 +1,7 @@
 """CudaCharRNN and CudaSampler against the CPU model on the same inputs: loss, gradients and
 states for every architecture, dropout and weight drop with the device's masks, optimisation
-steps, and
-sampling. Runs on the CUDA simulator unless NUMBA_ENABLE_CUDASIM=0; see tests/cuda_support.py."""
+steps, and sampling. Runs on the CUDA simulator unless NUMBA_ENABLE_CUDASIM=0; see
+tests/cuda_support.py."""
 import numpy as np
 import pytest
 

@@ -162,6 +162,9 @@ def _compiling(model, what):
               show_default=True, help="Learning-rate schedule after warm-up.")
 @click.option("--warmup", type=int, default=_T.warmup_steps, show_default=True,
               help="Steps of linear learning-rate warm-up.")
+@click.option("--decay-frac", type=float, default=_T.decay_frac, show_default=True,
+              help="wsd schedule: the last fraction of the budget, over which the learning "
+                   "rate falls linearly to 10%.")
 @click.option("--clip", type=float, default=_T.clip, show_default=True,
               help="Gradient clipping threshold (0 disables).")
 @click.option("--clip-mode", type=click.Choice(CLIP_MODES), default=_T.clip_mode,

@@ -73,7 +73,7 @@ class ModelConfig:
 
 
 OPTIMIZER_NAMES = ("adam", "rmsprop", "sgd", "adagrad")
-SCHEDULES = ("constant", "step", "cosine")
+SCHEDULES = ("constant", "step", "cosine", "wsd")
 CLIP_MODES = ("norm", "value")
 
 
@@ -85,11 +85,12 @@ class TrainConfig:
     batch_size: int = 50
     optimizer: str = "adam"
     lr: float = 3e-3
-    lr_schedule: str = "cosine"  # over max_steps, or over max_time when only that is given
+    lr_schedule: str = "wsd"  # over max_steps, or over max_time when only that is given
     warmup_steps: int = 100
     lr_decay: float = 0.5        # step schedule: multiply by this ...
     lr_decay_every: int = 2000   # ... every this many steps after warm-up
-    min_lr_frac: float = 0.1     # cosine schedule: final lr as a fraction of lr
+    min_lr_frac: float = 0.1     # cosine and wsd schedules: final lr as a fraction of lr
+    decay_frac: float = 0.3      # wsd schedule: the last fraction of the budget, lr falling
     clip: float = 5.0            # 0 disables clipping
     clip_mode: str = "norm"
     val_frac: float = 0.05
@@ -103,7 +104,8 @@ class TrainConfig:
     dtype: str = "float32"
 
     def __post_init__(self):
-        for name in ("lr", "lr_decay", "min_lr_frac", "clip", "val_frac", "max_time"):
+        for name in ("lr", "lr_decay", "min_lr_frac", "decay_frac", "clip", "val_frac",
+                     "max_time"):
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not isinstance(
                     value, (int, float)) or not math.isfinite(value)):
@@ -135,6 +137,8 @@ class TrainConfig:
             raise UsageError("clip and warmup_steps must be >= 0")
         if not 0 < self.lr_decay <= 1 or not 0 <= self.min_lr_frac <= 1:
             raise UsageError("lr_decay must be in (0, 1] and min_lr_frac in [0, 1]")
+        if not 0 < self.decay_frac <= 1:
+            raise UsageError(f"decay_frac must be in (0, 1], got {self.decay_frac!r}")
         if self.max_time is not None and not self.max_time > 0:
             raise UsageError(f"max_time must be > 0 seconds, got {self.max_time!r}")
 
@@ -182,7 +186,7 @@ MODEL_OPTIONS = {"cell": "cell", "layers": "num_layers", "hidden": "hidden_size"
                  "weight_drop": "weight_drop"}
 TRAIN_OPTIONS = {**{k: k for k in ("seq_len", "batch_size", "optimizer", "lr", "lr_schedule",
                                    "clip", "clip_mode", "val_frac", "max_steps", "max_time",
-                                   "eval_every", "patience", "seed", "threads")},
+                                   "eval_every", "patience", "seed", "threads", "decay_frac")},
                  "warmup": "warmup_steps"}
 
 DEFAULT_MAX_TIME = 600.0  # seconds: `charrnn train`'s budget when no --max-steps or --max-time
@@ -203,8 +207,8 @@ def default_model(max_time):
 def default_dropout(hidden_size, passes):
     """Dropout for a model that the budget will take over the corpus `passes` times (the run's
     own measured speed x --max-time / corpus length). It grows with the log of the exposure,
-    passes x parameters (in units of a 256-wide model's), from 0 at 7.5 to 0.5, in steps of
-    0.05: fitted on tiny Shakespeare (BENCHMARKS.md, "Better models by default")."""
-    exposure = passes * (hidden_size / 256) ** 2
-    p = 0.2 * math.log(max(exposure, 1e-9) / 7.5)
+    passes x width (in units of a 256-wide model's), from 0 at 4.5 to 0.5, in steps of 0.05:
+    fitted on tiny Shakespeare (BENCHMARKS.md, "Better models by default")."""
+    exposure = passes * hidden_size / 256
+    p = math.log(max(exposure, 1e-9) / 4.5) / 6
     return round(min(max(p, 0.0), 0.5) * 20) / 20

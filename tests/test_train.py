@@ -185,10 +185,10 @@ def test_default_model_follows_the_documented_rule():
     assert default_model(180.0) == {"cell": "gru", "num_layers": 2, "hidden_size": 256}
     assert default_model(1200.0)["hidden_size"] == 512
     assert default_model(None)["hidden_size"] == 256  # only --max-steps
-    assert [default_dropout(256, p) for p in (1, 6.5, 12, 26, 80)] == [0.0, 0.05, 0.15, 0.3, 0.5]
+    assert [default_dropout(256, p) for p in (1, 6.5, 12, 26, 80)] == [0.0, 0.05, 0.15, 0.3, 0.45]
     assert [default_dropout(512, p) for p in (1.6, 4, 10.4, 18.7, 40)] == \
-        [0.0, 0.1, 0.25, 0.35, 0.5]
-    assert default_dropout(128, 12 * 2) == default_dropout(256, 12)  # passes x width
+        [0.05, 0.2, 0.35, 0.45, 0.5]
+    assert default_dropout(128, 12 * 4) == default_dropout(256, 12)  # passes x parameters
 
 
 def test_the_dropout_rule_runs_on_the_runs_own_measured_speed(corpus, tmp_path):

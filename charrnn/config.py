@@ -85,7 +85,7 @@ class TrainConfig:
     batch_size: int = 50
     optimizer: str = "adam"
     lr: float = 3e-3
-    lr_schedule: str = "wsd"  # over max_steps, or over max_time when only that is given
+    lr_schedule: str = "cosine"  # over max_steps, or over max_time when only that is given
     warmup_steps: int = 100
     lr_decay: float = 0.5        # step schedule: multiply by this ...
     lr_decay_every: int = 2000   # ... every this many steps after warm-up

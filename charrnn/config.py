@@ -85,7 +85,7 @@ class TrainConfig:
     batch_size: int = 50
     optimizer: str = "adam"
     lr: float = 3e-3
-    lr_schedule: str = "cosine"  # over max_steps, or over max_time when only that is given
+    lr_schedule: str = "wsd"  # over max_steps, or over max_time when only that is given
     warmup_steps: int = 100
     lr_decay: float = 0.5        # step schedule: multiply by this ...
     lr_decay_every: int = 2000   # ... every this many steps after warm-up
@@ -207,9 +207,8 @@ def default_model(max_time):
 def default_dropout(hidden_size, passes):
     """Dropout for a model that the budget will take over the corpus `passes` times (the run's
     own measured speed x --max-time / corpus length). It grows with the log of the exposure,
-    passes x parameters (in units of a 256-wide model's), from 0 at 4 to 0.5, in steps of
-    0.05: fitted on tiny Shakespeare and small.txt (BENCHMARKS.md, "Better models by
-    default")."""
-    exposure = passes * (hidden_size / 256) ** 2
-    p = 0.15 * math.log(max(exposure, 1e-9) / 4)
+    passes x width (in units of a 256-wide model's), from 0 at 4.5 to 0.5, in steps of 0.05:
+    fitted on tiny Shakespeare (BENCHMARKS.md, "Better models by default")."""
+    exposure = passes * hidden_size / 256
+    p = math.log(max(exposure, 1e-9) / 4.5) / 6
     return round(min(max(p, 0.0), 0.5) * 20) / 20

@@ -185,10 +185,24 @@ def test_default_model_follows_the_documented_rule():
     assert default_model(180.0) == {"cell": "gru", "num_layers": 2, "hidden_size": 256}
     assert default_model(1200.0)["hidden_size"] == 512
     assert default_model(None)["hidden_size"] == 256  # only --max-steps
-    assert [default_dropout(256, p) for p in (1, 6.5, 12, 26, 80)] == [0.0, 0.05, 0.15, 0.3, 0.45]
+    assert [default_dropout(256, p) for p in (1, 6.5, 12, 26, 80)] == [0.0, 0.05, 0.15, 0.3, 0.5]
     assert [default_dropout(512, p) for p in (1.6, 4, 10.4, 18.7, 40)] == \
-        [0.05, 0.2, 0.35, 0.45, 0.5]
-    assert default_dropout(128, 12 * 4) == default_dropout(256, 12)  # passes x parameters
+        [0.0, 0.1, 0.25, 0.35, 0.5]
+    assert default_dropout(128, 12 * 2) == default_dropout(256, 12)  # passes x width
+
+
+def test_wsd_schedule_holds_the_rate_then_decays_over_its_last_fraction(corpus, tmp_path):
+    out = tmp_path / "run"
+    train(str(corpus), out=out, model=MODEL, config={
+        **CONFIG, "max_steps": 150, "warmup_steps": 0, "lr_schedule": "wsd", "decay_frac": 0.5},
+        progress=False)
+    rows = [json.loads(line) for line in open(out / "metrics.jsonl")]
+    lr, low = CONFIG["lr"], CONFIG["lr"] * 0.1
+    # each row's lr is its window's last step's (0-based step - 1 of 150)
+    expected = [lr if s - 1 <= 75 else low + (lr - low) * (150 - (s - 1)) / 75
+                for s in (r["step"] for r in rows)]
+    assert [r["lr"] for r in rows] == pytest.approx(expected)
+    assert checkpoint.read_meta(out / "last.ckpt")["train"]["decay_frac"] == 0.5
 
 
 def test_the_dropout_rule_runs_on_the_runs_own_measured_speed(corpus, tmp_path):

@@ -164,7 +164,8 @@ def _compiling(model, what):
               help="Steps of linear learning-rate warm-up.")
 @click.option("--decay-frac", type=float, default=_T.decay_frac, show_default=True,
               help="wsd schedule: the last fraction of the budget, over which the learning "
-                   "rate falls linearly to 10%.")
+                   "rate falls linearly to 10% (from earlier if validation stalls: see "
+                   "--patience).")
 @click.option("--clip", type=float, default=_T.clip, show_default=True,
               help="Gradient clipping threshold (0 disables).")
 @click.option("--clip-mode", type=click.Choice(CLIP_MODES), default=_T.clip_mode,
@@ -177,7 +178,8 @@ def _compiling(model, what):
                    "[default: 10m when --max-steps is not given].")
 @click.option("--patience", type=click.IntRange(min=0), default=_T.patience, show_default=True,
               help="Stop early when this many evaluations in a row bring no better validation "
-                   "loss (the model has begun to overfit); 0 trains to the end of the budget.")
+                   "loss (the model has begun to overfit); with the wsd schedule, half as many "
+                   "start its decay early first. 0 trains to the end of the budget.")
 @click.option("--eval-every", type=int, default=_T.eval_every, show_default=True,
               help="Steps between validation runs and checkpoints.")
 @click.option("--out", type=click.Path(file_okay=False), default=None,

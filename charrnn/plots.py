@@ -19,9 +19,9 @@ def _pyplot():
 
 
 def read_run(run_dir):
-    """{"name", "rows" (evaluations), "events" (resumes, warnings, early stops), "model",
-    "train"} of a run directory's metrics.jsonl and its checkpoint's settings (when it has
-    one)."""
+    """{"name", "rows" (evaluations), "events" (resumes, warnings, decays begun early, early
+    stops), "model", "train"} of a run directory's metrics.jsonl and its checkpoint's settings
+    (when it has one)."""
     from .checkpoint import read_meta, resolve
 
     path = os.path.join(run_dir, "metrics.jsonl")
@@ -128,6 +128,11 @@ def plot_curves(run_dirs, out, x="step"):
                 ax_loss.annotate("resumed" if e["event"] == "resume" else "stopped early",
                                  (ex, 1), xycoords=("data", "axes fraction"),
                                  rotation=90, va="top", ha="right", fontsize=8, color=c)
+            elif e["event"] == "decay":  # wsd's decay, begun early: validation stalled
+                ax_lr.axvline(ex, color=c, ls=":", lw=1)
+                ax_lr.annotate("decay began: validation stalled", (ex, 0.95),
+                               xycoords=("data", "axes fraction"), va="top", ha="right",
+                               fontsize=8, color=c)
             elif e["event"] == "warning":
                 near = min(rows, key=lambda r: abs(r["step"] - e["step"]), default=None)
                 if near is not None:

@@ -24,7 +24,7 @@ from .dynamic import MS_ARRAY, mean_squared_gradients
 from .errors import CharRNNError, UsageError
 from .lock import RunLock
 from .model import CharRNN
-from .schedule import learning_rate
+from .schedule import learning_rate, progress
 from .threadpool import set_threads
 from .vocab import Vocab
 
@@ -139,6 +139,7 @@ class Trainer:
         self.state = model.initial_state(cfg.batch_size)
         self.step, self.elapsed, self.best = 0, 0.0, None
         self.stale = 0  # evaluations since the best validation loss
+        self.decay_start = None  # where in the budget wsd's decay began, if validation stalled
         self.dropout_by_speed = False  # default_dropout from the run's own speed, still to set
         self.init_from = None  # the checkpoint a fine-tuned run started from
 
@@ -242,6 +243,7 @@ class Trainer:
         arrays.update({f"state/{i}": s for i, s in enumerate(state)})
         meta = {"train": self.cfg.to_dict(), "step": self.step, "elapsed_s": self.elapsed,
                 "best_val_loss": self.best, "evals_since_best": self.stale,
+                "decay_start": self.decay_start,
                 "dropout_by_speed": self.dropout_by_speed,
                 "optimizer_steps": self.opt.steps,
                 "stream": self.stream.state_dict(), "corpus": self.corpus,
@@ -263,6 +265,8 @@ class Trainer:
             self.step, self.elapsed = int(meta["step"]), float(meta["elapsed_s"])
             self.best = meta["best_val_loss"]
             self.stale = int(meta.get("evals_since_best", 0))
+            start = meta.get("decay_start")
+            self.decay_start = None if start is None else float(start)
             self.dropout_by_speed = bool(meta.get("dropout_by_speed", False))
         except (KeyError, TypeError, ValueError) as e:
             raise UsageError(f"{path} has damaged training state ({e}); start a new run") \
@@ -300,7 +304,7 @@ class Trainer:
                         f"training diverged at step {self.step + 1} (loss {loss:.4g}, gradient "
                         f"norm {norm:.4g}); parameters untouched, last good checkpoint kept in "
                         f"{out}; lower --lr (now {cfg.lr:g}) or clip harder (--clip)")
-                lr = learning_rate(cfg, self.step, self.elapsed)
+                lr = learning_rate(cfg, self.step, self.elapsed, self.decay_start)
                 self.opt.step(model.flat, model.grad, lr)
                 self.state, self.step = state, self.step + 1
                 first_loss = first_loss or loss
@@ -330,7 +334,7 @@ class Trainer:
                 if self.step % cfg.eval_every == 0 or self._done(stop):
                     chars = window_steps * inputs.size / max(window_time, 1e-9)
                     row = self._evaluate_and_save(window_loss / window_steps, lr, norm, chars,
-                                                  last, best, out)
+                                                  last, best, out, log)
                     bar.evaluated(row)
                     if on_eval is not None:
                         on_eval(row)
@@ -359,6 +363,25 @@ class Trainer:
         _append_metrics(out, {"event": "dropout", "step": self.step, "elapsed_s": self.elapsed,
                               "chars_per_sec": speed, "passes": passes, "dropout": p,
                               "message": message})
+
+    def _decay_if_stalled(self, out, log):
+        """Start wsd's decay now when validation has stalled for half the patience before the
+        decay's place (ReduceLROnPlateau's idea): a stalled run gains most from a falling rate,
+        and early stopping would otherwise end it first. Patience then counts afresh."""
+        cfg = self.cfg
+        if (cfg.lr_schedule != "wsd" or not cfg.patience or self.decay_start is not None
+                or self.stale < (cfg.patience + 1) // 2):
+            return
+        now = progress(cfg, self.step, self.elapsed)
+        if not 0.0 < now < 1.0 - cfg.decay_frac:  # no budget, or its decay has begun
+            return
+        self.decay_start, self.stale = now, 0
+        message = (f"no better validation loss in {(cfg.patience + 1) // 2} evaluations: the "
+                   f"learning rate starts its decay at {now:.0%} of the budget instead of "
+                   f"{1 - cfg.decay_frac:.0%}")
+        log(message)
+        _append_metrics(out, {"event": "decay", "step": self.step, "elapsed_s": self.elapsed,
+                              "progress": now, "message": message})
 
     def _stopped_early(self, out, log):
         """Say (and log) why training ended before its budget, and what it left unused."""
@@ -412,13 +435,14 @@ class Trainer:
         """Mean validation loss (nats per character) from a fresh state, or None."""
         return evaluate_text(self.model, self.val_ids, self.cfg.batch_size, self.cfg.seq_len)
 
-    def _evaluate_and_save(self, train_loss, lr, norm, chars_per_sec, last, best, out):
+    def _evaluate_and_save(self, train_loss, lr, norm, chars_per_sec, last, best, out, log):
         val = self.evaluate()
         improved = val is not None and (self.best is None or val < self.best)
         if improved:
             self.best, self.stale = val, 0
         elif val is not None:
             self.stale += 1
+            self._decay_if_stalled(out, log)  # before saving: a resumed run decays alike
         row = {"step": self.step, "epoch": round(self.stream.epoch_progress, 4),
                "train_loss": train_loss, "val_loss": val,
                "val_bpc": None if val is None else val / math.log(2), "lr": lr,

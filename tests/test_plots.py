@@ -59,10 +59,12 @@ def test_plot_overlays_runs(runs, tmp_path, x):
     assert width > 600 and height > 600
 
 
-def test_plot_takes_a_folder_of_runs_and_marks_warnings(runs, tmp_path):
-    with open(runs / "gru" / "metrics.jsonl", "a") as f:  # as train writes one
+def test_plot_takes_a_folder_of_runs_and_marks_warnings_and_early_decays(runs, tmp_path):
+    with open(runs / "gru" / "metrics.jsonl", "a") as f:  # as train writes them
         f.write(json.dumps({"event": "warning", "step": 30, "elapsed_s": 1.0,
                             "message": "loss over 3x its start"}) + "\n")
+        f.write(json.dumps({"event": "decay", "step": 40, "elapsed_s": 1.5, "progress": 0.5,
+                            "message": "the learning rate starts its decay"}) + "\n")
     out = tmp_path / "all.png"
     result = invoke("plot", runs, "-o", out)
     assert result.exit_code == 0, result.output

@@ -46,3 +46,12 @@ def test_with_only_a_time_budget_the_schedule_follows_the_clock():
 def test_decay_frac_outside_zero_to_one_is_a_clear_error(bad):
     with pytest.raises(UsageError, match="decay_frac must"):
         TrainConfig(decay_frac=bad)
+
+
+def test_wsd_decay_started_early_falls_over_the_same_fraction_then_holds_its_floor():
+    cfg = TrainConfig(lr=2.0, warmup_steps=0, lr_schedule="wsd", max_steps=100,
+                      decay_frac=0.25, min_lr_frac=0.0)
+    rates = [learning_rate(cfg, s, 0.0, decay_start=0.4) for s in (0, 40, 45, 50, 65, 80, 100)]
+    assert rates == pytest.approx([2.0, 2.0, 1.6, 1.2, 0.0, 0.0, 0.0])
+    assert [learning_rate(cfg, s, 0.0, decay_start=0.75) for s in range(101)] == \
+        pytest.approx(lrs(cfg, range(101)))  # at its own place: the plain schedule

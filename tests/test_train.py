@@ -1,5 +1,6 @@
 """Training as a library call: metrics, checkpoints, exact resume, divergence, signals."""
 import json
+import shutil
 import signal
 import subprocess
 import sys
@@ -9,6 +10,7 @@ import numpy as np
 import pytest
 
 from charrnn import checkpoint, train
+from charrnn.config import TrainConfig
 from charrnn.errors import UsageError
 from charrnn.training import TrainingDiverged
 from helpers import CONFIG, MODEL, params, write_corpus
@@ -239,17 +241,18 @@ def test_unchosen_model_fields_come_from_the_defaults(corpus, tmp_path):
 
 
 
-def _overfitting_run(tmp_path, patience):
+def _overfitting_run(tmp_path, patience, schedule="cosine", **config):
     """Training text 'abab...', validation 'aabb...': once the model has learnt the training
     pattern, validation only gets worse."""
     corpus = tmp_path / "c.txt"
     corpus.write_text("ab" * 2700 + "aabb" * 150)
-    lines = []
-    result = train(str(corpus), out=tmp_path / f"run{patience}", progress=False,
+    lines, out = [], tmp_path / f"run{patience}{schedule}"
+    result = train(str(corpus), out=out, progress=False,
                    log=lines.append, model=dict(cell="gru", hidden_size=16, num_layers=1),
                    config=dict(max_steps=500, eval_every=5, seq_len=8, batch_size=8,
-                               val_frac=0.1, patience=patience))
-    with open(tmp_path / f"run{patience}" / "metrics.jsonl") as f:
+                               val_frac=0.1, patience=patience, lr_schedule=schedule,
+                               **config))
+    with open(out / "metrics.jsonl") as f:
         rows = [json.loads(line) for line in f]
     return result, lines, rows
 
@@ -260,7 +263,7 @@ def test_patience_stops_a_run_that_no_longer_improves(tmp_path):
     best = min(evals, key=lambda r: r["val_loss"])
     assert result.steps == best["step"] + 2 * 5 < 500  # two evaluations without a better one
     assert result.best_val_loss == best["val_loss"]
-    assert checkpoint.read_meta(tmp_path / "run2" / "best.ckpt")["step"] == best["step"]
+    assert checkpoint.read_meta(tmp_path / "run2cosine" / "best.ckpt")["step"] == best["step"]
     said = [line for line in lines if line.startswith("stopped early")]
     assert len(said) == 1 and f"{500 - result.steps} of 500 steps unused" in said[0]
     assert rows[-1]["event"] == "early_stop" and rows[-1]["step"] == result.steps
@@ -269,3 +272,46 @@ def test_patience_stops_a_run_that_no_longer_improves(tmp_path):
 def test_patience_zero_trains_to_the_end(tmp_path):
     result, lines, _ = _overfitting_run(tmp_path, patience=0)
     assert result.steps == 500 and not any("stopped early" in line for line in lines)
+
+
+def test_a_stalled_wsd_run_starts_its_decay_before_stopping_early(tmp_path):
+    """Half the patience without a better loss starts the decay there (said, logged, and
+    saved for --resume); patience then counts afresh, so the run stops only once the decay
+    too has brought nothing."""
+    result, lines, rows = _overfitting_run(tmp_path, patience=4, schedule="wsd", warmup_steps=0,
+                                           decay_frac=0.2)
+    evals = [r for r in rows if "val_loss" in r]
+    event, = [r for r in rows if r.get("event") == "decay"]
+    best_before = min(r["val_loss"] for r in evals if r["step"] < event["step"])
+    assert [r["val_loss"] > best_before for r in evals if r["step"] <= event["step"]][-2:] \
+        == [True, True]  # 2 = half the patience
+    assert event["progress"] == pytest.approx((event["step"] - 1) / 500, abs=0.01)
+    assert event["progress"] < 0.8  # before wsd's own place
+    said, = [line for line in lines if "starts its decay" in line]
+    assert f"at {event['progress']:.0%} of the budget instead of 80%" in said
+    lr = TrainConfig().lr  # the default rate; its floor is a tenth
+    low = lr * TrainConfig().min_lr_frac
+    falling = [r["lr"] for r in evals if r["step"] > event["step"]]
+    assert falling[0] < lr and falling == sorted(falling, reverse=True) and min(falling) >= low
+    assert result.steps >= event["step"] + 4 * 5  # a whole patience after the decay began
+    assert rows[-1]["event"] == "early_stop"
+    assert checkpoint.read_meta(tmp_path / "run4wsd" / "last.ckpt")["decay_start"] == \
+        event["progress"]
+
+
+def test_a_decay_started_early_survives_resume_bit_for_bit(tmp_path):
+    corpus = tmp_path / "c.txt"
+    corpus.write_text("ab" * 2700 + "aabb" * 150)
+    (tmp_path / "parts").mkdir()
+    copy_at = lambda row: row["step"] == 50 and shutil.copy(  # noqa: E731  a mid-run save
+        tmp_path / "whole" / "last.ckpt", tmp_path / "parts" / "last.ckpt")
+    cfg = dict(eval_every=5, seq_len=8, batch_size=8, val_frac=0.1, patience=10, warmup_steps=0,
+               max_steps=80)
+    train(str(corpus), out=tmp_path / "whole", model=dict(cell="gru", hidden_size=16,
+          num_layers=1), config=cfg, progress=False, on_eval=copy_at)
+    rows = [json.loads(line) for line in open(tmp_path / "whole" / "metrics.jsonl")]
+    event, = [r for r in rows if r.get("event") == "decay"]
+    assert event["step"] < 50 and rows[-1]["step"] == 80  # resumed with the decay begun
+    train(str(corpus), out=tmp_path / "parts", resume=True, progress=False)
+    np.testing.assert_array_equal(params(tmp_path / "whole" / "last.ckpt"),
+                                  params(tmp_path / "parts" / "last.ckpt"))

@@ -166,6 +166,9 @@ def _compiling(model, what):
               help="wsd schedule: the last fraction of the budget, over which the learning "
                    "rate falls linearly to 10% (from earlier if validation stalls: see "
                    "--patience).")
+@click.option("--weight-decay", type=float, default=_T.weight_decay, show_default=True,
+              help="Decoupled weight decay (AdamW's, for any --optimizer): each step first "
+                   "multiplies every weight by 1 - lr x this.")
 @click.option("--clip", type=float, default=_T.clip, show_default=True,
               help="Gradient clipping threshold (0 disables).")
 @click.option("--clip-mode", type=click.Choice(CLIP_MODES), default=_T.clip_mode,

@@ -91,6 +91,7 @@ class TrainConfig:
     lr_decay_every: int = 2000   # ... every this many steps after warm-up
     min_lr_frac: float = 0.1     # cosine and wsd schedules: final lr as a fraction of lr
     decay_frac: float = 0.3      # wsd schedule: the last fraction of the budget, lr falling
+    weight_decay: float = 0.0    # decoupled (AdamW's): each step scales weights by 1 - lr x this
     clip: float = 5.0            # 0 disables clipping
     clip_mode: str = "norm"
     val_frac: float = 0.05
@@ -104,8 +105,8 @@ class TrainConfig:
     dtype: str = "float32"
 
     def __post_init__(self):
-        for name in ("lr", "lr_decay", "min_lr_frac", "decay_frac", "clip", "val_frac",
-                     "max_time"):
+        for name in ("lr", "lr_decay", "min_lr_frac", "decay_frac", "weight_decay", "clip",
+                     "val_frac", "max_time"):
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not isinstance(
                     value, (int, float)) or not math.isfinite(value)):
@@ -133,6 +134,9 @@ class TrainConfig:
             raise UsageError(f"learning rate must be > 0, got {self.lr!r}")
         if not 0 <= self.val_frac <= 0.5:
             raise UsageError(f"val_frac must be in [0, 0.5], got {self.val_frac!r}")
+        if not 0 <= self.weight_decay * self.lr < 1:
+            raise UsageError(f"weight_decay must be >= 0 and below 1 / lr ({1 / self.lr:g}), "
+                             f"got {self.weight_decay!r}")
         if self.clip < 0 or self.warmup_steps < 0:
             raise UsageError("clip and warmup_steps must be >= 0")
         if not 0 < self.lr_decay <= 1 or not 0 <= self.min_lr_frac <= 1:
@@ -186,7 +190,8 @@ MODEL_OPTIONS = {"cell": "cell", "layers": "num_layers", "hidden": "hidden_size"
                  "weight_drop": "weight_drop"}
 TRAIN_OPTIONS = {**{k: k for k in ("seq_len", "batch_size", "optimizer", "lr", "lr_schedule",
                                    "clip", "clip_mode", "val_frac", "max_steps", "max_time",
-                                   "eval_every", "patience", "seed", "threads", "decay_frac")},
+                                   "eval_every", "patience", "seed", "threads", "decay_frac",
+                                   "weight_decay")},
                  "warmup": "warmup_steps"}
 
 DEFAULT_MAX_TIME = 600.0  # seconds: `charrnn train`'s budget when no --max-steps or --max-time

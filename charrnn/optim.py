@@ -97,12 +97,16 @@ def _adagrad(p, g, s, lr, eps):
 
 
 class Optimizer:
-    """An update rule with its hyperparameters and state arrays (shaped like the flat buffer)."""
+    """An update rule with its hyperparameters and state arrays (shaped like the flat buffer).
+
+    weight_decay: decoupled weight decay (Loshchilov and Hutter's, torch.optim.AdamW's): each
+    step first multiplies every parameter by 1 - lr * weight_decay, whatever the rule."""
 
     state_names = ()
 
-    def __init__(self, size, dtype, **hyper):
+    def __init__(self, size, dtype, weight_decay=0.0, **hyper):
         self.hyper = {**self.defaults, **hyper}
+        self.weight_decay = weight_decay
         self.state = {k: np.zeros(size, dtype) for k in self.state_names}
         self.steps = 0
 
@@ -110,8 +114,13 @@ class Optimizer:
         """One update of the flat buffer, its ranges split over the threads."""
         self.steps += 1
         state = tuple(self.state.values())
-        map_ranges(lambda lo, hi: self._update(params[lo:hi], grads[lo:hi], lr,
-                                               *(s[lo:hi] for s in state)), params.size)
+        keep = 1.0 - lr * self.weight_decay
+
+        def update(lo, hi):
+            if keep != 1.0:
+                _scale(params[lo:hi], keep)
+            self._update(params[lo:hi], grads[lo:hi], lr, *(s[lo:hi] for s in state))
+        map_ranges(update, params.size)
 
     def state_dict(self):
         return {"steps": self.steps, "arrays": self.state}

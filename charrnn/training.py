@@ -135,7 +135,8 @@ class Trainer:
         self.train_ids, self.val_ids = split_train_val(corpus.ids, cfg.val_frac)  # views
         self.stream = BatchStream(self.train_ids, cfg.batch_size, cfg.seq_len)
         self.val_ids = self.val_ids[: cfg.eval_chars]
-        self.opt = model.make_optimizer(cfg.optimizer)  # its state on the model's device
+        # its state on the model's device
+        self.opt = model.make_optimizer(cfg.optimizer, weight_decay=cfg.weight_decay)
         self.state = model.initial_state(cfg.batch_size)
         self.step, self.elapsed, self.best = 0, 0.0, None
         self.stale = 0  # evaluations since the best validation loss

@@ -109,16 +109,17 @@ def test_weight_drop_uses_device_masks_and_matches_cpu_given_them(monkeypatch):
     assert gpu.loss(inputs, targets)[0] == pytest.approx(cpu.loss(inputs, targets)[0], rel=1e-12)
 
 
-@pytest.mark.parametrize("dtype,arch", [
-    (np.float64, dict(cell="gru", num_layers=2, embed_dim=3, nonlinearity="tanh")),
-    (np.float32, dict(cell="lstm", num_layers=1, embed_dim=None, nonlinearity="tanh"))],
-    ids=["float64-gru-L2-E3", "float32-lstm-L1"])
-def test_optimisation_steps_match_the_cpu_run(dtype, arch):
-    """Four steps of loss_and_grad, clipping and Adam, state carried: the trajectories agree."""
+@pytest.mark.parametrize("dtype,arch,weight_decay", [
+    (np.float64, dict(cell="gru", num_layers=2, embed_dim=3, nonlinearity="tanh"), 0.5),
+    (np.float32, dict(cell="lstm", num_layers=1, embed_dim=None, nonlinearity="tanh"), 0.0)],
+    ids=["float64-gru-L2-E3-decay", "float32-lstm-L1"])
+def test_optimisation_steps_match_the_cpu_run(dtype, arch, weight_decay):
+    """Four steps of loss_and_grad, clipping and Adam (with and without decoupled weight
+    decay), state carried: the trajectories agree."""
     cpu, gpu = pair(arch, dtype)
     start = cpu.flat.copy()
     data = np.random.default_rng(5).integers(0, V, size=(B, 4 * T + 1))
-    opts = [m.make_optimizer("adam") for m in (cpu, gpu)]
+    opts = [m.make_optimizer("adam", weight_decay=weight_decay) for m in (cpu, gpu)]
     states, losses = [None, None], [[], []]
     for s in range(4):
         inputs, targets = data[:, s * T: (s + 1) * T], data[:, s * T + 1: (s + 1) * T + 1]

@@ -36,6 +36,33 @@ def test_adam_two_steps_by_hand(dtype, rtol):
     assert opt.steps == 2
 
 
+def test_adam_with_weight_decay_is_torch_adamw():
+    torch = pytest.importorskip("torch")  # a test dependency: installed wherever tests run
+    w = torch.tensor(P0, requires_grad=True)
+    ref = torch.optim.AdamW([w], lr=LR, weight_decay=0.5)
+    for g in G:
+        w.grad = torch.tensor(g)
+        ref.step()
+    np.testing.assert_allclose(run("adam", weight_decay=0.5)[0], w.detach().numpy(),
+                               rtol=1e-12)
+
+
+@pytest.mark.parametrize("name", ["adam", "rmsprop", "sgd", "adagrad"])
+def test_weight_decay_scales_the_weights_before_any_rule_updates_them(name):
+    """Decoupled: one step with weight decay is the plain step from weights scaled by
+    1 - lr x weight_decay (the gradient and the rule's state never see the decay)."""
+    p, scaled, unscaled = P0.copy(), P0 * (1 - LR * 2.0), P0.copy()
+    decayed = make_optimizer(name, 4, np.float64, weight_decay=2.0)
+    plain = [make_optimizer(name, 4, np.float64) for _ in range(2)]
+    decayed.step(p, G[0].copy(), LR)
+    plain[0].step(scaled, G[0].copy(), LR)
+    plain[1].step(unscaled, G[0].copy(), LR)
+    np.testing.assert_allclose(p, scaled, rtol=1e-15)
+    assert np.abs(p - unscaled).max() > LR * 2.0 * 0.5  # the decay did act
+    for k, v in decayed.state.items():
+        np.testing.assert_array_equal(v, plain[0].state[k])
+
+
 def test_rmsprop_by_hand():
     p, v = P0.copy(), np.zeros(4)
     for g in G:

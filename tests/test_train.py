@@ -315,3 +315,18 @@ def test_a_decay_started_early_survives_resume_bit_for_bit(tmp_path):
     train(str(corpus), out=tmp_path / "parts", resume=True, progress=False)
     np.testing.assert_array_equal(params(tmp_path / "whole" / "last.ckpt"),
                                   params(tmp_path / "parts" / "last.ckpt"))
+
+
+def test_weight_decay_reaches_the_optimizer_and_the_checkpoint(corpus, tmp_path):
+    """The same run with decoupled weight decay ends with smaller weights; --resume keeps it."""
+    ends = {}
+    for wd in (0.0, 50.0):
+        out = tmp_path / f"wd{wd}"
+        train(str(corpus), out=out, model=MODEL, config={**CONFIG, "max_steps": 30,
+                                                          "weight_decay": wd}, progress=False)
+        assert checkpoint.read_meta(out / "last.ckpt")["train"]["weight_decay"] == wd
+        ends[wd] = params(out / "last.ckpt")
+    assert np.linalg.norm(ends[50.0]) < 0.8 * np.linalg.norm(ends[0.0])
+    train(str(corpus), out=tmp_path / "wd50.0", config={"max_steps": 40}, resume=True,
+          progress=False)
+    assert checkpoint.read_meta(tmp_path / "wd50.0" / "last.ckpt")["train"]["weight_decay"] == 50

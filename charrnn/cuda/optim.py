@@ -92,8 +92,9 @@ def _adagrad(p, g, s, lr, eps):
 class _DeviceState:
     """Optimizer state arrays on the device; state_dict() hands host copies to checkpoints."""
 
-    def __init__(self, size, dtype, **hyper):
+    def __init__(self, size, dtype, weight_decay=0.0, **hyper):
         self.hyper = {**self.defaults, **hyper}
+        self.weight_decay = weight_decay
         self.dtype = np.dtype(dtype)
         self.state = {k: cuda.to_device(np.zeros(size, self.dtype)) for k in self.state_names}
         self.steps = 0
@@ -101,6 +102,9 @@ class _DeviceState:
     def step(self, params, grads, lr):
         self.steps += 1
         dt = self.dtype.type
+        keep = 1.0 - lr * self.weight_decay  # decoupled weight decay, as cpu.Optimizer.step
+        if keep != 1.0:
+            _scale[grid1(params.shape[0])](params, dt(keep))
         self._update(params, grads, dt(lr), *self.state.values())
 
     def state_dict(self):

@@ -91,7 +91,7 @@ class TrainConfig:
     lr_decay_every: int = 2000   # ... every this many steps after warm-up
     min_lr_frac: float = 0.1     # cosine and wsd schedules: final lr as a fraction of lr
     decay_frac: float = 0.3      # wsd schedule: the last fraction of the budget, lr falling
-    weight_decay: float = 0.0    # decoupled (AdamW's): each step scales weights by 1 - lr x this
+    weight_decay: float = 0.1    # decoupled (AdamW's): each step scales weights by 1 - lr x this
     clip: float = 5.0            # 0 disables clipping
     clip_mode: str = "norm"
     val_frac: float = 0.05

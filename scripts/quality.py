@@ -40,7 +40,7 @@ def run_charrnn(args, out):
 def training_config(args):
     return TrainConfig(seq_len=args.seq_len, batch_size=args.batch_size, lr=args.lr,
                        lr_schedule=args.lr_schedule, warmup_steps=args.warmup, clip=args.clip,
-                       max_time=args.budget, eval_every=args.eval_every, threads=args.threads,
+                       weight_decay=args.weight_decay, max_time=args.budget, eval_every=args.eval_every, threads=args.threads,
                        val_frac=args.val_frac, seed=args.seed)
 
 
@@ -68,7 +68,7 @@ def run_torch(args):
                 getattr(rnn, f"bias_ih_l{k}")[H:2 * H] = 1.0
                 getattr(rnn, f"bias_hh_l{k}")[H:2 * H] = 0.0
     params = list(rnn.parameters()) + list(decoder.parameters())
-    opt = torch.optim.Adam(params, lr=cfg.lr)
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)  # charrnn's rule
     eye = torch.eye(V)
 
     def loss_of(inputs, targets, state, training):
@@ -133,6 +133,7 @@ def main():
     p.add_argument("--lr-schedule", default=_T.lr_schedule)
     p.add_argument("--warmup", type=int, default=_T.warmup_steps)
     p.add_argument("--clip", type=float, default=_T.clip)
+    p.add_argument("--weight-decay", type=float, default=_T.weight_decay)
     p.add_argument("--seq-len", type=int, default=_T.seq_len)
     p.add_argument("--batch-size", type=int, default=_T.batch_size)
     p.add_argument("--val-frac", type=float, default=_T.val_frac)
@@ -153,7 +154,7 @@ def main():
     print(f"# quality: {' '.join(sys.argv)}\n# {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}"
           f"; {platform.platform()}; {subprocess.getoutput('nproc')} cores\n# model {args.cell} "
           f"{args.layers}x{args.hidden}, dropout {args.dropout}; {args.threads} threads each; "
-          f"Adam {args.lr:g}, {args.lr_schedule} schedule, warm-up {args.warmup}, "
+          f"Adam {args.lr:g} (weight decay {args.weight_decay:g}), {args.lr_schedule} schedule, warm-up {args.warmup}, "
           f"B={args.batch_size} T={args.seq_len}\n# BLAS: {blas_description()}", flush=True)
     results = {"charrnn": run_charrnn(args, args.out)}
     if args.dropout is None:  # charrnn chose it from its measured speed: PyTorch gets the same

@@ -324,7 +324,7 @@ class Trainer:
                                                   is None):  # cores not shared with a compile
                     probe.append(time.perf_counter() - t0)
                     if len(probe) == SPEED_STEPS + 1:  # the first may load kernels: not timed
-                        self._set_dropout(inputs.size * SPEED_STEPS / sum(probe[1:]), out, log)
+                        self._set_dropout(probed_speed(probe[1:], inputs.size), out, log)
                 self.elapsed = time.perf_counter() - started
                 if bar is None:
                     compiled.close()
@@ -453,6 +453,13 @@ class Trainer:
             self.save(best)
         _append_metrics(out, row)
         return row
+
+
+def probed_speed(step_times, chars_per_step):
+    """Characters per second from a run's first timed steps: over their median time, so that
+    a few steps slowed by something passing (the last run's files being written back, a
+    process starting) do not set the dropout for the whole run."""
+    return chars_per_step / float(np.median(step_times))
 
 
 def _append_metrics(out, row):

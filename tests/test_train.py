@@ -330,3 +330,11 @@ def test_weight_decay_reaches_the_optimizer_and_the_checkpoint(corpus, tmp_path)
     train(str(corpus), out=tmp_path / "wd50.0", config={"max_steps": 40}, resume=True,
           progress=False)
     assert checkpoint.read_meta(tmp_path / "wd50.0" / "last.ckpt")["train"]["weight_decay"] == 50
+
+
+def test_the_speed_probe_reads_the_median_step_not_a_few_slow_ones():
+    from charrnn.training import probed_speed
+
+    times = [0.1] * 14 + [0.5] * 6  # six steps slowed by something else on the machine
+    assert probed_speed(times, 2500) == pytest.approx(25_000)
+    assert probed_speed([0.1, 0.2, 0.3], 600) == pytest.approx(3_000)

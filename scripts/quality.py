@@ -40,8 +40,9 @@ def run_charrnn(args, out):
 def training_config(args):
     return TrainConfig(seq_len=args.seq_len, batch_size=args.batch_size, lr=args.lr,
                        lr_schedule=args.lr_schedule, warmup_steps=args.warmup, clip=args.clip,
-                       weight_decay=args.weight_decay, max_time=args.budget, eval_every=args.eval_every, threads=args.threads,
-                       val_frac=args.val_frac, seed=args.seed)
+                       weight_decay=args.weight_decay, max_time=args.budget,
+                       eval_every=args.eval_every, threads=args.threads, val_frac=args.val_frac,
+                       seed=args.seed)
 
 
 def run_torch(args):
@@ -154,7 +155,8 @@ def main():
     print(f"# quality: {' '.join(sys.argv)}\n# {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}"
           f"; {platform.platform()}; {subprocess.getoutput('nproc')} cores\n# model {args.cell} "
           f"{args.layers}x{args.hidden}, dropout {args.dropout}; {args.threads} threads each; "
-          f"Adam {args.lr:g} (weight decay {args.weight_decay:g}), {args.lr_schedule} schedule, warm-up {args.warmup}, "
+          f"Adam {args.lr:g} (weight decay {args.weight_decay:g}), {args.lr_schedule} schedule, "
+          f"warm-up {args.warmup}, "
           f"B={args.batch_size} T={args.seq_len}\n# BLAS: {blas_description()}", flush=True)
     results = {"charrnn": run_charrnn(args, args.out)}
     if args.dropout is None:  # charrnn chose it from its measured speed: PyTorch gets the same

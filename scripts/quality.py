@@ -34,7 +34,8 @@ def run_charrnn(args, out):
     train(args.corpus, out=out, model=model, config=config.to_dict(), overwrite=True,
           progress=False)
     with open(f"{out}/metrics.jsonl") as f:
-        return [(r["elapsed_s"], r["val_loss"], r["step"]) for r in map(json.loads, f)]
+        return [(r["elapsed_s"], r["val_loss"], r["step"]) for r in map(json.loads, f)
+                if "event" not in r]  # evaluations only
 
 
 def training_config(args):

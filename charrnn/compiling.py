@@ -47,9 +47,9 @@ def warm(model, parts):
             model.precompile(forward=name == "forward", backward=name == "backward")
         elif name == "update":
             names, modes = (args[:1], args[1:]) if args else (OPTIMIZER_NAMES, CLIP_MODES)
-            for rule in names:
-                model.make_optimizer(rule).step(model.flat.copy(), np.zeros_like(model.grad),
-                                                0.0)
+            for rule in names:  # with weight decay, whose pass compiles too
+                model.make_optimizer(rule, weight_decay=1.0).step(
+                    model.flat.copy(), np.zeros_like(model.grad), 0.5)
             for mode in modes:
                 optim.clip_gradients(np.zeros_like(model.grad), 1.0, mode)
         elif name == "sample":

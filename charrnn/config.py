@@ -134,9 +134,8 @@ class TrainConfig:
             raise UsageError(f"learning rate must be > 0, got {self.lr!r}")
         if not 0 <= self.val_frac <= 0.5:
             raise UsageError(f"val_frac must be in [0, 0.5], got {self.val_frac!r}")
-        if not 0 <= self.weight_decay * self.lr < 1:
-            raise UsageError(f"weight_decay must be >= 0 and below 1 / lr ({1 / self.lr:g}), "
-                             f"got {self.weight_decay!r}")
+        if self.weight_decay < 0:
+            raise UsageError(f"weight_decay must be >= 0, got {self.weight_decay!r}")
         if self.clip < 0 or self.warmup_steps < 0:
             raise UsageError("clip and warmup_steps must be >= 0")
         if not 0 < self.lr_decay <= 1 or not 0 <= self.min_lr_frac <= 1:

@@ -125,9 +125,11 @@ def plot_curves(run_dirs, out, x="step"):
             if e["event"] in ("resume", "early_stop"):
                 for ax in (ax_loss, ax_lr, ax_norm):
                     ax.axvline(ex, color=c, ls=":", lw=1)
+                # at the foot: the legend holds the top right, where a run's end falls
                 ax_loss.annotate("resumed" if e["event"] == "resume" else "stopped early",
-                                 (ex, 1), xycoords=("data", "axes fraction"),
-                                 rotation=90, va="top", ha="right", fontsize=8, color=c)
+                                 (ex, 0.02), xycoords=("data", "axes fraction"),
+                                 rotation=90, va="bottom", ha="right", fontsize=8, color=c,
+                                 bbox=dict(fc="white", ec="none", alpha=0.8, pad=1))
             elif e["event"] == "decay":  # wsd's decay, begun early: validation stalled
                 ax_lr.axvline(ex, color=c, ls=":", lw=1)
                 ax_lr.annotate("decay began: validation stalled", (ex, 0.95),

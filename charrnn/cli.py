@@ -164,8 +164,10 @@ def _compiling(model, what):
               help="Steps of linear learning-rate warm-up.")
 @click.option("--decay-frac", type=float, default=_T.decay_frac, show_default=True,
               help="wsd schedule: the last fraction of the budget, over which the learning "
-                   "rate falls linearly to 10% (from earlier if validation stalls: see "
-                   "--patience).")
+                   "rate falls linearly to --min-lr-frac (from earlier if validation "
+                   "stalls: see --patience).")
+@click.option("--min-lr-frac", type=float, default=_T.min_lr_frac, show_default=True,
+              help="cosine and wsd schedules: the final learning rate, as a fraction of --lr.")
 @click.option("--weight-decay", type=float, default=_T.weight_decay, show_default=True,
               help="Decoupled weight decay (AdamW's, for any --optimizer): each step first "
                    "multiplies every weight by 1 - lr x this.")

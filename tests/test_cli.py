@@ -42,6 +42,17 @@ def test_train_writes_a_run(run_dir):
     assert [r["step"] for r in rows] == [10, 20, 30]
 
 
+def test_schedule_options_reach_the_run(tmp_path):
+    corpus = write_corpus(tmp_path / "corpus.txt")
+    result = CliRunner().invoke(cli, [
+        "train", str(corpus), "--out", str(tmp_path / "run"), "--max-steps", "20", *TINY,
+        "--lr", "0.01", "--warmup", "0", "--decay-frac", "0.5", "--min-lr-frac", "0"])
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in open(tmp_path / "run" / "metrics.jsonl")]
+    # held over steps 0-10, then falling to 0 at step 20: row 20 shows step 19's rate
+    assert [r["lr"] for r in rows] == pytest.approx([0.01, 0.001])
+
+
 def test_sample_is_deterministic_with_a_seed_and_prints_the_prime(run_dir):
     args = ["sample", str(run_dir / "run"), "-n", "80", "--prime", "the ", "--seed", "3",
             "--no-stream"]

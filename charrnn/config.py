@@ -89,9 +89,10 @@ class TrainConfig:
     warmup_steps: int = 100
     lr_decay: float = 0.5        # step schedule: multiply by this ...
     lr_decay_every: int = 2000   # ... every this many steps after warm-up
-    min_lr_frac: float = 0.1     # cosine and wsd schedules: final lr as a fraction of lr
-    decay_frac: float = 0.3      # wsd schedule: the last fraction of the budget, lr falling
-    weight_decay: float = 0.1    # decoupled (AdamW's): each step scales weights by 1 - lr x this
+    # these three, when None, follow the run's dropout (default_decay below)
+    min_lr_frac: Optional[float] = None  # cosine and wsd: final lr as a fraction of lr
+    decay_frac: Optional[float] = None   # wsd: the last fraction of the budget, lr falling
+    weight_decay: Optional[float] = None  # decoupled (AdamW's): weights x 1 - lr x this a step
     clip: float = 5.0            # 0 disables clipping
     clip_mode: str = "norm"
     val_frac: float = 0.05
@@ -134,13 +135,15 @@ class TrainConfig:
             raise UsageError(f"learning rate must be > 0, got {self.lr!r}")
         if not 0 <= self.val_frac <= 0.5:
             raise UsageError(f"val_frac must be in [0, 0.5], got {self.val_frac!r}")
-        if self.weight_decay < 0:
+        if self.weight_decay is not None and self.weight_decay < 0:
             raise UsageError(f"weight_decay must be >= 0, got {self.weight_decay!r}")
         if self.clip < 0 or self.warmup_steps < 0:
             raise UsageError("clip and warmup_steps must be >= 0")
-        if not 0 < self.lr_decay <= 1 or not 0 <= self.min_lr_frac <= 1:
-            raise UsageError("lr_decay must be in (0, 1] and min_lr_frac in [0, 1]")
-        if not 0 < self.decay_frac <= 1:
+        if not 0 < self.lr_decay <= 1:
+            raise UsageError(f"lr_decay must be in (0, 1], got {self.lr_decay!r}")
+        if self.min_lr_frac is not None and not 0 <= self.min_lr_frac <= 1:
+            raise UsageError(f"min_lr_frac must be in [0, 1], got {self.min_lr_frac!r}")
+        if self.decay_frac is not None and not 0 < self.decay_frac <= 1:
             raise UsageError(f"decay_frac must be in (0, 1], got {self.decay_frac!r}")
         if self.max_time is not None and not self.max_time > 0:
             raise UsageError(f"max_time must be > 0 seconds, got {self.max_time!r}")
@@ -190,13 +193,28 @@ MODEL_OPTIONS = {"cell": "cell", "layers": "num_layers", "hidden": "hidden_size"
 TRAIN_OPTIONS = {**{k: k for k in ("seq_len", "batch_size", "optimizer", "lr", "lr_schedule",
                                    "clip", "clip_mode", "val_frac", "max_steps", "max_time",
                                    "eval_every", "patience", "seed", "threads", "decay_frac",
-                                   "weight_decay")},
+                                   "min_lr_frac", "weight_decay")},
                  "warmup": "warmup_steps"}
 
 DEFAULT_MAX_TIME = 600.0  # seconds: `charrnn train`'s budget when no --max-steps or --max-time
 EVAL_BATCH, EVAL_SEQ_LEN = 32, 100  # `charrnn eval` reads a file as 32 streams of 100-char chunks
 
 SPEED_STEPS = 20  # training steps a run times itself over before choosing its dropout
+
+
+FOLLOW_DROPOUT = ("weight_decay", "decay_frac", "min_lr_frac")  # default_decay's fields
+
+
+def default_decay(dropout):
+    """Weight decay and wsd's decay for a run regularised by `dropout` (given, or chosen by
+    default_dropout). A run that passes over its corpus once or twice gains from a high rate held
+    long and little decay (weight decay 0.1, the rate falling over the last 30% to 10%); one
+    that would overfit gains from more weight decay and a longer fall to zero (0.2, the last
+    half). Linear in the dropout between the two, each measured at its end (dropout 0 and 0.3:
+    BENCHMARKS.md, "Better models by default")."""
+    r = min(dropout / 0.3, 1.0)
+    return {"weight_decay": round(0.1 + 0.1 * r, 4), "decay_frac": round(0.3 + 0.2 * r, 4),
+            "min_lr_frac": round(0.1 * (1.0 - r), 4)}
 
 
 def default_model(max_time):

@@ -5,7 +5,8 @@ import math
 
 
 def learning_rate(cfg, step, elapsed, decay_start=None):
-    """The learning rate for optimizer step `step` (0-based) of a run with TrainConfig `cfg`.
+    """The learning rate for optimizer step `step` (0-based) of a run with TrainConfig `cfg`
+    (with its decay_frac and min_lr_frac set: Trainer sets those left to the dropout).
 
     Cosine and wsd decay run over max_steps, or over max_time when only a time budget is given
     (then the schedule follows wall-clock time, `elapsed` seconds). decay_start: the point of

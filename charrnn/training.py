@@ -15,8 +15,8 @@ from tqdm import tqdm
 
 from . import checkpoint
 from .compiling import Compiling, describe
-from .config import (MS_CHARS, REGULARISERS, SPEED_STEPS, DynamicConfig, ModelConfig,
-                     TrainConfig, default_dropout, default_model)
+from .config import (FOLLOW_DROPOUT, MS_CHARS, REGULARISERS, SPEED_STEPS, DynamicConfig,
+                     ModelConfig, TrainConfig, default_decay, default_dropout, default_model)
 from .data import (BatchStream, corpus_name, iter_eval_batches, load_corpus, recode,
                    split_train_val)
 from .devices import check_device, to_device
@@ -130,6 +130,10 @@ class Trainer:
     """A model, its optimizer and data streams, and where training stands."""
 
     def __init__(self, model, vocab, cfg, corpus):
+        # the fields left to the dropout: set from it now, and again when the run's speed sets it
+        self.follow = tuple(k for k in FOLLOW_DROPOUT if getattr(cfg, k) is None)
+        cfg = replace(cfg, **{k: v for k, v in default_decay(model.config.dropout).items()
+                              if k in self.follow})
         self.model, self.vocab, self.cfg = model, vocab, cfg
         self.corpus = corpus.describe()
         self.train_ids, self.val_ids = split_train_val(corpus.ids, cfg.val_frac)  # views
@@ -157,6 +161,7 @@ class Trainer:
         model = to_device(CharRNN(mcfg, dtype=np.dtype(cfg.dtype), seed=cfg.seed), device)
         trainer = cls(model, corpus.vocab, cfg, corpus)  # raises on unusable settings
         trainer.dropout_by_speed = by_speed
+        trainer.follow = trainer.follow if by_speed else ()
         if chosen or by_speed:  # said only once the settings are accepted: errors stay one line
             log("model defaults for this budget and corpus: " +
                 ", ".join(f"{k}={v}" for k, v in chosen.items()) +
@@ -245,7 +250,7 @@ class Trainer:
         meta = {"train": self.cfg.to_dict(), "step": self.step, "elapsed_s": self.elapsed,
                 "best_val_loss": self.best, "evals_since_best": self.stale,
                 "decay_start": self.decay_start,
-                "dropout_by_speed": self.dropout_by_speed,
+                "dropout_by_speed": self.dropout_by_speed, "follow_dropout": list(self.follow),
                 "optimizer_steps": self.opt.steps,
                 "stream": self.stream.state_dict(), "corpus": self.corpus,
                 "rng": self.model.rng.bit_generator.state}
@@ -269,6 +274,7 @@ class Trainer:
             start = meta.get("decay_start")
             self.decay_start = None if start is None else float(start)
             self.dropout_by_speed = bool(meta.get("dropout_by_speed", False))
+            self.follow = tuple(meta.get("follow_dropout", ())) if self.dropout_by_speed else ()
         except (KeyError, TypeError, ValueError) as e:
             raise UsageError(f"{path} has damaged training state ({e}); start a new run") \
                 from None
@@ -352,17 +358,25 @@ class Trainer:
         return RunResult(out, self.step, self.best, last)
 
     def _set_dropout(self, speed, out, log):
-        """The dropout the budget calls for at this run's measured speed (characters/s)."""
+        """The dropout the budget calls for at this run's measured speed (characters/s), and
+        the weight decay and learning-rate decay left to follow it (default_decay)."""
         cfg, model = self.cfg, self.model
         passes = cfg.max_time * speed / max(len(self.train_ids), 1)
         p = default_dropout(model.config.hidden_size, passes)
         model.set_dropout(p)
-        self.dropout_by_speed = False
+        self.cfg = cfg = replace(cfg, **{k: v for k, v in default_decay(p).items()
+                                         if k in self.follow})
+        self.opt.weight_decay = cfg.weight_decay
+        self.dropout_by_speed, self.follow = False, ()
         message = (f"measured {speed:,.0f} characters/s: {cfg.max_time / 60:g} minutes pass "
-                   f"over the training text about {passes:.1f} times; dropout {p:g}")
+                   f"over the training text about {passes:.1f} times; dropout {p:g}, weight "
+                   f"decay {cfg.weight_decay:g}" + (
+                       f", the learning rate falling over the last {cfg.decay_frac:.0%} to "
+                       f"{cfg.min_lr_frac:.0%} of it" if cfg.lr_schedule == "wsd" else ""))
         log(message)
         _append_metrics(out, {"event": "dropout", "step": self.step, "elapsed_s": self.elapsed,
                               "chars_per_sec": speed, "passes": passes, "dropout": p,
+                              **{k: getattr(cfg, k) for k in FOLLOW_DROPOUT},
                               "message": message})
 
     def _decay_if_stalled(self, out, log):

@@ -15,11 +15,12 @@ import platform
 import subprocess
 import sys
 import time
+from dataclasses import replace
 
 from charrnn import checkpoint, train
 from charrnn.threadpool import blas_description
 from charrnn.cli import Duration
-from charrnn.config import TrainConfig, default_model
+from charrnn.config import FOLLOW_DROPOUT, TrainConfig, default_model
 from charrnn.data import BatchStream, iter_eval_batches, read_corpus, split_train_val
 from charrnn.schedule import learning_rate
 from charrnn.vocab import Vocab
@@ -52,7 +53,7 @@ def run_torch(args):
 
     torch.manual_seed(args.seed)
     torch.set_num_threads(args.threads)
-    cfg = training_config(args)
+    cfg = replace(training_config(args), **args.follow)  # charrnn's, set from its dropout
     _, text = read_corpus(args.corpus)
     vocab = Vocab.from_text(text)
     V = len(vocab)
@@ -135,7 +136,7 @@ def main():
     p.add_argument("--lr-schedule", default=_T.lr_schedule)
     p.add_argument("--warmup", type=int, default=_T.warmup_steps)
     p.add_argument("--clip", type=float, default=_T.clip)
-    p.add_argument("--weight-decay", type=float, default=_T.weight_decay)
+    p.add_argument("--weight-decay", type=float, help="[default: charrnn's, from the dropout]")
     p.add_argument("--seq-len", type=int, default=_T.seq_len)
     p.add_argument("--batch-size", type=int, default=_T.batch_size)
     p.add_argument("--val-frac", type=float, default=_T.val_frac)
@@ -156,13 +157,17 @@ def main():
     print(f"# quality: {' '.join(sys.argv)}\n# {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}"
           f"; {platform.platform()}; {subprocess.getoutput('nproc')} cores\n# model {args.cell} "
           f"{args.layers}x{args.hidden}, dropout {args.dropout}; {args.threads} threads each; "
-          f"Adam {args.lr:g} (weight decay {args.weight_decay:g}), {args.lr_schedule} schedule, "
+          f"Adam {args.lr:g} (weight decay {args.weight_decay or 'from the dropout'}), "
+          f"{args.lr_schedule} schedule, "
           f"warm-up {args.warmup}, "
           f"B={args.batch_size} T={args.seq_len}\n# BLAS: {blas_description()}", flush=True)
     results = {"charrnn": run_charrnn(args, args.out)}
     if args.dropout is None:  # charrnn chose it from its measured speed: PyTorch gets the same
         args.dropout = checkpoint.read_meta(f"{args.out}/last.ckpt")["model"]["dropout"]
         print(f"# dropout {args.dropout} (charrnn's rule, from its own speed)")
+    saved = checkpoint.read_meta(f"{args.out}/last.ckpt")["train"]
+    args.follow = {k: saved[k] for k in FOLLOW_DROPOUT}
+    print(f"# {', '.join(f'{k} {v:g}' for k, v in args.follow.items())} (charrnn's)")
     if args.vs_torch:
         results["torch"] = run_torch(args)
     for name, curve in results.items():

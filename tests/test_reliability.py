@@ -71,7 +71,7 @@ BAD_INPUT = [
     (["train", "{d}/corpus.txt", "--weight-drop", "1"], 2, "weight_drop must be in [0, 1)"),
     (["train", "{d}/corpus.txt", "--decay-frac", "0"], 2, "decay_frac must be in (0, 1]"),
     (["train", "{d}/corpus.txt", "--weight-decay", "-1"], 2, "weight_decay must be >= 0"),
-    (["train", "{d}/corpus.txt", "--min-lr-frac", "1.5"], 2, "min_lr_frac in [0, 1]"),
+    (["train", "{d}/corpus.txt", "--min-lr-frac", "1.5"], 2, "min_lr_frac must be in [0, 1]"),
     (["train", "{d}/corpus.txt", "--out", "{d}/run", "--resume", "--hidden", "32"], 2,
      "hidden_size (checkpoint 8, given 32)"),
     (["sample", "{d}/run", "--top-p", "1.5"], 2, "top_p must be in (0, 1]"),

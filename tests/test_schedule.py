@@ -38,7 +38,8 @@ def test_with_only_a_time_budget_the_schedule_follows_the_clock():
                       decay_frac=0.5, min_lr_frac=0.2)
     rates = [learning_rate(cfg, 1000, t) for t in (0.0, 50.0, 75.0, 100.0, 300.0)]
     assert rates == pytest.approx([1.0, 1.0, 0.6, 0.2, 0.2])
-    assert learning_rate(TrainConfig(lr=1.0, warmup_steps=0, lr_schedule="wsd"), 10**6, 1e6) \
+    assert learning_rate(TrainConfig(lr=1.0, warmup_steps=0, lr_schedule="wsd", decay_frac=0.3,
+                                     min_lr_frac=0.1), 10**6, 1e6) \
         == 1.0  # no budget: nothing to decay over
 
 

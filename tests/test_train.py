@@ -193,10 +193,40 @@ def test_default_model_follows_the_documented_rule():
     assert default_dropout(128, 12 * 2) == default_dropout(256, 12)  # passes x width
 
 
+def test_weight_decay_and_the_lr_decay_follow_the_dropout():
+    from charrnn.config import default_decay
+
+    assert default_decay(0.0) == {"weight_decay": 0.1, "decay_frac": 0.3, "min_lr_frac": 0.1}
+    assert default_decay(0.15) == {"weight_decay": 0.15, "decay_frac": 0.4, "min_lr_frac": 0.05}
+    assert default_decay(0.3) == default_decay(0.5) == \
+        {"weight_decay": 0.2, "decay_frac": 0.5, "min_lr_frac": 0.0}
+
+
+def test_what_follows_the_dropout_is_set_with_it_unless_given(corpus, tmp_path, monkeypatch):
+    """The run's speed sets the dropout; the weight decay (in the optimizer too) and wsd's
+    decay left unset follow it, a given one stays, and the checkpoint holds them."""
+    from charrnn import training
+    from charrnn.data import load_corpus
+
+    monkeypatch.setattr(training, "default_dropout", lambda hidden, passes: 0.3)
+    cfg = TrainConfig(**{**CONFIG, "max_time": 60.0, "min_lr_frac": 0.05})
+    trainer = training.Trainer.fresh(load_corpus(str(corpus)), {"hidden_size": 12}, cfg)
+    assert trainer.opt.weight_decay == 0.1  # dropout 0 until the speed is measured
+    trainer._set_dropout(1e4, str(tmp_path), lambda line: None)
+    assert (trainer.model.config.dropout, trainer.opt.weight_decay) == (0.3, 0.2)
+    assert (trainer.cfg.decay_frac, trainer.cfg.min_lr_frac) == (0.5, 0.05)
+    event = json.loads((tmp_path / "metrics.jsonl").read_text())
+    assert (event["weight_decay"], event["decay_frac"], event["min_lr_frac"]) == (0.2, 0.5, 0.05)
+    trainer.save(str(tmp_path / "last.ckpt"))
+    saved = checkpoint.read_meta(tmp_path / "last.ckpt")["train"]
+    assert (saved["weight_decay"], saved["decay_frac"], saved["min_lr_frac"]) == (0.2, 0.5, 0.05)
+
+
 def test_wsd_schedule_holds_the_rate_then_decays_over_its_last_fraction(corpus, tmp_path):
     out = tmp_path / "run"
     train(str(corpus), out=out, model=MODEL, config={
-        **CONFIG, "max_steps": 150, "warmup_steps": 0, "lr_schedule": "wsd", "decay_frac": 0.5},
+        **CONFIG, "max_steps": 150, "warmup_steps": 0, "lr_schedule": "wsd", "decay_frac": 0.5,
+        "min_lr_frac": 0.1},
         progress=False)
     rows = [json.loads(line) for line in open(out / "metrics.jsonl")]
     lr, low = CONFIG["lr"], CONFIG["lr"] * 0.1
@@ -289,8 +319,8 @@ def test_a_stalled_wsd_run_starts_its_decay_before_stopping_early(tmp_path):
     assert event["progress"] < 0.8  # before wsd's own place
     said, = [line for line in lines if "starts its decay" in line]
     assert f"at {event['progress']:.0%} of the budget instead of 80%" in said
-    lr = TrainConfig().lr  # the default rate; its floor is a tenth
-    low = lr * TrainConfig().min_lr_frac
+    lr = TrainConfig().lr  # the default rate, falling to the floor the run's dropout set
+    low = lr * checkpoint.read_meta(tmp_path / "run4wsd" / "last.ckpt")["train"]["min_lr_frac"]
     falling = [r["lr"] for r in evals if r["step"] > event["step"]]
     assert falling[0] < lr and falling == sorted(falling, reverse=True) and min(falling) >= low
     assert result.steps >= event["step"] + 4 * 5  # a whole patience after the decay began

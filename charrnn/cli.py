@@ -165,14 +165,15 @@ def _compiling(model, what):
 @click.option("--decay-frac", type=float, default=None,
               help="wsd schedule: the last fraction of the budget, over which the learning "
                    "rate falls linearly to --min-lr-frac (from earlier if validation "
-                   "stalls: see --patience) [default: 0.3 at dropout 0, up to 0.5 at 0.3].")
+                   "stalls: see --patience) [default: 0.3 at dropout 0.1 and below, up to "
+                   "0.5 at 0.3].")
 @click.option("--min-lr-frac", type=float, default=None,
               help="cosine and wsd schedules: the final learning rate, as a fraction of --lr "
-                   "[default: 0.1 at dropout 0, down to 0 at 0.3].")
+                   "[default: 0.1 at dropout 0.1 and below, down to 0 at 0.3].")
 @click.option("--weight-decay", type=float, default=None,
               help="Decoupled weight decay (AdamW's, for any --optimizer): each step first "
-                   "multiplies every weight by 1 - lr x this [default: 0.1 at dropout 0, up "
-                   "to 0.2 at 0.3].")
+                   "multiplies every weight by 1 - lr x this [default: 0.1 at dropout 0.1 and "
+                   "below, up to 0.2 at 0.3].")
 @click.option("--clip", type=float, default=_T.clip, show_default=True,
               help="Gradient clipping threshold (0 disables).")
 @click.option("--clip-mode", type=click.Choice(CLIP_MODES), default=_T.clip_mode,

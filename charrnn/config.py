@@ -207,12 +207,12 @@ FOLLOW_DROPOUT = ("weight_decay", "decay_frac", "min_lr_frac")  # default_decay'
 
 def default_decay(dropout):
     """Weight decay and wsd's decay for a run regularised by `dropout` (given, or chosen by
-    default_dropout). A run that passes over its corpus once or twice gains from a high rate held
+    default_dropout). A run that passes over its corpus a few times gains from a high rate held
     long and little decay (weight decay 0.1, the rate falling over the last 30% to 10%); one
-    that would overfit gains from more weight decay and a longer fall to zero (0.2, the last
-    half). Linear in the dropout between the two, each measured at its end (dropout 0 and 0.3:
-    BENCHMARKS.md, "Better models by default")."""
-    r = min(dropout / 0.3, 1.0)
+    that would overfit much gains from more weight decay and a longer fall to zero (0.2, the
+    last half). The first up to dropout 0.1, the second from 0.3, linear in the dropout between:
+    each measured at its end (BENCHMARKS.md, "Better models by default")."""
+    r = min(max(dropout - 0.1, 0.0) / 0.2, 1.0)
     return {"weight_decay": round(0.1 + 0.1 * r, 4), "decay_frac": round(0.3 + 0.2 * r, 4),
             "min_lr_frac": round(0.1 * (1.0 - r), 4)}
 

@@ -196,8 +196,9 @@ def test_default_model_follows_the_documented_rule():
 def test_weight_decay_and_the_lr_decay_follow_the_dropout():
     from charrnn.config import default_decay
 
-    assert default_decay(0.0) == {"weight_decay": 0.1, "decay_frac": 0.3, "min_lr_frac": 0.1}
-    assert default_decay(0.15) == {"weight_decay": 0.15, "decay_frac": 0.4, "min_lr_frac": 0.05}
+    assert default_decay(0.0) == default_decay(0.1) == \
+        {"weight_decay": 0.1, "decay_frac": 0.3, "min_lr_frac": 0.1}
+    assert default_decay(0.2) == {"weight_decay": 0.15, "decay_frac": 0.4, "min_lr_frac": 0.05}
     assert default_decay(0.3) == default_decay(0.5) == \
         {"weight_decay": 0.2, "decay_frac": 0.5, "min_lr_frac": 0.0}
 

@@ -132,8 +132,7 @@ class Trainer:
     def __init__(self, model, vocab, cfg, corpus):
         # the fields left to the dropout: set from it now, and again when the run's speed sets it
         self.follow = tuple(k for k in FOLLOW_DROPOUT if getattr(cfg, k) is None)
-        cfg = replace(cfg, **{k: v for k, v in default_decay(model.config.dropout).items()
-                              if k in self.follow})
+        cfg = _follow_dropout(cfg, self.follow, model.config.dropout)
         self.model, self.vocab, self.cfg = model, vocab, cfg
         self.corpus = corpus.describe()
         self.train_ids, self.val_ids = split_train_val(corpus.ids, cfg.val_frac)  # views
@@ -161,7 +160,6 @@ class Trainer:
         model = to_device(CharRNN(mcfg, dtype=np.dtype(cfg.dtype), seed=cfg.seed), device)
         trainer = cls(model, corpus.vocab, cfg, corpus)  # raises on unusable settings
         trainer.dropout_by_speed = by_speed
-        trainer.follow = trainer.follow if by_speed else ()
         if chosen or by_speed:  # said only once the settings are accepted: errors stay one line
             log("model defaults for this budget and corpus: " +
                 ", ".join(f"{k}={v}" for k, v in chosen.items()) +
@@ -274,7 +272,7 @@ class Trainer:
             start = meta.get("decay_start")
             self.decay_start = None if start is None else float(start)
             self.dropout_by_speed = bool(meta.get("dropout_by_speed", False))
-            self.follow = tuple(meta.get("follow_dropout", ())) if self.dropout_by_speed else ()
+            self.follow = tuple(meta.get("follow_dropout", ()))
         except (KeyError, TypeError, ValueError) as e:
             raise UsageError(f"{path} has damaged training state ({e}); start a new run") \
                 from None
@@ -364,10 +362,9 @@ class Trainer:
         passes = cfg.max_time * speed / max(len(self.train_ids), 1)
         p = default_dropout(model.config.hidden_size, passes)
         model.set_dropout(p)
-        self.cfg = cfg = replace(cfg, **{k: v for k, v in default_decay(p).items()
-                                         if k in self.follow})
+        self.cfg = cfg = _follow_dropout(cfg, self.follow, p)
         self.opt.weight_decay = cfg.weight_decay
-        self.dropout_by_speed, self.follow = False, ()
+        self.dropout_by_speed = False
         message = (f"measured {speed:,.0f} characters/s: {cfg.max_time / 60:g} minutes pass "
                    f"over the training text about {passes:.1f} times; dropout {p:g}, weight "
                    f"decay {cfg.weight_decay:g}" + (
@@ -467,6 +464,12 @@ class Trainer:
             self.save(best)
         _append_metrics(out, row)
         return row
+
+
+def _follow_dropout(cfg, names, dropout):
+    """`cfg` with its fields `names` (of FOLLOW_DROPOUT) set as default_decay gives them for
+    `dropout`."""
+    return replace(cfg, **{k: v for k, v in default_decay(dropout).items() if k in names})
 
 
 def probed_speed(step_times, chars_per_step):

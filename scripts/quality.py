@@ -157,16 +157,16 @@ def main():
     print(f"# quality: {' '.join(sys.argv)}\n# {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}"
           f"; {platform.platform()}; {subprocess.getoutput('nproc')} cores\n# model {args.cell} "
           f"{args.layers}x{args.hidden}, dropout {args.dropout}; {args.threads} threads each; "
-          f"Adam {args.lr:g} (weight decay {args.weight_decay or 'from the dropout'}), "
-          f"{args.lr_schedule} schedule, "
-          f"warm-up {args.warmup}, "
+          f"Adam {args.lr:g} (weight decay "
+          f"{'from the dropout' if args.weight_decay is None else f'{args.weight_decay:g}'}), "
+          f"{args.lr_schedule} schedule, warm-up {args.warmup}, "
           f"B={args.batch_size} T={args.seq_len}\n# BLAS: {blas_description()}", flush=True)
     results = {"charrnn": run_charrnn(args, args.out)}
+    meta = checkpoint.read_meta(f"{args.out}/last.ckpt")
     if args.dropout is None:  # charrnn chose it from its measured speed: PyTorch gets the same
-        args.dropout = checkpoint.read_meta(f"{args.out}/last.ckpt")["model"]["dropout"]
+        args.dropout = meta["model"]["dropout"]
         print(f"# dropout {args.dropout} (charrnn's rule, from its own speed)")
-    saved = checkpoint.read_meta(f"{args.out}/last.ckpt")["train"]
-    args.follow = {k: saved[k] for k in FOLLOW_DROPOUT}
+    args.follow = {k: meta["train"][k] for k in FOLLOW_DROPOUT}
     print(f"# {', '.join(f'{k} {v:g}' for k, v in args.follow.items())} (charrnn's)")
     if args.vs_torch:
         results["torch"] = run_torch(args)

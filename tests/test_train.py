@@ -211,8 +211,12 @@ def test_what_follows_the_dropout_is_set_with_it_unless_given(corpus, tmp_path, 
 
     monkeypatch.setattr(training, "default_dropout", lambda hidden, passes: 0.3)
     cfg = TrainConfig(**{**CONFIG, "max_time": 60.0, "min_lr_frac": 0.05})
-    trainer = training.Trainer.fresh(load_corpus(str(corpus)), {"hidden_size": 12}, cfg)
+    text = load_corpus(str(corpus))
+    trainer = training.Trainer.fresh(text, {"hidden_size": 12}, cfg)
     assert trainer.opt.weight_decay == 0.1  # dropout 0 until the speed is measured
+    trainer.save(str(tmp_path / "early.ckpt"))  # stopped before the speed was measured
+    trainer = training.Trainer.resume(str(tmp_path / "early.ckpt"), text, {}, {})
+    assert trainer.dropout_by_speed and trainer.follow == ("weight_decay", "decay_frac")
     trainer._set_dropout(1e4, str(tmp_path), lambda line: None)
     assert (trainer.model.config.dropout, trainer.opt.weight_decay) == (0.3, 0.2)
     assert (trainer.cfg.decay_frac, trainer.cfg.min_lr_frac) == (0.5, 0.05)

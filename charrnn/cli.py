@@ -151,6 +151,9 @@ def _compiling(model, what):
 @click.option("--weight-drop", type=float, default=_M.weight_drop, show_default=True,
               help="DropConnect on each layer's recurrent weights W_hh while training, in "
                    "[0, 1): one mask per step (AWD-LSTM's weight drop).")
+@click.option("--layer-norm/--no-layer-norm", default=_M.layer_norm, show_default=True,
+              help="GRU only: normalise each gate's input and recurrent pre-activations "
+                   "(layer normalisation; CPU only).")
 @click.option("--seq-len", type=int, default=_T.seq_len, show_default=True,
               help="Characters per truncated-BPTT chunk.")
 @click.option("--batch-size", type=int, default=_T.batch_size, show_default=True,

@@ -40,6 +40,7 @@ class ModelConfig:
     dropout: float = 0.0
     nonlinearity: str = "tanh"  # vanilla RNN only
     weight_drop: float = 0.0  # DropConnect on each layer's W_hh while training (AWD-LSTM)
+    layer_norm: bool = False  # GRU: each gate's x- and h-side pre-activations normalised
 
     def __post_init__(self):
         if self.cell not in CELLS:
@@ -50,6 +51,11 @@ class ModelConfig:
             _positive_int(name, getattr(self, name))
         if self.embed_dim is not None:
             _positive_int("embed_dim", self.embed_dim)
+        if not isinstance(self.layer_norm, bool):
+            raise UsageError(f"layer_norm must be true or false, got {self.layer_norm!r}")
+        if self.layer_norm and self.cell != "gru":
+            raise UsageError(f"layer norm is built for the GRU, not the {self.cell}; use "
+                             "--cell gru or --no-layer-norm")
         for name in REGULARISERS:
             p = getattr(self, name)
             if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0.0 <= p < 1.0:
@@ -189,7 +195,7 @@ MS_CHARS = 20_000  # training characters whose gradients give dynamic evaluation
 # ModelConfig or TrainConfig each sets.
 MODEL_OPTIONS = {"cell": "cell", "layers": "num_layers", "hidden": "hidden_size",
                  "embed_dim": "embed_dim", "dropout": "dropout", "nonlinearity": "nonlinearity",
-                 "weight_drop": "weight_drop"}
+                 "weight_drop": "weight_drop", "layer_norm": "layer_norm"}
 TRAIN_OPTIONS = {**{k: k for k in ("seq_len", "batch_size", "optimizer", "lr", "lr_schedule",
                                    "clip", "clip_mode", "val_frac", "max_steps", "max_time",
                                    "eval_every", "patience", "seed", "threads", "decay_frac",

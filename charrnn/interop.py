@@ -29,6 +29,9 @@ def export(path, model, vocab, as_bytes=False):
 
     from . import __version__
 
+    if model.config.layer_norm:
+        raise UsageError("this model uses layer norm, which torch.nn.GRU has no place for: it "
+                         "cannot be exported for PyTorch; train without --layer-norm to export")
     tensors = {name: np.ascontiguousarray(p) for name, p in model.named_parameters().items()}
     meta = {"format": "pt", "charrnn_version": __version__,
             "model": json.dumps(model.config.to_dict()), "vocab": json.dumps(vocab.to_dict()),

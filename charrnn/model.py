@@ -10,7 +10,7 @@ import numpy as np
 
 from . import kernels, optim, threadpool
 from .front import ModelFront, allocate, pass_shapes
-from .kernels import common, packed, recurrence
+from .kernels import common, norm, packed, recurrence
 from .params import ParamLayout, init_params
 
 _CELL_IDS = {"lstm": kernels.LSTM, "gru": kernels.GRU}
@@ -20,6 +20,24 @@ def cell_id(config):
     if config.cell == "rnn":
         return kernels.RNN_RELU if config.nonlinearity == "relu" else kernels.RNN_TANH
     return _CELL_IDS[config.cell]
+
+
+def one_hot_table(config, P, out, hat, rstd):
+    """Layer 0's x side for one-hot input, a row per character, out (V, GH): W_ih.T + b_ih, or
+    with layer norm each row normalised (hat (V, GH) and rstd (V, G) kept for backward), then
+    scaled and shifted. Gathering its rows by id is the x side of a batch."""
+    if config.layer_norm:
+        out[...] = P["rnn.weight_ih_l0"].T
+        norm.forward(out, hat, rstd, P["rnn.norm_ih_l0"], P["rnn.bias_ih_l0"])
+    else:
+        np.add(P["rnn.weight_ih_l0"].T, P["rnn.bias_ih_l0"], out=out)
+
+
+def norm_buffers(config, dtype, *rows):
+    """(hat, rstd) for layer norm (kernels.norm) over rows (a shape) of G*H pre-activations:
+    (*rows, GH) and (*rows, G), or with their last axis 0 without layer norm."""
+    GH, G = (config.gates * config.hidden_size, config.gates) if config.layer_norm else (0, 0)
+    return np.zeros((*rows, GH), dtype), np.zeros((*rows, G), dtype)
 
 
 def _add_all(total, parts):
@@ -50,7 +68,11 @@ class _Pass:
         z = lambda *shape: np.zeros(shape, dtype)  # noqa: E731
         self.config, self.cell, self.N = config, cell_id(config), N
         self.__dict__.update(allocate(pass_shapes(config, B, T), lambda shape: z(*shape)))
-        self.w_ih0_t = None if E else z(V, G * H)  # layer 0's W_ih.T + b_ih, rows gathered by id
+        self.w_ih0_t = None if E else z(V, G * H)  # one_hot_table's, rows gathered by id
+        self.table_norm = norm_buffers(config, dtype, V)  # one_hot_table's (hat, rstd)
+        self.norm_ih = [norm_buffers(config, dtype, N) for _ in range(config.num_layers)]
+        self.norm_hh = [norm_buffers(config, dtype, T, B) for _ in range(config.num_layers)]
+        self.no_gain = z(0)  # without layer norm
         # (H/NR, N, NR): a layer's input packed for its weight gradient (kernels.packed)
         self.scratch = (z(H // packed.NR, N, packed.NR) if packed.packable(dtype, H, per_step=False)
                         else z(0, 0))
@@ -81,15 +103,19 @@ class _Pass:
             x = self.embed
         for k in range(cfg.num_layers):
             gates = self.gates[k].reshape(N, -1)
-            if k == 0 and x is None:  # one-hot: gates are rows of W_ih.T + b_ih
-                np.add(P["rnn.weight_ih_l0"].T, P["rnn.bias_ih_l0"], out=self.w_ih0_t)
+            if k == 0 and x is None:  # one-hot: gates are rows of the table
+                one_hot_table(cfg, P, self.w_ih0_t, *self.table_norm)
                 common.embedding_forward(gates, self.w_ih0_t, self.ids)
+            elif cfg.layer_norm:
+                norm.linear_forward(gates, x, W[f"rnn.weight_ih_l{k}"][0], *self.norm_ih[k],
+                                    P[f"rnn.norm_ih_l{k}"], P[f"rnn.bias_ih_l{k}"])
             else:
                 common.linear_forward(gates, x, W[f"rnn.weight_ih_l{k}"][0],
                                       P[f"rnn.bias_ih_l{k}"])
             self.hs[k][0], self.cs[k][0] = h0[k], c0[k]
             recurrence.forward(self.cell, self.gates[k], self.hg[k], self.hs[k], self.cs[k],
-                               W[f"rnn.weight_hh_l{k}"][0], P[f"rnn.bias_hh_l{k}"])
+                               W[f"rnn.weight_hh_l{k}"][0], P[f"rnn.bias_hh_l{k}"],
+                               *self.norm_hh[k], P.get(f"rnn.norm_hh_l{k}", self.no_gain))
             x = self.hs[k][1:].reshape(N, -1)
             if self.train:
                 np.multiply(x, self.masks[k].reshape(N, -1), out=self.dropped[k])
@@ -118,12 +144,18 @@ class _Pass:
                 common.scale_by_mask(self.dhs[k], self.masks[k])
             recurrence.backward(self.cell, self.gates[k], self.hg[k], self.dhs[k], self.dh0[k],
                                 self.dc0[k], self.hs[k], self.cs[k], W[f"rnn.weight_hh_l{k}"][1],
-                                D[f"rnn.weight_hh_l{k}"], D[f"rnn.bias_hh_l{k}"], self.scratch)
+                                D[f"rnn.weight_hh_l{k}"], D[f"rnn.bias_hh_l{k}"], self.scratch,
+                                *self.norm_hh[k], P.get(f"rnn.norm_hh_l{k}", self.no_gain),
+                                D.get(f"rnn.norm_hh_l{k}", self.no_gain))
             dgates = self.gates[k].reshape(N, -1)
             dw, db = D[f"rnn.weight_ih_l{k}"], D[f"rnn.bias_ih_l{k}"]
             if self.cell != kernels.GRU:  # b_ih and b_hh enter the same sum: same gradient
                 db += D[f"rnn.bias_hh_l{k}"]
                 db = db[:0]  # nothing left to sum
+            if cfg.layer_norm and (k > 0 or cfg.embed_dim):  # to d(x @ W_ih.T); db with it
+                norm.backward(dgates, *self.norm_ih[k], P[f"rnn.norm_ih_l{k}"],
+                              D[f"rnn.norm_ih_l{k}"], db)
+                db = db[:0]
             if k > 0:
                 x = self.dropped[k - 1] if self.train else self.hs[k - 1][1:].reshape(N, -1)
                 common.linear_backward(self.dhs[k - 1].reshape(N, -1), dw, db, dgates, x,
@@ -133,10 +165,14 @@ class _Pass:
                                        W["rnn.weight_ih_l0"][1], self.no_scratch)
                 common.embedding_backward(D["encoder.weight"], self.dembed, self.ids)
             else:
-                self.w_ih0_t[...] = 0.0
+                self.w_ih0_t[...] = 0.0  # d table
                 common.embedding_backward(self.w_ih0_t, dgates, self.ids)
+                if cfg.layer_norm:  # to d(W_ih.T), and db
+                    norm.backward(self.w_ih0_t, *self.table_norm, P["rnn.norm_ih_l0"],
+                                  D["rnn.norm_ih_l0"], db)
+                else:
+                    common.add_row_sums(db, dgates)
                 dw += self.w_ih0_t.T
-                common.add_row_sums(db, dgates)
 
 
 class CharRNN(ModelFront):
@@ -358,13 +394,24 @@ class CharRNN(ModelFront):
         h0, c0 = self._split_state(state, B)
         h, c = np.empty_like(h0, dtype=self.dtype), np.empty_like(c0, dtype=self.dtype)
         x = P["encoder.weight"][ids] if cfg.embed_dim else None
+        G, H, V = cfg.gates, cfg.hidden_size, cfg.vocab_size
+        hat, rstd = norm_buffers(cfg, self.dtype, B)  # layer norm's, each side in turn
         for k in range(cfg.num_layers):
             w_ih, b_ih = P[f"rnn.weight_ih_l{k}"], P[f"rnn.bias_ih_l{k}"]
-            gates = (w_ih.T[ids] if x is None else x @ w_ih.T) + b_ih  # (B, GH)
+            gates = np.empty((B, G * H), self.dtype)
+            if x is None:
+                table = np.empty((V, G * H), self.dtype)
+                one_hot_table(cfg, P, table, *norm_buffers(cfg, self.dtype, V))
+                gates[...] = table[ids]
+            elif cfg.layer_norm:
+                norm.linear_forward(gates, x, w_ih, hat, rstd, P[f"rnn.norm_ih_l{k}"], b_ih)
+            else:
+                gates[...] = x @ w_ih.T + b_ih
             recurrence.step(self._cell, gates, np.empty_like(gates),
                             np.ascontiguousarray(h0[k], self.dtype),
                             np.ascontiguousarray(c0[k], self.dtype), h[k], c[k],
-                            P[f"rnn.weight_hh_l{k}"], P[f"rnn.bias_hh_l{k}"])
+                            P[f"rnn.weight_hh_l{k}"], P[f"rnn.bias_hh_l{k}"], hat, rstd,
+                            P.get(f"rnn.norm_hh_l{k}", np.zeros(0, self.dtype)))
             x = h[k]
         logits = x @ P["decoder.weight"].T + P["decoder.bias"]
         return logits, self._pack_state(h, c)

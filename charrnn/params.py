@@ -22,6 +22,8 @@ def parameter_shapes(config):
             (f"rnn.bias_ih_l{k}", (G * H,)),
             (f"rnn.bias_hh_l{k}", (G * H,)),
         ]
+        if config.layer_norm:  # each gain - 1 (kernels.norm): decay pulls it towards 1
+            shapes += [(f"rnn.norm_ih_l{k}", (G * H,)), (f"rnn.norm_hh_l{k}", (G * H,))]
     shapes += [("decoder.weight", (V, H)), ("decoder.bias", (V,))]
     return shapes
 
@@ -52,12 +54,15 @@ class ParamLayout:
 
 def init_params(config, params, rng):
     """PyTorch's defaults (uniform +-1/sqrt(H) for recurrent and decoder weights, N(0, 1)
-    embedding), plus an LSTM forget-gate bias of 1 so memories persist early in training."""
+    embedding, layer-norm gains 1), plus an LSTM forget-gate bias of 1 so memories persist
+    early in training."""
     H = config.hidden_size
     bound = 1.0 / np.sqrt(H)
     for name, p in params.items():
         if name == "encoder.weight":
             p[...] = rng.standard_normal(p.shape)
+        elif name.startswith("rnn.norm"):
+            p[...] = 0.0  # gain 1
         else:
             p[...] = rng.uniform(-bound, bound, p.shape)
     if config.cell == "lstm":

@@ -17,10 +17,11 @@ from .dynamic import MS_ARRAY, Adapting
 from .errors import UsageError
 from .kernels import packed
 from .kernels.sampling import beam_search, loop
-from .model import cell_id
+from .model import cell_id, norm_buffers, one_hot_table
 from .threadpool import threads
 
-_WEIGHTS = ("rnn.weight_ih_l{}", "rnn.weight_hh_l{}", "rnn.bias_ih_l{}", "rnn.bias_hh_l{}")
+_WEIGHTS = ("rnn.weight_ih_l{}", "rnn.weight_hh_l{}", "rnn.bias_ih_l{}", "rnn.bias_hh_l{}",
+            "rnn.norm_ih_l{}", "rnn.norm_hh_l{}")  # the last two -1 without layer norm
 
 
 def _is_int(x):
@@ -70,8 +71,8 @@ class SamplerFront:
                              f"{cfg.vocab_size}; pass the vocabulary the model was trained with")
         self.model, self.vocab = model, vocab
         offs = model.layout.offsets
-        self._layer_offs = np.array([[offs[w.format(k)] for w in _WEIGHTS]
-                                     for k in range(cfg.num_layers)], np.int64)  # (L, 4)
+        self._layer_offs = np.array([[offs.get(w.format(k), -1) for w in _WEIGHTS]
+                                     for k in range(cfg.num_layers)], np.int64)  # (L, 6)
         self._head_offs = np.array([offs.get("encoder.weight", -1), offs["decoder.weight"],
                                     offs["decoder.bias"]], np.int64)
         self._start = int(vocab.encode("\n")[0]) if "\n" in vocab else 0
@@ -287,12 +288,14 @@ class Sampler(SamplerFront):
         Hc = H if cfg.cell == "lstm" else 0
         Q = GH if cfg.cell == "gru" else 0  # hg width (see kernels.recurrence)
         h, c = np.zeros((L, B, H), dt), np.zeros((L, B, Hc), dt)  # the state, zero at start
+        table = np.empty((0 if cfg.embed_dim else V, GH), dt)  # (V, GH): one-hot gates
+        if not cfg.embed_dim:
+            one_hot_table(cfg, P, table, *norm_buffers(cfg, dt, V))
         ws = (np.empty((B, GH), dt), np.empty((B, Q), dt),  # gates, hg
               np.empty((B, H), dt), np.empty((B, Hc), dt),  # next h, next c
               np.empty((B, cfg.embed_dim or 0), dt), np.empty((B, V), dt),  # x0, logits
               np.empty(V), np.empty(V, np.int64),  # probabilities (float64), ranking
-              (P["rnn.weight_ih_l0"].T + P["rnn.bias_ih_l0"]  # (V, GH): one-hot gates
-               if not cfg.embed_dim else np.empty((0, GH), dt)))
+              table, *norm_buffers(cfg, dt, B))  # layer norm's hat, rstd
         return h, c, ws
 
     def _primed(self, B, prime_ids, opts):

@@ -13,8 +13,14 @@ ARCHS = [
 ]
 
 
+# GRU with layer norm (CPU only), one-hot and embedding input; the engine tests run these too.
+NORM_ARCHS = [dict(cell="gru", num_layers=2, embed_dim=embed, nonlinearity="tanh",
+                   layer_norm=True) for embed in (None, 3)]
+
+
 def arch_id(a):
-    return f"{a['cell']}-{a['nonlinearity']}-L{a['num_layers']}-E{a['embed_dim']}"
+    return (f"{a['cell']}-{a['nonlinearity']}-L{a['num_layers']}-E{a['embed_dim']}"
+            + ("-norm" if a.get("layer_norm") else ""))
 
 
 def make_model(arch, dropout=0.0, V=5, H=4, dtype=np.float64, seed=0, weight_drop=0.0):

@@ -9,11 +9,24 @@ def sigmoid(x):
     return 1.0 / (1.0 + np.exp(-x))
 
 
-def cell_step(cell, x, h, c, w_ih, w_hh, b_ih, b_hh, nonlinearity="tanh"):
-    """One step of torch.nn.{LSTM,GRU,RNN} for a batch: x (B, in), h, c (B, H)."""
+def layer_norm(a, gain, G):
+    """Each of a's G gates (B, G*H) normalised over its H values, times 1 + gain."""
+    B, GH = a.shape
+    groups = a.reshape(B, G, GH // G)
+    mean = groups.mean(axis=2, keepdims=True)
+    var = ((groups - mean) ** 2).mean(axis=2, keepdims=True)
+    return ((groups - mean) / np.sqrt(var + 1e-5)).reshape(B, GH) * (1 + gain)
+
+
+def cell_step(cell, x, h, c, w_ih, w_hh, b_ih, b_hh, nonlinearity="tanh", norms=None):
+    """One step of torch.nn.{LSTM,GRU,RNN} for a batch: x (B, in), h, c (B, H). norms: the
+    (x side, h side) layer-norm gains - 1, each (G*H,), or None."""
     H = h.shape[1]
-    gx = x @ w_ih.T + b_ih
-    gh = h @ w_hh.T + b_hh
+    gx, gh = x @ w_ih.T, h @ w_hh.T
+    if norms is not None:
+        G = w_ih.shape[0] // H
+        gx, gh = layer_norm(gx, norms[0], G), layer_norm(gh, norms[1], G)
+    gx, gh = gx + b_ih, gh + b_hh
     if cell == "lstm":
         i = sigmoid(gx[:, :H] + gh[:, :H])
         f = sigmoid(gx[:, H:2 * H] + gh[:, H:2 * H])
@@ -52,7 +65,9 @@ def loss(config, params, inputs, targets, h0, c0, masks=None, weights=None, nudg
         for k in range(L):
             h[k], c[k] = cell_step(config.cell, x, h[k], c[k], params[f"rnn.weight_ih_l{k}"],
                                    params[f"rnn.weight_hh_l{k}"], params[f"rnn.bias_ih_l{k}"],
-                                   params[f"rnn.bias_hh_l{k}"], config.nonlinearity)
+                                   params[f"rnn.bias_hh_l{k}"], config.nonlinearity,
+                                   (params[f"rnn.norm_ih_l{k}"], params[f"rnn.norm_hh_l{k}"])
+                                   if config.layer_norm else None)
             if nudge is not None and nudge[:2] == (k, t):
                 h[k] = h[k] + nudge[2]
             x = h[k] * masks[k][t] if masks is not None else h[k]

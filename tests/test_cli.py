@@ -1,10 +1,11 @@
 """The command line through click's CliRunner: every command, its help, and its errors."""
 import json
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from charrnn import __version__
+from charrnn import __version__, checkpoint
 from charrnn.cli import cli
 from helpers import write_corpus
 
@@ -51,6 +52,24 @@ def test_schedule_options_reach_the_run(tmp_path):
     rows = [json.loads(line) for line in open(tmp_path / "run" / "metrics.jsonl")]
     # held over steps 0-10, then falling to 0 at step 20: row 20 shows step 19's rate
     assert [r["lr"] for r in rows] == pytest.approx([0.01, 0.001])
+
+
+def test_layer_norm_model_trains_saves_and_samples(tmp_path):
+    corpus = write_corpus(tmp_path / "corpus.txt")
+    out = tmp_path / "run"
+    result = CliRunner().invoke(cli, ["train", str(corpus), "--out", str(out), "--max-steps",
+                                      "30", *TINY, "--cell", "gru", "--layer-norm"])
+    assert result.exit_code == 0, result.output
+    model, _, _, _ = checkpoint.load_model(out / "best.ckpt")
+    assert model.config.layer_norm
+    gains = model.named_parameters()["rnn.norm_hh_l0"]
+    assert np.abs(gains).max() > 0  # trained: the gains moved from 1
+    rows = [json.loads(line) for line in open(out / "metrics.jsonl") if "val_loss" in line]
+    assert rows[-1]["train_loss"] < rows[0]["train_loss"]
+    sampled = CliRunner().invoke(cli, ["sample", str(out), "-n", "40", "--seed", "1"])
+    assert sampled.exit_code == 0 and len(sampled.stdout) >= 40, sampled.output
+    refused = CliRunner().invoke(cli, ["sample", str(out), "-n", "4", "--device", "cuda"])
+    assert refused.exit_code == 2 and "layer norm" in refused.output  # the simulator's GPU
 
 
 def test_sample_is_deterministic_with_a_seed_and_prints_the_prime(run_dir):

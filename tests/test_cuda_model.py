@@ -189,3 +189,15 @@ def test_seeded_sampling_repeats_streams_and_batches():
     rows = gpu.sample_batch(3, 8, temperature=1.5, seed=4)
     assert len(rows) == 3 and len(set(rows)) > 1  # rows draw different numbers
     assert gpu.sample(0) == ""
+
+
+def test_layer_norm_is_refused_in_one_line():
+    from charrnn.cuda.model import CudaCharRNN
+    from charrnn.cuda.sampling import CudaSampler
+    from charrnn.errors import UsageError
+
+    cfg = ModelConfig(vocab_size=V, hidden_size=H, cell="gru", layer_norm=True)
+    with pytest.raises(UsageError, match="layer norm, which runs on the CPU only"):
+        CudaCharRNN(cfg)
+    with pytest.raises(UsageError, match="--device cpu"):
+        CudaSampler(CharRNN(cfg), VOCAB)

@@ -15,6 +15,7 @@ from safetensors.numpy import load_file, save_file
 from helpers import ARCHS, arch_id
 
 from charrnn import CharRNN, ModelConfig, Vocab, checkpoint
+from charrnn.errors import UsageError
 from charrnn.interop import export
 
 README = os.path.join(os.path.dirname(__file__), "..", "README.md")
@@ -87,6 +88,13 @@ def test_export_import_export_is_bit_for_bit(tmp_path):
             assert a[name].tobytes() == b[name].tobytes(), name
     back, vocab, _, _ = checkpoint.load_model(tmp_path / "run" / "best.ckpt")
     assert vocab == VOCAB and back.config.embed_dim == 5
+
+
+def test_a_layer_norm_model_is_refused_in_one_line(tmp_path):
+    model = small_model(dict(cell="gru", num_layers=1, layer_norm=True), VOCAB, np.float32)
+    with pytest.raises(UsageError, match="layer norm, which torch.nn.GRU has no place for"):
+        export(tmp_path / "a.safetensors", model, VOCAB)
+    assert not os.listdir(tmp_path)
 
 
 def test_metadata_rebuilds_the_model(tmp_path):

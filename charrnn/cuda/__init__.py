@@ -27,6 +27,8 @@ import os
 
 from numba import cuda  # noqa: F401  (fails here, at the package, where numba.cuda is absent)
 
+from ..errors import UsageError
+
 MAX_TILE = 32  # shared-memory tiles are allocated at this size; TILE may be smaller
 
 THREADS_PER_BLOCK = int(os.environ.get("CHARRNN_CUDA_THREADS_PER_BLOCK", 128))
@@ -59,3 +61,11 @@ def grid2(rows, cols):
     cap = max(1, MAX_BLOCKS)
     return ((max(1, min(-(-cols // TILE), cap)), max(1, min(-(-rows // TILE), cap))),
             (TILE, TILE))
+
+
+def check_supported(config):
+    """A UsageError, in one line, for a model these twins cannot run: layer norm has CPU
+    kernels only (kernels.norm)."""
+    if config.layer_norm:
+        raise UsageError("this model uses layer norm, which runs on the CPU only for now; use "
+                         "--device cpu, or train with --no-layer-norm for the GPU")

@@ -18,7 +18,7 @@ from numba import cuda
 
 from ..front import ModelFront, allocate, pass_shapes
 from ..model import CharRNN, cell_id
-from . import common, random, recurrence
+from . import check_supported, common, random, recurrence
 from . import optim as cuda_optim
 
 
@@ -150,6 +150,7 @@ class CudaCharRNN(ModelFront):
         return self
 
     def _adopt(self, host):
+        check_supported(host.config)
         self.config, self.dtype, self.layout = host.config, host.dtype, host.layout
         self.flat = cuda.to_device(host.flat)
         self.grad = cuda.to_device(np.zeros_like(host.grad))

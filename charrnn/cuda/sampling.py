@@ -16,7 +16,7 @@ from numba import cuda
 
 from ..errors import UsageError
 from ..sampling import SamplerFront, check_settings
-from . import grid1
+from . import check_supported, grid1
 from .common import embedding_forward, linear_forward, onehot_forward
 from .model import is_device_array
 from .random import uniforms
@@ -33,7 +33,7 @@ def weight_views(flat, layer_offs, head_offs, config):
         return flat[offset: offset + rows * cols].reshape(rows, cols)
 
     layers = []
-    for k, (w_ih, w_hh, b_ih, b_hh) in enumerate(np.asarray(layer_offs).tolist()):
+    for k, (w_ih, w_hh, b_ih, b_hh, _, _) in enumerate(np.asarray(layer_offs).tolist()):
         layers.append((view(w_ih, GH, H if k else (E or V)), view(w_hh, GH, H),
                        flat[b_ih: b_ih + GH], flat[b_hh: b_hh + GH]))
     enc, dec_w, dec_b = np.asarray(head_offs).tolist()
@@ -223,6 +223,7 @@ class CudaSampler(SamplerFront):
     Sampler's; seeded texts differ from the CPU's (another random stream), greedy ones agree."""
 
     def __init__(self, model, vocab):
+        check_supported(model.config)
         super().__init__(model, vocab)
         flat = model.flat if is_device_array(model.flat) else cuda.to_device(model.flat)
         self._flat = flat

@@ -15,24 +15,30 @@ Buffers of one layer for one chunk:
     hs    (T+1, B, H)  hidden states; hs[0] is the initial state
     cs    (T+1, B, H)  LSTM cell states (size 0 on the last axis for other cells)
     dhs   (T, B, H)    in: dL/dh_t from above; accumulates the recurrent gradient in place
+    hat   (T, B, GH)   GRU with layer norm (kernels.norm) on its h side: the normalised
+    rstd  (T, B, G)    h_prev @ W_hh.T and its 1 / std per gate; gain (GH,) its gain - 1.
+                       (T, B, 0), (T, B, 0) and (0,) without layer norm.
 """
 from functools import lru_cache
 
 from numba import types
 from numba.extending import overload
 
-from . import GRU, LSTM, RNN_RELU, borrow, gru, kernel, lstm, rnn
+from . import GRU, LSTM, RNN_RELU, borrow, gru, kernel, lstm, norm, rnn
 from .common import add_row_sums
 from .packed import accumulate_product, accumulate_weight_grad, linear_product
 
 
 def _step_for(cell):
     @kernel
-    def step(gates, hg, h_prev, c_prev, h, c, w_hh, b_hh):
+    def step(gates, hg, h_prev, c_prev, h, c, w_hh, b_hh, hat, rstd, gain):
         """One time step for B rows: gates (B, GH) in x-side pre-activations, out
-        activations."""
+        activations; hat (B, GH), rstd (B, G) and gain (GH,) for a GRU with layer norm."""
         if cell == GRU:
-            linear_product(h_prev, w_hh, b_hh, hg)
+            if gain.shape[0] > 0:
+                norm.linear_forward(hg, h_prev, w_hh, hat, rstd, gain, b_hh)
+            else:
+                linear_product(h_prev, w_hh, b_hh, hg)
             gru.forward(gates, hg, h_prev, h)
             return
         accumulate_product(h_prev, w_hh, True, gates)
@@ -49,20 +55,20 @@ def _step_for(cell):
 STEPS = [_step_for(cell) for cell in range(4)]  # RNN_TANH, RNN_RELU, LSTM, GRU
 
 
-def step(cell, gates, hg, h_prev, c_prev, h, c, w_hh, b_hh):
+def step(cell, gates, hg, h_prev, c_prev, h, c, w_hh, b_hh, hat, rstd, gain):
     """One time step of cell `cell` for B rows. In compiled code cell must be a constant (a
     closure variable): the call goes straight to that cell's kernel. (Not through a closure
     variable holding the kernel: closure variables are part of the disk cache's key, and a
     kernel pickles differently in every process.)"""
-    STEPS[cell](gates, hg, h_prev, c_prev, h, c, w_hh, b_hh)
+    STEPS[cell](gates, hg, h_prev, c_prev, h, c, w_hh, b_hh, hat, rstd, gain)
 
 
 @overload(step, inline="always")  # no function (and compile) of its own
-def _step(cell, gates, hg, h_prev, c_prev, h, c, w_hh, b_hh):
+def _step(cell, gates, hg, h_prev, c_prev, h, c, w_hh, b_hh, hat, rstd, gain):
     if isinstance(cell, types.IntegerLiteral):
         run = STEPS[cell.literal_value]
-        return lambda cell, gates, hg, h_prev, c_prev, h, c, w_hh, b_hh: run(
-            gates, hg, h_prev, c_prev, h, c, w_hh, b_hh)
+        return lambda cell, gates, hg, h_prev, c_prev, h, c, w_hh, b_hh, hat, rstd, gain: run(
+            gates, hg, h_prev, c_prev, h, c, w_hh, b_hh, hat, rstd, gain)
 
 
 @lru_cache(maxsize=None)
@@ -70,21 +76,25 @@ def for_cell(cell):
     """(forward, backward) compiled for one cell id (see STEPS)."""
 
     @kernel
-    def forward(gates, hg, hs, cs, w_hh, b_hh):
-        gates, hg, hs, cs, w_hh, b_hh = borrow((gates, hg, hs, cs, w_hh, b_hh))  # step views
+    def forward(gates, hg, hs, cs, w_hh, b_hh, hat, rstd, gain):
+        gates, hg, hs, cs, w_hh, b_hh, hat, rstd = borrow((gates, hg, hs, cs, w_hh, b_hh, hat,
+                                                           rstd))  # step views
         for t in range(gates.shape[0]):
-            step(cell, gates[t], hg[t], hs[t], cs[t], hs[t + 1], cs[t + 1], w_hh, b_hh)
+            step(cell, gates[t], hg[t], hs[t], cs[t], hs[t + 1], cs[t + 1], w_hh, b_hh, hat[t],
+                 rstd[t], gain)
 
     @kernel
-    def backward(gates, hg, dhs, dh0, dc0, hs, cs, w_hh, dw_hh, db_hh, scratch):
+    def backward(gates, hg, dhs, dh0, dc0, hs, cs, w_hh, dw_hh, db_hh, scratch, hat, rstd,
+                 gain, dgain):
         """Backward through T steps. Writes dh0, dc0 (B, H): the gradients of the initial
         state.
 
         Leaves gates holding the x-side pre-activation gradients (for the input projection's
-        backward) and adds into dw_hh (GH, H), db_hh (GH,).
+        backward) and adds into dw_hh (GH, H), db_hh (GH,) and, with layer norm, dgain (GH,).
         """
-        gates, hg, dhs, dh0, dc0, hs, cs, w_hh = borrow((gates, hg, dhs, dh0, dc0, hs, cs,
-                                                         w_hh))
+        gates, hg, dhs, dh0, dc0, hs, cs, w_hh, hat, rstd = borrow(
+            (gates, hg, dhs, dh0, dc0, hs, cs, w_hh, hat, rstd))
+        normed = gain.shape[0] > 0
         T, B, GH = gates.shape
         H = hs.shape[2]
         dh0[:] = 0.0
@@ -95,13 +105,16 @@ def for_cell(cell):
                 lstm.backward(gates[t], dhs[t], dc0, cs[t], cs[t + 1])
             elif cell == GRU:
                 gru.backward(gates[t], hg[t], dhs[t], hs[t], dh_prev)
+                if normed:  # hg[t]: from d(normed, scaled, shifted) to d(h_prev @ W_hh.T)
+                    norm.backward(hg[t], hat[t], rstd[t], gain, dgain, db_hh)
             else:
                 rnn.backward(gates[t], dhs[t], cell == RNN_RELU)
             accumulate_product(hg[t] if cell == GRU else gates[t], w_hh, False, dh_prev)
         dhg = (hg if cell == GRU else gates).reshape(T * B, GH)
         h_prev = hs.reshape((T + 1) * B, H)[: T * B]
         accumulate_weight_grad(dw_hh, dhg, h_prev, scratch)
-        add_row_sums(db_hh, dhg)
+        if not normed:  # else norm.backward added it, step by step
+            add_row_sums(db_hh, dhg)
 
     return forward, backward
 

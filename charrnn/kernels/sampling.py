@@ -19,6 +19,7 @@ from numba.extending import overload
 
 from . import assign, borrow, kernel, packed
 from .common import embedding_forward, exp, linear_forward, row_max, row_sum
+from .norm import linear_forward as norm_linear_forward
 from .recurrence import step
 
 
@@ -165,6 +166,16 @@ def ends_with(tail, stops, stop_lens):
     return False
 
 
+@kernel
+def x_side(gates, x, w, hat, rstd, gain, bias):
+    """gates (B, GH) = x @ W.T + bias, or with layer norm (gain (GH,), else empty) the product
+    normalised, scaled and shifted (kernels.norm)."""
+    if gain.shape[0] > 0:
+        norm_linear_forward(gates, x, w, hat, rstd, gain, bias)
+    else:
+        linear_forward(gates, x, w, bias)
+
+
 def feed(cell, flat, layer_offs, head_offs, pflat, poffs, h, c, ids, ws, decode):
     """Feed ids (B,), one character per row, through cell `cell` (a constant, as
     recurrence.step takes it): h, c (L, B, H) advance in place and, if decode, ws's logits
@@ -179,21 +190,23 @@ def _feed_impl(cell, flat, layer_offs, head_offs, pflat, poffs, h, c, ids, ws, d
         return None
 
     def impl(cell, flat, layer_offs, head_offs, pflat, poffs, h, c, ids, ws, decode):
-        gates, hg, hn, cn, x0, logits, p, order, w0t = ws
+        gates, hg, hn, cn, x0, logits, p, order, w0t, hat, rstd = ws
         L, H, GH, E, V = h.shape[0], hn.shape[1], gates.shape[1], x0.shape[1], logits.shape[1]
+        R = hat.shape[1]  # GH with layer norm, else 0
         for k in range(L):
-            w_ih, w_hh, b_ih, b_hh = layer_offs[k]
+            w_ih, w_hh, b_ih, b_hh, n_ih, n_hh = layer_offs[k]
             if k > 0:
-                linear_forward(gates, h[k - 1],
-                               operand(flat, w_ih, pflat, poffs[k, 1], GH, H),
-                               flat[b_ih: b_ih + GH])
+                x_side(gates, h[k - 1], operand(flat, w_ih, pflat, poffs[k, 1], GH, H),
+                       hat, rstd, flat[n_ih: n_ih + R], flat[b_ih: b_ih + GH])
             elif E > 0:
                 embedding_forward(x0, view(flat, head_offs[0], V, E), ids)
-                linear_forward(gates, x0, view(flat, w_ih, GH, E), flat[b_ih: b_ih + GH])
-            else:  # one-hot input: gather rows of W_ih.T + b_ih (V, GH), as in training
+                x_side(gates, x0, view(flat, w_ih, GH, E), hat, rstd, flat[n_ih: n_ih + R],
+                       flat[b_ih: b_ih + GH])
+            else:  # one-hot input: gather rows of the x side's table (V, GH), as in training
                 embedding_forward(gates, w0t, ids)
             step(cell, gates, hg, h[k], c[k], hn, cn,
-                 operand(flat, w_hh, pflat, poffs[k, 0], GH, H), flat[b_hh: b_hh + GH])
+                 operand(flat, w_hh, pflat, poffs[k, 0], GH, H), flat[b_hh: b_hh + GH],
+                 hat, rstd, flat[n_hh: n_hh + R])
             for b in range(hn.shape[0]):
                 assign(h[k, b], hn[b])
                 assign(c[k, b], cn[b])

@@ -55,16 +55,11 @@ class ParamLayout:
 def init_params(config, params, rng):
     """PyTorch's defaults (uniform +-1/sqrt(H) for recurrent and decoder weights, N(0, 1)
     embedding, layer-norm gains 1), plus an LSTM forget-gate bias of 1 so memories persist
-    early in training. One-hot input's W_ih (layer 0) is an embedding of each character into
-    the gates, and is drawn as one, N(0, 1): with +-1/sqrt(H) the input barely moves the
-    gates, and Adam's steps of about lr take hundreds of steps to grow it (BENCHMARKS.md). With
-    layer norm its scale is normalised away and sets only its pace: PyTorch's is kept."""
+    early in training."""
     H = config.hidden_size
     bound = 1.0 / np.sqrt(H)
-    embedding = {"encoder.weight"} if config.embed_dim or config.layer_norm else {
-        "encoder.weight", "rnn.weight_ih_l0"}
     for name, p in params.items():
-        if name in embedding:
+        if name == "encoder.weight":
             p[...] = rng.standard_normal(p.shape)
         elif name.startswith("rnn.norm"):
             p[...] = 0.0  # gain 1

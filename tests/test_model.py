@@ -3,7 +3,7 @@ differences, and truncated BPTT across chunks."""
 import numpy as np
 import pytest
 
-from charrnn import CharRNN, ModelConfig, threadpool
+from charrnn import threadpool
 from charrnn.threadpool import set_threads
 from helpers import make_model, random_batch, random_state
 from reference import loss as reference_loss
@@ -146,21 +146,3 @@ def test_two_shards_give_the_same_loss_gradients_and_state(arch, weight_drop, mo
     np.testing.assert_allclose(g1, g2, rtol=0, atol=1e-13)
     for a, b in zip(f1 + s1, f2 + s2):
         np.testing.assert_allclose(a, b, rtol=0, atol=1e-13)
-
-
-@pytest.mark.parametrize("arch,embedding", [
-    (dict(cell="gru"), True), (dict(cell="lstm"), True), (dict(cell="rnn"), True),
-    (dict(cell="gru", embed_dim=8), False), (dict(cell="gru", layer_norm=True), False)])
-def test_one_hot_input_weights_start_as_an_embedding(arch, embedding):
-    """Layer 0's W_ih under one-hot input is drawn N(0, 1) (params.init_params); the other
-    weights, and W_ih under an embedding or layer norm, in PyTorch's +-1/sqrt(H)."""
-    H = 64
-    P = CharRNN(ModelConfig(vocab_size=50, hidden_size=H, **arch)).named_parameters()
-    bound = 1 / np.sqrt(H)
-    w = P["rnn.weight_ih_l0"]
-    if embedding:
-        assert 0.95 < w.std() < 1.05 and abs(w.mean()) < 0.05
-    else:
-        assert np.abs(w).max() <= bound and w.std() > bound / 2
-    for name in ("rnn.weight_hh_l0", "rnn.weight_ih_l1", "decoder.weight"):
-        assert np.abs(P[name]).max() <= bound, name

@@ -106,12 +106,9 @@ class _Pass:
             if k == 0 and x is None:  # one-hot: gates are rows of the table
                 one_hot_table(cfg, P, self.w_ih0_t, *self.table_norm)
                 common.embedding_forward(gates, self.w_ih0_t, self.ids)
-            elif cfg.layer_norm:
-                norm.linear_forward(gates, x, W[f"rnn.weight_ih_l{k}"][0], *self.norm_ih[k],
-                                    P[f"rnn.norm_ih_l{k}"], P[f"rnn.bias_ih_l{k}"])
             else:
-                common.linear_forward(gates, x, W[f"rnn.weight_ih_l{k}"][0],
-                                      P[f"rnn.bias_ih_l{k}"])
+                norm.x_side(gates, x, W[f"rnn.weight_ih_l{k}"][0], *self.norm_ih[k],
+                            P.get(f"rnn.norm_ih_l{k}", self.no_gain), P[f"rnn.bias_ih_l{k}"])
             self.hs[k][0], self.cs[k][0] = h0[k], c0[k]
             recurrence.forward(self.cell, self.gates[k], self.hg[k], self.hs[k], self.cs[k],
                                W[f"rnn.weight_hh_l{k}"][0], P[f"rnn.bias_hh_l{k}"],
@@ -396,6 +393,7 @@ class CharRNN(ModelFront):
         x = P["encoder.weight"][ids] if cfg.embed_dim else None
         G, H, V = cfg.gates, cfg.hidden_size, cfg.vocab_size
         hat, rstd = norm_buffers(cfg, self.dtype, B)  # layer norm's, each side in turn
+        no_gain = np.zeros(0, self.dtype)
         for k in range(cfg.num_layers):
             w_ih, b_ih = P[f"rnn.weight_ih_l{k}"], P[f"rnn.bias_ih_l{k}"]
             gates = np.empty((B, G * H), self.dtype)
@@ -403,15 +401,13 @@ class CharRNN(ModelFront):
                 table = np.empty((V, G * H), self.dtype)
                 one_hot_table(cfg, P, table, *norm_buffers(cfg, self.dtype, V))
                 gates[...] = table[ids]
-            elif cfg.layer_norm:
-                norm.linear_forward(gates, x, w_ih, hat, rstd, P[f"rnn.norm_ih_l{k}"], b_ih)
             else:
-                gates[...] = x @ w_ih.T + b_ih
+                norm.x_side(gates, x, w_ih, hat, rstd, P.get(f"rnn.norm_ih_l{k}", no_gain), b_ih)
             recurrence.step(self._cell, gates, np.empty_like(gates),
                             np.ascontiguousarray(h0[k], self.dtype),
                             np.ascontiguousarray(c0[k], self.dtype), h[k], c[k],
                             P[f"rnn.weight_hh_l{k}"], P[f"rnn.bias_hh_l{k}"], hat, rstd,
-                            P.get(f"rnn.norm_hh_l{k}", np.zeros(0, self.dtype)))
+                            P.get(f"rnn.norm_hh_l{k}", no_gain))
             x = h[k]
         logits = x @ P["decoder.weight"].T + P["decoder.bias"]
         return logits, self._pack_state(h, c)

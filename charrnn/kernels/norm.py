@@ -12,7 +12,7 @@ import math
 import numpy as np
 
 from . import borrow, kernel
-from .packed import accumulate_product
+from .packed import accumulate_product, linear_product
 
 EPS = 1e-5
 
@@ -50,8 +50,8 @@ def backward(d, hat, rstd, gain, dgain, dbias):
     G = rstd.shape[1]
     H = d.shape[1] // G
     zero, one, inv_h = d.dtype.type(0.0), d.dtype.type(1.0), d.dtype.type(1.0 / H)
-    sum_d = np.zeros(d.shape[1], d.dtype)  # over the rows
-    sum_dhat = np.zeros(d.shape[1], d.dtype)
+    sum_d = np.zeros(d.shape[1])  # over the rows, in float64 as add_row_sums
+    sum_dhat = np.zeros(d.shape[1])
     for m in range(d.shape[0]):
         for g in range(G):
             lo = g * H
@@ -81,3 +81,14 @@ def linear_forward(out, x, w, hat, rstd, gain, bias):
     out[:] = 0.0
     accumulate_product(x, w, True, out)
     forward(out, hat, rstd, gain, bias)
+
+
+@kernel
+def x_side(gates, x, w, hat, rstd, gain, bias):
+    """A layer's x-side pre-activations from its input x (M, K): gates (M, GH) = x @ W.T +
+    bias, or with layer norm (gain (GH,); empty without) the product normalised, scaled and
+    shifted. w (GH, K) or W.T packed; hat, rstd as forward's (unused without layer norm)."""
+    if gain.shape[0] > 0:
+        linear_forward(gates, x, w, hat, rstd, gain, bias)
+    else:
+        linear_product(x, w, bias, gates)

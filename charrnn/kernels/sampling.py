@@ -19,7 +19,7 @@ from numba.extending import overload
 
 from . import assign, borrow, kernel, packed
 from .common import embedding_forward, exp, linear_forward, row_max, row_sum
-from .norm import linear_forward as norm_linear_forward
+from .norm import x_side
 from .recurrence import step
 
 
@@ -164,16 +164,6 @@ def ends_with(tail, stops, stop_lens):
         if match:
             return True
     return False
-
-
-@kernel
-def x_side(gates, x, w, hat, rstd, gain, bias):
-    """gates (B, GH) = x @ W.T + bias, or with layer norm (gain (GH,), else empty) the product
-    normalised, scaled and shifted (kernels.norm)."""
-    if gain.shape[0] > 0:
-        norm_linear_forward(gates, x, w, hat, rstd, gain, bias)
-    else:
-        linear_forward(gates, x, w, bias)
 
 
 def feed(cell, flat, layer_offs, head_offs, pflat, poffs, h, c, ids, ws, decode):

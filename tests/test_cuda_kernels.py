@@ -228,13 +228,14 @@ def test_time_loops_match_cpu(rng, dtype, cell, cid, G):
     cpu = [gates, hg, hs, cs, dhs, dw, db, dh0, dc0]
     dev = list(to_device(*cpu))
     w_d, b_d = to_device(w_hh, b_hh)
-    cpu_recurrence.forward(cid, gates, hg, hs, cs, w_hh, b_hh)
+    no_norm = (np.zeros((T, B, 0), dtype), np.zeros((T, B, 0), dtype), np.zeros(0, dtype))
+    cpu_recurrence.forward(cid, gates, hg, hs, cs, w_hh, b_hh, *no_norm)
     g, q, h, c, d, dw_d, db_d, dh0_d, dc0_d = dev
     recurrence.forward(cid, g, q, h, c, w_d, b_d)
     close(host(h), hs, dtype)
     close(host(c), cs, dtype)
     cpu_recurrence.backward(cid, gates, hg, dhs, dh0, dc0, hs, cs, w_hh, dw, db,
-                            np.zeros((0, 0), dtype))  # BLAS weight gradient
+                            np.zeros((0, 0), dtype), *no_norm, no_norm[2])  # BLAS dW
     recurrence.backward(cid, g, q, d, dh0_d, dc0_d, h, c, w_d, dw_d, db_d)
     for got, want in zip(dev, cpu):
         close(host(got), want, dtype)

@@ -107,8 +107,9 @@ class _Pass:
                 one_hot_table(cfg, P, self.w_ih0_t, *self.table_norm)
                 common.embedding_forward(gates, self.w_ih0_t, self.ids)
             else:
-                norm.x_side(gates, x, W[f"rnn.weight_ih_l{k}"][0], *self.norm_ih[k],
-                            P.get(f"rnn.norm_ih_l{k}", self.no_gain), P[f"rnn.bias_ih_l{k}"])
+                norm.pre_activations(gates, x, W[f"rnn.weight_ih_l{k}"][0], *self.norm_ih[k],
+                                     P.get(f"rnn.norm_ih_l{k}", self.no_gain),
+                                     P[f"rnn.bias_ih_l{k}"])
             self.hs[k][0], self.cs[k][0] = h0[k], c0[k]
             recurrence.forward(self.cell, self.gates[k], self.hg[k], self.hs[k], self.cs[k],
                                W[f"rnn.weight_hh_l{k}"][0], P[f"rnn.bias_hh_l{k}"],
@@ -402,7 +403,8 @@ class CharRNN(ModelFront):
                 one_hot_table(cfg, P, table, *norm_buffers(cfg, self.dtype, V))
                 gates[...] = table[ids]
             else:
-                norm.x_side(gates, x, w_ih, hat, rstd, P.get(f"rnn.norm_ih_l{k}", no_gain), b_ih)
+                norm.pre_activations(gates, x, w_ih, hat, rstd,
+                                     P.get(f"rnn.norm_ih_l{k}", no_gain), b_ih)
             recurrence.step(self._cell, gates, np.empty_like(gates),
                             np.ascontiguousarray(h0[k], self.dtype),
                             np.ascontiguousarray(c0[k], self.dtype), h[k], c[k],

@@ -9,8 +9,6 @@ per row and gate; gain, bias (GH,).
 """
 import math
 
-import numpy as np
-
 from . import borrow, kernel
 from .packed import accumulate_product, linear_product
 
@@ -50,13 +48,11 @@ def backward(d, hat, rstd, gain, dgain, dbias):
     G = rstd.shape[1]
     H = d.shape[1] // G
     zero, one, inv_h = d.dtype.type(0.0), d.dtype.type(1.0), d.dtype.type(1.0 / H)
-    sum_d = np.zeros(d.shape[1])  # over the rows, in float64 as add_row_sums
-    sum_dhat = np.zeros(d.shape[1])
     for m in range(d.shape[0]):
         for g in range(G):
             lo = g * H
             x, y, s = d[m, lo: lo + H], hat[m, lo: lo + H], gain[lo: lo + H]
-            sd, sdh = sum_d[lo: lo + H], sum_dhat[lo: lo + H]
+            sd, sdh = dbias[lo: lo + H], dgain[lo: lo + H]
             mean_dx, mean_dx_hat = zero, zero
             for j in range(H):
                 sd[j] += x[j]
@@ -69,9 +65,6 @@ def backward(d, hat, rstd, gain, dgain, dbias):
             r = rstd[m, g]
             for j in range(H):
                 x[j] = r * (x[j] - mean_dx - y[j] * mean_dx_hat)
-    for j in range(d.shape[1]):
-        dgain[j] += sum_dhat[j]
-        dbias[j] += sum_d[j]
 
 
 @kernel
@@ -84,8 +77,8 @@ def linear_forward(out, x, w, hat, rstd, gain, bias):
 
 
 @kernel
-def x_side(gates, x, w, hat, rstd, gain, bias):
-    """A layer's x-side pre-activations from its input x (M, K): gates (M, GH) = x @ W.T +
+def pre_activations(gates, x, w, hat, rstd, gain, bias):
+    """A layer's x-side (or h-side) pre-activations from x (M, K): gates (M, GH) = x @ W.T +
     bias, or with layer norm (gain (GH,); empty without) the product normalised, scaled and
     shifted. w (GH, K) or W.T packed; hat, rstd as forward's (unused without layer norm)."""
     if gain.shape[0] > 0:

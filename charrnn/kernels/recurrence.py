@@ -26,7 +26,7 @@ from numba.extending import overload
 
 from . import GRU, LSTM, RNN_RELU, borrow, gru, kernel, lstm, norm, rnn
 from .common import add_row_sums
-from .packed import accumulate_product, accumulate_weight_grad, linear_product
+from .packed import accumulate_product, accumulate_weight_grad
 
 
 def _step_for(cell):
@@ -35,10 +35,7 @@ def _step_for(cell):
         """One time step for B rows: gates (B, GH) in x-side pre-activations, out
         activations; hat (B, GH), rstd (B, G) and gain (GH,) for a GRU with layer norm."""
         if cell == GRU:
-            if gain.shape[0] > 0:
-                norm.linear_forward(hg, h_prev, w_hh, hat, rstd, gain, b_hh)
-            else:
-                linear_product(h_prev, w_hh, b_hh, hg)
+            norm.pre_activations(hg, h_prev, w_hh, hat, rstd, gain, b_hh)
             gru.forward(gates, hg, h_prev, h)
             return
         accumulate_product(h_prev, w_hh, True, gates)

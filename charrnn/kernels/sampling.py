@@ -19,7 +19,7 @@ from numba.extending import overload
 
 from . import assign, borrow, kernel, packed
 from .common import embedding_forward, exp, linear_forward, row_max, row_sum
-from .norm import x_side
+from .norm import pre_activations
 from .recurrence import step
 
 
@@ -186,12 +186,12 @@ def _feed_impl(cell, flat, layer_offs, head_offs, pflat, poffs, h, c, ids, ws, d
         for k in range(L):
             w_ih, w_hh, b_ih, b_hh, n_ih, n_hh = layer_offs[k]
             if k > 0:
-                x_side(gates, h[k - 1], operand(flat, w_ih, pflat, poffs[k, 1], GH, H),
-                       hat, rstd, flat[n_ih: n_ih + R], flat[b_ih: b_ih + GH])
+                pre_activations(gates, h[k - 1], operand(flat, w_ih, pflat, poffs[k, 1], GH, H),
+                                hat, rstd, flat[n_ih: n_ih + R], flat[b_ih: b_ih + GH])
             elif E > 0:
                 embedding_forward(x0, view(flat, head_offs[0], V, E), ids)
-                x_side(gates, x0, view(flat, w_ih, GH, E), hat, rstd, flat[n_ih: n_ih + R],
-                       flat[b_ih: b_ih + GH])
+                pre_activations(gates, x0, view(flat, w_ih, GH, E), hat, rstd,
+                                flat[n_ih: n_ih + R], flat[b_ih: b_ih + GH])
             else:  # one-hot input: gather rows of the x side's table (V, GH), as in training
                 embedding_forward(gates, w0t, ids)
             step(cell, gates, hg, h[k], c[k], hn, cn,

@@ -225,14 +225,11 @@ def default_decay(dropout):
 
 def default_model(max_time):
     """The shape for the fields a user leaves out, chosen by measurement (BENCHMARKS.md,
-    "Good models by default" and "Better models by default"): a GRU (it learns faster per
-    second than an LSTM here), 3 layers of 384 for budgets of 10 minutes or more (6% fewer
-    products a character than 2 of 512, which it beat in 20 minutes) and 2 of 256 below (and
-    with only --max-steps)."""
+    "Good models by default"): a 2-layer GRU (it learns faster per second than an LSTM here),
+    512 wide for budgets of 10 minutes or more and 256 below (and with only --max-steps)."""
     base = ModelConfig(vocab_size=1)
-    if max_time is not None and max_time >= 600:
-        return {"cell": base.cell, "num_layers": 3, "hidden_size": 384}
-    return {"cell": base.cell, "num_layers": base.num_layers, "hidden_size": base.hidden_size}
+    hidden = 512 if max_time is not None and max_time >= 600 else base.hidden_size
+    return {"cell": base.cell, "num_layers": base.num_layers, "hidden_size": hidden}
 
 
 def default_dropout(hidden_size, passes):

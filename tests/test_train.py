@@ -185,7 +185,7 @@ def test_default_model_follows_the_documented_rule():
     from charrnn.config import default_dropout, default_model
 
     assert default_model(180.0) == {"cell": "gru", "num_layers": 2, "hidden_size": 256}
-    assert default_model(1200.0) == {"cell": "gru", "num_layers": 3, "hidden_size": 384}
+    assert default_model(1200.0)["hidden_size"] == 512
     assert default_model(None)["hidden_size"] == 256  # only --max-steps
     assert [default_dropout(256, p) for p in (1, 6.5, 12, 26, 80)] == [0.0, 0.05, 0.15, 0.3, 0.5]
     assert [default_dropout(512, p) for p in (1.6, 4, 10.4, 18.7, 40)] == \

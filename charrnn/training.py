@@ -145,6 +145,7 @@ class Trainer:
         self.stale = 0  # evaluations since the best validation loss
         self.decay_start = None  # where in the budget wsd's decay began, if validation stalled
         self.dropout_by_speed = False  # default_dropout from the run's own speed, still to set
+        self.shape_by_speed = False  # default_model's shape from the run's own speed, likewise
         self.init_from = None  # the checkpoint a fine-tuned run started from
 
     @classmethod
@@ -152,19 +153,24 @@ class Trainer:
         """A new model for a `data.Corpus`; the batch shrinks to fit a tiny corpus."""
         log = log or (lambda line: None)
         cfg = _fit_batch(corpus, cfg, log)
-        chosen = {k: v for k, v in default_model(cfg.max_time).items() if k not in model_fields}
+        shape = default_model(cfg.max_time)
+        chosen = {k: v for k, v in shape.items() if k not in model_fields}
         by_speed = "dropout" not in model_fields and cfg.max_time is not None
         if "dropout" not in model_fields and not by_speed:
             chosen["dropout"] = 0.0  # only --max-steps: no budget in passes to regularise for
+        # every field of the shape left out, and a budget whose shape the passes may change
+        shape_by_speed = cfg.max_time is not None and chosen.keys() == shape.keys() and \
+            default_model(cfg.max_time, math.inf) != shape
         mcfg = ModelConfig.from_dict({**chosen, **model_fields, "vocab_size": len(corpus.vocab)})
-        model = to_device(CharRNN(mcfg, dtype=np.dtype(cfg.dtype), seed=cfg.seed), device)
+        model = _new_model(mcfg, cfg, device)
         trainer = cls(model, corpus.vocab, cfg, corpus)  # raises on unusable settings
-        trainer.dropout_by_speed = by_speed
+        trainer.dropout_by_speed, trainer.shape_by_speed = by_speed, shape_by_speed
         if chosen or by_speed:  # said only once the settings are accepted: errors stay one line
+            by = " and ".join(["shape"] * shape_by_speed + ["dropout"] * by_speed)
             log("model defaults for this budget and corpus: " +
                 ", ".join(f"{k}={v}" for k, v in chosen.items()) +
-                (f"{', ' if chosen else ''}dropout from this machine's speed after "
-                 f"{SPEED_STEPS} steps" if by_speed else ""))
+                (f"{', ' if chosen else ''}{by} from this machine's speed after "
+                 f"{SPEED_STEPS} steps" if by else ""))
         return trainer
 
     @classmethod
@@ -248,7 +254,8 @@ class Trainer:
         meta = {"train": self.cfg.to_dict(), "step": self.step, "elapsed_s": self.elapsed,
                 "best_val_loss": self.best, "evals_since_best": self.stale,
                 "decay_start": self.decay_start,
-                "dropout_by_speed": self.dropout_by_speed, "follow_dropout": list(self.follow),
+                "dropout_by_speed": self.dropout_by_speed, "shape_by_speed": self.shape_by_speed,
+                "follow_dropout": list(self.follow),
                 "optimizer_steps": self.opt.steps,
                 "stream": self.stream.state_dict(), "corpus": self.corpus,
                 "rng": self.model.rng.bit_generator.state}
@@ -272,6 +279,7 @@ class Trainer:
             start = meta.get("decay_start")
             self.decay_start = None if start is None else float(start)
             self.dropout_by_speed = bool(meta.get("dropout_by_speed", False))
+            self.shape_by_speed = bool(meta.get("shape_by_speed", False))
             self.follow = tuple(meta.get("follow_dropout", ()))
         except (KeyError, TypeError, ValueError) as e:
             raise UsageError(f"{path} has damaged training state ({e}); start a new run") \
@@ -290,7 +298,7 @@ class Trainer:
         bar = None
         first_loss, warned = None, False
         window_loss, window_steps, window_time, norm = 0.0, 0, 0.0, 0.0
-        probe = []  # step times for the dropout rule
+        probe = []  # step times for the shape and dropout rules
         if self.step:
             _append_metrics(out, {"event": "resume", "step": self.step,
                                   "elapsed_s": self.elapsed})
@@ -324,11 +332,16 @@ class Trainer:
                 window_loss += loss
                 window_steps += 1
                 window_time += time.perf_counter() - t0
-                if self.dropout_by_speed and not (compiled.helper and compiled.helper.poll()
-                                                  is None):  # cores not shared with a compile
+                if (self.shape_by_speed or self.dropout_by_speed) and not (
+                        compiled.helper and compiled.helper.poll() is None):  # cores unshared
                     probe.append(time.perf_counter() - t0)
                     if len(probe) == SPEED_STEPS + 1:  # the first may load kernels: not timed
-                        self._set_dropout(probed_speed(probe[1:], inputs.size), out, log)
+                        speed, probe = probed_speed(probe[1:], inputs.size), []
+                        if self._fit_to_speed(speed, out, log):  # a new model: steps start over
+                            model, first_loss = self.model, None
+                            window_loss, window_steps, window_time = 0.0, 0, 0.0
+                            self.elapsed = time.perf_counter() - started
+                            continue
                 self.elapsed = time.perf_counter() - started
                 if bar is None:
                     compiled.close()
@@ -355,11 +368,45 @@ class Trainer:
                 f"charrnn train {corpus} --out {out} --resume"))
         return RunResult(out, self.step, self.best, last)
 
-    def _set_dropout(self, speed, out, log):
-        """The dropout the budget calls for at this run's measured speed (characters/s), and
-        the weight decay and learning-rate decay left to follow it (default_decay)."""
+    def _fit_to_speed(self, speed, out, log):
+        """The shape, then the dropout, that the budget calls for at this run's measured speed
+        (characters/s). True when the shape changed: the run starts over on a new model (the
+        seconds spent stay spent) and times that one for its dropout."""
+        passes = self.cfg.max_time * speed / max(len(self.train_ids), 1)
+        if self.shape_by_speed:
+            self.shape_by_speed = False
+            shape = default_model(self.cfg.max_time, passes)
+            if any(getattr(self.model.config, k) != v for k, v in shape.items()):
+                was = _shape(self.model.config)
+                self._start_over(shape)
+                message = (f"measured {speed:,.0f} characters/s: {self.cfg.max_time / 60:g} "
+                           f"minutes pass over the training text about {passes:.1f} times "
+                           f"with a {was}; starting over with a {_shape(self.model.config)}, which "
+                           "overfits less")
+                log(message)
+                _append_metrics(out, {"event": "shape", "step": self.step,
+                                      "elapsed_s": self.elapsed, "chars_per_sec": speed,
+                                      "passes": passes, **shape, "message": message})
+                return True
+        if self.dropout_by_speed:
+            self._set_dropout(speed, passes, out, log)
+        return False
+
+    def _start_over(self, shape):
+        """A new model of `shape` (ModelConfig fields) with its own optimizer, state and
+        stream, at step 0; the budget already spent stays spent."""
+        cfg, device = self.cfg, getattr(self.model, "device", "cpu")
+        self.model = _new_model(replace(self.model.config, **shape), cfg, device)
+        self.opt = self.model.make_optimizer(cfg.optimizer, weight_decay=cfg.weight_decay)
+        self.state = self.model.initial_state(cfg.batch_size)
+        self.stream = BatchStream(self.train_ids, cfg.batch_size, cfg.seq_len)
+        self.step = 0
+
+    def _set_dropout(self, speed, passes, out, log):
+        """The dropout the budget calls for at this run's measured speed (characters/s) and
+        `passes`, and the weight decay and learning-rate decay left to follow it
+        (default_decay)."""
         cfg, model = self.cfg, self.model
-        passes = cfg.max_time * speed / max(len(self.train_ids), 1)
         p = default_dropout(model.config.hidden_size, passes)
         model.set_dropout(p)
         self.cfg = cfg = _follow_dropout(cfg, self.follow, p)
@@ -470,6 +517,15 @@ def _follow_dropout(cfg, names, dropout):
     """`cfg` with its fields `names` (of FOLLOW_DROPOUT) set as default_decay gives them for
     `dropout`."""
     return replace(cfg, **{k: v for k, v in default_decay(dropout).items() if k in names})
+
+
+def _shape(mcfg):
+    """'GRU 3x384'."""
+    return f"{mcfg.cell.upper()} {mcfg.num_layers}x{mcfg.hidden_size}"
+
+
+def _new_model(mcfg, cfg, device):
+    return to_device(CharRNN(mcfg, dtype=np.dtype(cfg.dtype), seed=cfg.seed), device)
 
 
 def probed_speed(step_times, chars_per_step):

@@ -20,7 +20,7 @@ from dataclasses import replace
 from charrnn import checkpoint, train
 from charrnn.threadpool import blas_description
 from charrnn.cli import Duration
-from charrnn.config import FOLLOW_DROPOUT, TrainConfig, default_model
+from charrnn.config import FOLLOW_DROPOUT, TrainConfig
 from charrnn.data import BatchStream, iter_eval_batches, read_corpus, split_train_val
 from charrnn.schedule import learning_rate
 from charrnn.vocab import Vocab
@@ -29,8 +29,9 @@ _T = TrainConfig()
 
 
 def run_charrnn(args, out):
-    model = dict(cell=args.cell, num_layers=args.layers, hidden_size=args.hidden,
-                 **({} if args.dropout is None else {"dropout": args.dropout}))
+    given = dict(cell=args.cell, num_layers=args.layers, hidden_size=args.hidden,
+                 dropout=args.dropout)
+    model = {k: v for k, v in given.items() if v is not None}  # the rest: charrnn's defaults
     config = training_config(args)
     train(args.corpus, out=out, model=model, config=config.to_dict(), overwrite=True,
           progress=False)
@@ -145,27 +146,25 @@ def main():
     p.add_argument("--out", default="runs/quality")
     p.add_argument("--json", default=None)
     args = p.parse_args()
-    chosen = default_model(args.budget)
-    for arg, field in (("cell", "cell"), ("layers", "num_layers"), ("hidden", "hidden_size")):
-        if getattr(args, arg) is None:
-            setattr(args, arg, chosen[field])
     if args.vs_torch:
         try:
             import torch  # noqa: F401
         except ImportError:
             sys.exit("error: --vs-torch needs PyTorch; install it with: pip install torch==2.13.0")
     print(f"# quality: {' '.join(sys.argv)}\n# {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}"
-          f"; {platform.platform()}; {subprocess.getoutput('nproc')} cores\n# model {args.cell} "
-          f"{args.layers}x{args.hidden}, dropout {args.dropout}; {args.threads} threads each; "
+          f"; {platform.platform()}; {subprocess.getoutput('nproc')} cores\n# "
+          f"{args.threads} threads each; "
           f"Adam {args.lr:g} (weight decay "
           f"{'from the dropout' if args.weight_decay is None else f'{args.weight_decay:g}'}), "
           f"{args.lr_schedule} schedule, warm-up {args.warmup}, "
           f"B={args.batch_size} T={args.seq_len}\n# BLAS: {blas_description()}", flush=True)
     results = {"charrnn": run_charrnn(args, args.out)}
     meta = checkpoint.read_meta(f"{args.out}/last.ckpt")
-    if args.dropout is None:  # charrnn chose it from its measured speed: PyTorch gets the same
-        args.dropout = meta["model"]["dropout"]
-        print(f"# dropout {args.dropout} (charrnn's rule, from its own speed)")
+    for arg, field in (("cell", "cell"), ("layers", "num_layers"), ("hidden", "hidden_size"),
+                       ("dropout", "dropout")):  # charrnn chose them (the last two from its
+        if getattr(args, arg) is None:          # own speed): PyTorch gets the same
+            setattr(args, arg, meta["model"][field])
+    print(f"# model {args.cell} {args.layers}x{args.hidden}, dropout {args.dropout} (charrnn's)")
     args.follow = {k: meta["train"][k] for k in FOLLOW_DROPOUT}
     print(f"# {', '.join(f'{k} {v:g}' for k, v in args.follow.items())} (charrnn's)")
     if args.vs_torch:

@@ -187,6 +187,11 @@ def test_default_model_follows_the_documented_rule():
     assert default_model(180.0) == {"cell": "gru", "num_layers": 2, "hidden_size": 256}
     assert default_model(1200.0)["hidden_size"] == 512
     assert default_model(None)["hidden_size"] == 256  # only --max-steps
+    # measured passes of the 512-wide model: 3 layers of 384 from where its dropout is 0.3
+    assert [default_model(1200.0, p)["num_layers"] for p in (1.4, 10.4, 11.5, 12, 33)] == \
+        [2, 2, 2, 3, 3]
+    assert default_model(1200.0, 14) == {"cell": "gru", "num_layers": 3, "hidden_size": 384}
+    assert default_model(180.0, 100) == default_model(180.0)  # below 10 minutes: no change
     assert [default_dropout(256, p) for p in (1, 6.5, 12, 26, 80)] == [0.0, 0.05, 0.15, 0.3, 0.5]
     assert [default_dropout(512, p) for p in (1.6, 4, 10.4, 18.7, 40)] == \
         [0.0, 0.1, 0.25, 0.35, 0.5]
@@ -217,7 +222,7 @@ def test_what_follows_the_dropout_is_set_with_it_unless_given(corpus, tmp_path, 
     trainer.save(str(tmp_path / "early.ckpt"))  # stopped before the speed was measured
     trainer = training.Trainer.resume(str(tmp_path / "early.ckpt"), text, {}, {})
     assert trainer.dropout_by_speed and trainer.follow == ("weight_decay", "decay_frac")
-    trainer._set_dropout(1e4, str(tmp_path), lambda line: None)
+    trainer._fit_to_speed(1e4, str(tmp_path), lambda line: None)
     assert (trainer.model.config.dropout, trainer.opt.weight_decay) == (0.3, 0.2)
     assert (trainer.cfg.decay_frac, trainer.cfg.min_lr_frac) == (0.5, 0.05)
     event = json.loads((tmp_path / "metrics.jsonl").read_text())
@@ -264,6 +269,39 @@ def test_the_dropout_rule_runs_on_the_runs_own_measured_speed(corpus, tmp_path):
         saved = checkpoint.read_meta(out / "last.ckpt")
         assert saved["model"]["dropout"] == event["dropout"]
         assert saved["dropout_by_speed"] is False
+
+
+def test_a_run_whose_passes_call_for_another_shape_starts_over_on_it(corpus, tmp_path,
+                                                                      monkeypatch):
+    """The shape left to the defaults is chosen from the run's measured speed: a new model,
+    optimizer and stream at step 0, the same as a run given that shape from the start."""
+    from charrnn import training
+    from charrnn.config import SPEED_STEPS
+
+    def shape(max_time, passes=None):  # a small stand-in for default_model's rule
+        deep = passes is not None and passes > 0
+        return {"cell": "gru", "num_layers": 2 if deep else 1, "hidden_size": 6 if deep else 8}
+
+    monkeypatch.setattr(training, "default_model", shape)
+    monkeypatch.setattr(training, "default_dropout", lambda hidden, passes: 0.0)
+    config = {**CONFIG, "max_steps": 60, "max_time": 600.0}
+    lines, out = [], tmp_path / "chosen"
+    result = train(str(corpus), out=out, config=config, progress=False, log=lines.append)
+    assert any("shape and dropout from this machine's speed" in line for line in lines)
+    assert any("with a GRU 1x8; starting over with a GRU 2x6" in line for line in lines)
+    with open(out / "metrics.jsonl") as f:
+        events = [r for r in map(json.loads, f) if "event" in r]
+    assert [e["event"] for e in events] == ["shape", "dropout"]
+    assert events[0]["step"] == 0 and events[1]["step"] == SPEED_STEPS + 1
+    assert result.steps == 60
+    saved = checkpoint.read_meta(out / "last.ckpt")
+    assert (saved["model"]["num_layers"], saved["model"]["hidden_size"]) == (2, 6)
+    assert saved["shape_by_speed"] is False
+    given = tmp_path / "given"
+    train(str(corpus), out=given, model={"cell": "gru", "num_layers": 2, "hidden_size": 6,
+                                         "dropout": 0.0},
+          config=config, progress=False)
+    np.testing.assert_array_equal(params(out / "last.ckpt"), params(given / "last.ckpt"))
 
 
 def test_unchosen_model_fields_come_from_the_defaults(corpus, tmp_path):

@@ -157,6 +157,33 @@ def test_resume_on_the_other_device_continues_the_run(runs, tmp_path, first, the
 
 
 @skip_without_cuda
+def test_a_shape_chosen_by_speed_starts_over_on_the_runs_device(runs, tmp_path, monkeypatch):
+    """The model the measured passes call for is built on the GPU too, and trains as the CPU
+    run given that shape from the start."""
+    from charrnn import training
+    from charrnn.config import TrainConfig
+    from charrnn.data import load_corpus
+
+    corpus, _ = runs
+    monkeypatch.setattr(training, "SPEED_STEPS", 2)
+    monkeypatch.setattr(training, "default_model", lambda max_time, passes=None: {
+        "cell": "lstm", "num_layers": 1, "hidden_size": 5 if passes is None else 4})
+    monkeypatch.setattr(training, "default_dropout", lambda hidden, passes: 0.0)
+    config = {**CONFIG, "max_steps": 4, "max_time": 600.0}
+    trainer = training.Trainer.fresh(load_corpus(str(corpus)), {}, TrainConfig(**config),
+                                     device="cuda")
+    assert trainer._fit_to_speed(1e4, str(tmp_path), lambda line: None)
+    assert (trainer.model.device, trainer.model.config.hidden_size) == ("cuda", 4)
+    train(str(corpus), out=tmp_path / "gpu", config=config, progress=False, device="cuda")
+    train(str(corpus), out=tmp_path / "cpu", config=config, progress=False,
+          model={"cell": "lstm", "num_layers": 1, "hidden_size": 4, "dropout": 0.0})
+    gpu = tmp_path / "gpu" / "last.ckpt"
+    assert checkpoint.read_meta(gpu)["model"]["hidden_size"] == 4
+    np.testing.assert_allclose(flat(gpu), flat(tmp_path / "cpu" / "last.ckpt"), rtol=1e-9,
+                               atol=1e-12)
+
+
+@skip_without_cuda
 def test_cli_trains_and_samples_on_cuda(runs, tmp_path):
     corpus, run = runs
     result = CliRunner().invoke(cli, ["train", str(corpus), "--device", "cuda", "--out",

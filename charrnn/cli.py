@@ -142,7 +142,7 @@ def _compiling(model, what):
 @click.option("--hidden", type=int, default=None,
               help="Hidden size per layer [default: 512 for --max-time of 10m or more, else 256; "
                    "3 layers of 384 instead where the 512-wide would pass over the corpus "
-                   "about 12 times or more, measured after 20 steps].")
+                   "about 6.5 times or more, measured after 20 steps].")
 @click.option("--embed-dim", type=int, default=None,
               help="Embed characters in this many dimensions [default: one-hot input].")
 @click.option("--dropout", type=float, default=None,

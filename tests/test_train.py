@@ -187,9 +187,9 @@ def test_default_model_follows_the_documented_rule():
     assert default_model(180.0) == {"cell": "gru", "num_layers": 2, "hidden_size": 256}
     assert default_model(1200.0)["hidden_size"] == 512
     assert default_model(None)["hidden_size"] == 256  # only --max-steps
-    # measured passes of the 512-wide model: 3 layers of 384 from where its dropout is 0.3
-    assert [default_model(1200.0, p)["num_layers"] for p in (1.4, 10.4, 11.5, 12, 33)] == \
-        [2, 2, 2, 3, 3]
+    # measured passes of the 512-wide model: 3 layers of 384 from where its dropout is 0.2
+    assert [default_model(1200.0, p)["num_layers"] for p in (1.4, 3.4, 6.3, 6.5, 8, 33)] == \
+        [2, 2, 2, 3, 3, 3]
     assert default_model(1200.0, 14) == {"cell": "gru", "num_layers": 3, "hidden_size": 384}
     assert default_model(180.0, 100) == default_model(180.0)  # below 10 minutes: no change
     assert [default_dropout(256, p) for p in (1, 6.5, 12, 26, 80)] == [0.0, 0.05, 0.15, 0.3, 0.5]

@@ -17,8 +17,9 @@ def main():
     best = min(rows, key=lambda r: r["val_loss"])
     print(f"best {best['val_loss']:.4f} at {best['elapsed_s'] / 60:.1f} min; "
           f"{rows[-1]['step']} steps")
-    picks = [min(rows, key=lambda r: abs(r["elapsed_s"] / 60 - float(m)))
-             for m in args.minutes.split(",")]
+    nearest = [min(range(len(rows)), key=lambda i: abs(rows[i]["elapsed_s"] / 60 - float(m)))
+               for m in args.minutes.split(",")]
+    picks = [rows[i] for i in sorted(set(nearest))]  # sparse evaluations: each once
     print("| min | " + " | ".join(f"{r['elapsed_s'] / 60:.1f}" for r in picks) + " |")
     print("|---|" + "--:|" * len(picks))
     print("| val | " + " | ".join((f"**{r['val_loss']:.3f}**" if r is best

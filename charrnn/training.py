@@ -133,15 +133,12 @@ class Trainer:
         # the fields left to the dropout: set from it now, and again when the run's speed sets it
         self.follow = tuple(k for k in FOLLOW_DROPOUT if getattr(cfg, k) is None)
         cfg = _follow_dropout(cfg, self.follow, model.config.dropout)
-        self.model, self.vocab, self.cfg = model, vocab, cfg
+        self.vocab, self.cfg = vocab, cfg
         self.corpus = corpus.describe()
         self.train_ids, self.val_ids = split_train_val(corpus.ids, cfg.val_frac)  # views
-        self.stream = BatchStream(self.train_ids, cfg.batch_size, cfg.seq_len)
         self.val_ids = self.val_ids[: cfg.eval_chars]
-        # its state on the model's device
-        self.opt = model.make_optimizer(cfg.optimizer, weight_decay=cfg.weight_decay)
-        self.state = model.initial_state(cfg.batch_size)
-        self.step, self.elapsed, self.best = 0, 0.0, None
+        self._begin(model)
+        self.elapsed, self.best = 0.0, None
         self.stale = 0  # evaluations since the best validation loss
         self.decay_start = None  # where in the budget wsd's decay began, if validation stalled
         self.dropout_by_speed = False  # default_dropout from the run's own speed, still to set
@@ -378,7 +375,8 @@ class Trainer:
             shape = default_model(self.cfg.max_time, passes)
             if any(getattr(self.model.config, k) != v for k, v in shape.items()):
                 was = _shape(self.model.config)
-                self._start_over(shape)
+                device = getattr(self.model, "device", "cpu")  # the budget spent stays spent
+                self._begin(_new_model(replace(self.model.config, **shape), self.cfg, device))
                 message = (f"measured {speed:,.0f} characters/s: {self.cfg.max_time / 60:g} "
                            f"minutes pass over the training text about {passes:.1f} times "
                            f"with a {was}; starting over with a {_shape(self.model.config)}, which "
@@ -392,15 +390,14 @@ class Trainer:
             self._set_dropout(speed, passes, out, log)
         return False
 
-    def _start_over(self, shape):
-        """A new model of `shape` (ModelConfig fields) with its own optimizer, state and
-        stream, at step 0; the budget already spent stays spent."""
-        cfg, device = self.cfg, getattr(self.model, "device", "cpu")
-        self.model = _new_model(replace(self.model.config, **shape), cfg, device)
-        self.opt = self.model.make_optimizer(cfg.optimizer, weight_decay=cfg.weight_decay)
-        self.state = self.model.initial_state(cfg.batch_size)
+    def _begin(self, model):
+        """`model` at step 0: a stream from the start of the training text (it raises on
+        unusable settings), and the optimizer and carried state on the model's device."""
+        cfg = self.cfg
         self.stream = BatchStream(self.train_ids, cfg.batch_size, cfg.seq_len)
-        self.step = 0
+        self.model, self.step = model, 0
+        self.opt = model.make_optimizer(cfg.optimizer, weight_decay=cfg.weight_decay)
+        self.state = model.initial_state(cfg.batch_size)
 
     def _set_dropout(self, speed, passes, out, log):
         """The dropout the budget calls for at this run's measured speed (characters/s) and

@@ -476,7 +476,7 @@ def evaluate(ctx, target, file, dynamic, ms_from, eta, decay, seq_len, as_json):
 
     from .checkpoint import load_model, resolve
     from .dynamic import dynamic_loss, static_loss
-    from .training import evaluate_text
+    from .evaluation import evaluate_text
 
     model, vocab, meta, extra = load_model(resolve(target))
     corpus = meta.get("corpus") if isinstance(meta.get("corpus"), dict) else {}

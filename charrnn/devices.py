@@ -49,11 +49,11 @@ def check_device(device):
 def to_device(model, device):
     """The model on `device` ("cpu" or "cuda", as check_device returns): a CharRNN as is, or
     its CUDA twin holding a device copy (charrnn.cuda is imported only here)."""
-    if device == "cuda" and getattr(model, "device", "cpu") != "cuda":
+    if device == "cuda" and model.device != "cuda":
         from .cuda.model import CudaCharRNN
 
         return CudaCharRNN.from_cpu(model)
-    if device == "cpu" and getattr(model, "device", "cpu") == "cuda":
+    if device == "cpu" and model.device == "cuda":
         return model.to_cpu()
     return model
 

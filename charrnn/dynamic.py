@@ -12,6 +12,7 @@ import math
 
 import numpy as np
 
+from .abilities import require
 from .config import MS_CHARS, DynamicConfig
 from .errors import UsageError
 from .kernels import kernel
@@ -87,8 +88,7 @@ class Adapting:
     def __init__(self, model, ms, settings=DynamicConfig()):
         from .model import CharRNN
 
-        if getattr(model, "device", "cpu") != "cpu":
-            raise UsageError("dynamic evaluation runs on the CPU only; use --device cpu")
+        require(model, "dynamic", "dynamic evaluation")
         self.settings, self.ms = settings, check_ms(model, ms)
         self.model = CharRNN(model.config, model.dtype)
         self.model.flat[:] = model.flat

@@ -34,7 +34,17 @@ def allocate(shapes, make):
 
 
 class ModelFront:
-    """The shared part of a model: needs config, dtype and layout, and the engine hooks."""
+    """The shared part of a model: needs config, dtype and layout, and the engine hooks.
+
+    Each engine declares `device` ("cpu" or "cuda") and ABILITIES, the optional calls it
+    has (e.g. "trace", "precompile"): callers ask can(), or devices.require for the one-line
+    error, and never test a type or probe an attribute."""
+
+    ABILITIES = frozenset()
+
+    def can(self, ability):
+        """Whether this engine has the optional ability `ability` (see ABILITIES)."""
+        return ability in self.ABILITIES
 
     # --- parameters -----------------------------------------------------------------------
     def load_named_parameters(self, named):
@@ -76,6 +86,18 @@ class ModelFront:
         if np.shape(h) != shape or (lstm and np.shape(c) != shape):
             raise ValueError(f"state must be {'(h, c), each ' if lstm else ''}of shape {shape}")
         return self._state_array(h), self._state_array(c)
+
+    def state_parts(self, state):
+        """The state as a tuple of arrays, as a checkpoint stores them: (h, c) for an LSTM,
+        (h,) for the others."""
+        return state if isinstance(state, tuple) else (state,)
+
+    def state_from_parts(self, parts, batch_size):
+        """The state that state_parts gave `parts` for, checked against (L, batch_size, H)."""
+        parts = tuple(parts)
+        state = parts if self.config.cell == "lstm" else parts[0]
+        self._split_state(state, batch_size)  # raises ValueError on a wrong shape
+        return state
 
     def _pack_state(self, h, c):
         return (h, c) if self.config.cell == "lstm" else h

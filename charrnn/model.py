@@ -178,6 +178,8 @@ class CharRNN(ModelFront):
     (the shared front, charrnn.front.ModelFront, holds the checks, state and loss API)."""
 
     device = "cpu"  # charrnn.cuda.model.CudaCharRNN is the same model on the GPU
+    ABILITIES = frozenset({"trace", "hidden_grads", "eval_grad", "precompile", "dynamic",
+                           "layer_norm"})
 
     def __init__(self, config, dtype=np.float32, seed=0):
         self.config = config

@@ -17,11 +17,11 @@ from . import checkpoint
 from .compiling import Compiling, describe
 from .config import (FOLLOW_DROPOUT, MS_CHARS, REGULARISERS, SPEED_STEPS, DynamicConfig,
                      ModelConfig, TrainConfig, default_decay, default_dropout, default_model)
-from .data import (BatchStream, corpus_name, iter_eval_batches, load_corpus, recode,
-                   split_train_val)
+from .data import BatchStream, corpus_name, load_corpus, recode, split_train_val
 from .devices import check_device, to_device
 from .dynamic import MS_ARRAY, mean_squared_gradients
 from .errors import CharRNNError, UsageError
+from .evaluation import evaluate_text
 from .lock import RunLock
 from .model import CharRNN
 from .schedule import learning_rate, progress
@@ -245,7 +245,7 @@ class Trainer:
 
     # --- checkpoints --------------------------------------------------------------------------
     def save(self, path):
-        state = self.state if isinstance(self.state, tuple) else (self.state,)
+        state = self.model.state_parts(self.state)
         arrays = {f"optim/{k}": v for k, v in self.opt.state.items()}
         arrays.update({f"state/{i}": s for i, s in enumerate(state)})
         meta = {"train": self.cfg.to_dict(), "step": self.step, "elapsed_s": self.elapsed,
@@ -264,10 +264,9 @@ class Trainer:
         try:
             self.opt.load_state_dict({"steps": meta["optimizer_steps"], "arrays": {
                 k: arrays[f"optim/{k}"] for k in self.opt.state}})
-            state = tuple(arrays[f"state/{i}"] for i in range(2 if self.model.config.cell ==
-                                                                 "lstm" else 1))
-            self.state = state if len(state) == 2 else state[0]
-            self.model._split_state(self.state, self.cfg.batch_size)  # checks shapes
+            parts = sorted(k for k in arrays if k.startswith("state/"))
+            self.state = self.model.state_from_parts(
+                (arrays[f"state/{i}"] for i in range(len(parts))), self.cfg.batch_size)
             self.stream.load_state_dict(meta["stream"])
             self.model.rng.bit_generator.state = meta["rng"]
             self.step, self.elapsed = int(meta["step"]), float(meta["elapsed_s"])
@@ -300,7 +299,7 @@ class Trainer:
             _append_metrics(out, {"event": "resume", "step": self.step,
                                   "elapsed_s": self.elapsed})
         with compiled, contextlib.ExitStack() as bars:
-            if hasattr(model, "precompile"):  # before `stop`: Ctrl-C here loses no step
+            if model.can("precompile"):  # before `stop`: Ctrl-C here loses no step
                 compiled.prepare(model, ["forward", f"update:{cfg.optimizer}:{cfg.clip_mode}"])
             bars.enter_context(stop)
             started = time.perf_counter() - self.elapsed  # compiling is not training time
@@ -375,7 +374,7 @@ class Trainer:
             shape = default_model(self.cfg.max_time, passes)
             if any(getattr(self.model.config, k) != v for k, v in shape.items()):
                 was = _shape(self.model.config)
-                device = getattr(self.model, "device", "cpu")  # the budget spent stays spent
+                device = self.model.device  # the budget spent stays spent
                 self._begin(_new_model(replace(self.model.config, **shape), self.cfg, device))
                 message = (f"measured {speed:,.0f} characters/s: {self.cfg.max_time / 60:g} "
                            f"minutes pass over the training text about {passes:.1f} times "
@@ -537,16 +536,6 @@ def _append_metrics(out, row):
     "warning" or "early_stop") that charrnn plot marks."""
     with open(os.path.join(out, "metrics.jsonl"), "a") as f:
         f.write(json.dumps(row) + "\n")
-
-
-def evaluate_text(model, ids, batch_size, seq_len):
-    """Mean loss (nats per character) of `model` over `ids` read as B streams of T-chunks
-    with the state carried from chunk to chunk; None when there is too little text."""
-    total, count, state = 0.0, 0, None
-    for inputs, targets in iter_eval_batches(ids, batch_size, seq_len):
-        loss, state = model.loss(inputs, targets, state)
-        total, count = total + loss * inputs.size, count + inputs.size
-    return total / count if count else None
 
 
 class _Progress:

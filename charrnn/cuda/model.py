@@ -136,6 +136,7 @@ class CudaCharRNN(ModelFront):
     front (charrnn.front.ModelFront), its own engine hooks."""
 
     device = "cuda"
+    ABILITIES = frozenset()  # the CPU model's inspection, dynamic evaluation and layer norm
 
     def __init__(self, config, dtype=np.float32, seed=0):
         host = CharRNN(config, dtype=dtype, seed=seed)  # the same initial parameters as on CPU

@@ -1,0 +1,22 @@
+"""What an engine (a model or a sampler, on the CPU or the GPU) can do beyond the common
+calls. Each engine class declares `device` and ABILITIES, a set of these names; callers ask
+engine.can(name), and require() turns a missing one into the one-line error. (Not in
+charrnn.devices: the rooms that ask, such as charrnn.dynamic, sit below the CUDA twins that
+devices imports.)
+
+    trace         Trace of every layer's states and gates (CharRNN.trace)
+    hidden_grads  gradients of a chosen loss with respect to every hidden state
+    eval_grad     the evaluation loss's gradient, without dropout
+    precompile    kernels compiled ahead of the first step, in helper processes
+    dynamic       dynamic evaluation (charrnn.dynamic), which adapts a CPU copy
+    layer_norm    models with --layer-norm
+"""
+from .errors import UsageError
+
+
+def require(engine, ability, what):
+    """A UsageError, in one line, when `engine` lacks `ability`: `what` names the request,
+    e.g. "dynamic evaluation"."""
+    if not engine.can(ability):
+        raise UsageError(f"{what} runs on the CPU only, not on {engine.device}; use "
+                         "--device cpu")

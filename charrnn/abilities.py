@@ -10,8 +10,22 @@ devices imports.)
     precompile    kernels compiled ahead of the first step, in helper processes
     dynamic       dynamic evaluation (charrnn.dynamic), which adapts a CPU copy
     layer_norm    models with --layer-norm
+    beam          beam search (samplers)
 """
 from .errors import UsageError
+
+NAMES = frozenset({"trace", "hidden_grads", "eval_grad", "precompile", "dynamic", "layer_norm",
+                   "beam"})  # the optional abilities, as above
+
+
+class Engine:
+    """A model or sampler class: it sets `device` and ABILITIES, and can() reads them."""
+
+    ABILITIES = frozenset()
+
+    def can(self, ability):
+        """Whether this engine has the optional ability `ability` (see above)."""
+        return ability in self.ABILITIES
 
 
 def require(engine, ability, what):
@@ -20,3 +34,11 @@ def require(engine, ability, what):
     if not engine.can(ability):
         raise UsageError(f"{what} runs on the CPU only, not on {engine.device}; use "
                          "--device cpu")
+
+
+def check_model(engine, config):
+    """A UsageError, in one line, when `engine` cannot run a model of `config`: each option
+    the model uses that not every engine has must be among its ABILITIES."""
+    if config.layer_norm and not engine.can("layer_norm"):
+        raise UsageError("this model uses layer norm, which runs on the CPU only for now; use "
+                         "--device cpu, or train with --no-layer-norm for the GPU")

@@ -12,14 +12,11 @@ from typing import Optional
 
 import numpy as np
 
+from .abilities import require
 from .errors import UsageError
 
 TOP = 5  # predictions kept per character
 CHUNK = 1000  # characters per evaluation forward (the state carries over)
-
-# Gate activations worth showing, by cell: (name, index of the gate in PyTorch's order).
-GATES = {"lstm": (("input gate", 0), ("forget gate", 1), ("output gate", 3)),
-         "gru": (("reset gate", 0), ("update gate", 1)), "rnn": ()}
 
 
 @dataclass
@@ -53,6 +50,9 @@ def analyze(model, vocab, text, max_chars=20_000, max_lag=100, flow_positions=64
     """Analysis of `model` (a CPU CharRNN) over the first max_chars known characters of
     `text`; the gradient flow over up to flow_positions positions and max_lag steps back (None
     with max_lag 0)."""
+    require(model, "trace", "inspecting a model")
+    if max_lag:
+        require(model, "hidden_grads", "the gradient flow")
     if not isinstance(max_chars, int) or max_chars < 1:
         raise UsageError(f"max_chars must be an integer >= 1, got {max_chars!r}")
     ids = vocab.encode(text, unknown="skip")
@@ -99,13 +99,15 @@ def _trace(model, vocab, ids):
 
 
 def _quantities(config, trace):
-    """Per character (steps 1..n): {"hidden", "cell"} and the gates of GATES, each (L, n, H)."""
+    """Per character (steps 1..n): {"hidden", "cell"} and the gates the cell's spec shows
+    (CellSpec.shown), each (L, n, H)."""
     H = config.hidden_size
     units = {"hidden": trace["h"][:, 1:].astype(np.float32)}
     if trace["c"] is not None:
         units["cell"] = np.tanh(trace["c"][:, 1:]).astype(np.float32)
+    spec = config.spec
     gates = {name: trace["gates"][:, 1:, g * H:(g + 1) * H].astype(np.float32)
-             for name, g in GATES[config.cell]}
+             for name, g in ((name, spec.gates.index(name)) for name, _ in spec.shown)}
     return units, gates
 
 

@@ -9,6 +9,7 @@ import click
 from click.core import ParameterSource
 
 from . import __version__
+from .cells import REGISTRY
 from .config import (CELLS, CLIP_MODES, DEFAULT_MAX_TIME, EVAL_BATCH, EVAL_SEQ_LEN,
                      MODEL_OPTIONS, MS_CHARS, NONLINEARITIES, OPTIMIZER_NAMES, SCHEDULES,
                      TRAIN_OPTIONS, DynamicConfig, ModelConfig, TrainConfig)
@@ -407,7 +408,7 @@ def warmup(cells, layers, hidden, embed_dim, vocab_size, dtype, quiet):
     cells = CELLS if "all" in cells else (cells or ("gru",))
     models = [dict(cell=cell, nonlinearity=nl, num_layers=layers, hidden_size=hidden,
                    embed_dim=embed_dim, vocab_size=vocab_size)
-              for cell in cells for nl in (NONLINEARITIES if cell == "rnn" else ("tanh",))]
+              for cell in cells for nl in REGISTRY[cell].nonlinearities]
     say = (lambda line: None) if quiet else (lambda line: click.echo(line, err=True))
     if not warm_up(models, dtype, say):
         say(f"nothing to compile: the kernels are already cached in {cache_dir()}")

@@ -63,7 +63,7 @@ def warm(model, parts):
 
 def describe(model):
     """'GRU float32' for the notice line."""
-    return f"{model.config.cell.upper()} {np.dtype(model.dtype).name}"
+    return f"{model.config.spec.label} {np.dtype(model.dtype).name}"
 
 
 class Compiling:

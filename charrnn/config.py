@@ -3,11 +3,11 @@ import math
 from dataclasses import asdict, dataclass, fields
 from typing import Optional
 
+from .cells import NAMES as CELLS
+from .cells import REGISTRY
 from .errors import UsageError
 
-CELLS = ("lstm", "gru", "rnn")
 NONLINEARITIES = ("tanh", "relu")
-GATES = {"lstm": 4, "gru": 3, "rnn": 1}
 
 
 def _from_dict(cls, d):
@@ -53,17 +53,24 @@ class ModelConfig:
             _positive_int("embed_dim", self.embed_dim)
         if not isinstance(self.layer_norm, bool):
             raise UsageError(f"layer_norm must be true or false, got {self.layer_norm!r}")
-        if self.layer_norm and self.cell != "gru":
-            raise UsageError(f"layer norm is built for the GRU, not the {self.cell}; use "
-                             "--cell gru or --no-layer-norm")
+        if self.layer_norm and not self.spec.layer_norm:
+            built = [s for s in REGISTRY.values() if s.layer_norm]
+            raise UsageError(f"layer norm is built for the {' and '.join(s.label for s in built)}"
+                             f", not the {self.cell}; use "
+                             f"{' or '.join('--cell ' + s.name for s in built)} or --no-layer-norm")
         for name in REGULARISERS:
             p = getattr(self, name)
             if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0.0 <= p < 1.0:
                 raise UsageError(f"{name} must be in [0, 1), got {p!r}")
 
     @property
+    def spec(self):
+        """The cell's CellSpec (charrnn.cells)."""
+        return REGISTRY[self.cell]
+
+    @property
     def gates(self):
-        return GATES[self.cell]
+        return self.spec.G
 
     @property
     def input_size(self):

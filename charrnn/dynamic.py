@@ -33,6 +33,7 @@ def mean_squared_gradients(model, ids, seq_len=DynamicConfig.seq_len, max_chars=
     """MS: the mean over the segments of ids[:max_chars] (state carried) of the squared
     gradient of each segment's loss, in the flat parameter layout (float64 sums, the model's
     dtype); None if cancelled() turned true between segments, or there are no segments."""
+    require(model, "eval_grad", "collecting dynamic evaluation's statistics")
     ids = np.asarray(ids)[:max_chars]
     total, count, state = np.zeros(model.layout.size), 0, None
     for inputs, targets in segments(ids, seq_len):

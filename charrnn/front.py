@@ -6,9 +6,11 @@ hooks: _run (forward and backward over a batch), _write_parameters and _state_ar
 Dimension letters as in charrnn.model: B batch, T time, N = T*B, H hidden, G gates, V
 vocabulary, E embedding, L layers.
 """
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
+
+from .abilities import Engine
 
 
 def pass_shapes(config, B, T):
@@ -17,8 +19,7 @@ def pass_shapes(config, B, T):
     L, H, G, V, E = (config.num_layers, config.hidden_size, config.gates, config.vocab_size,
                      config.embed_dim)
     N = T * B
-    C = H if config.cell == "lstm" else 0  # cell-state width
-    Q = G * H if config.cell == "gru" else 0  # hg width (see kernels.recurrence)
+    C, Q = state_widths(config)
     drop = bool(config.dropout)
     return {"gates": [(T, B, G * H)] * L, "hg": [(T, B, Q)] * L, "hs": [(T + 1, B, H)] * L,
             "cs": [(T + 1, B, C)] * L, "dhs": [(T, B, H)] * L, "dh0": (L, B, H),
@@ -27,24 +28,36 @@ def pass_shapes(config, B, T):
             "embed": (N, E) if E else None, "dembed": (N, E) if E else None}
 
 
+def state_widths(config):
+    """(C, Q): the width of the cell state c and of the h side kept apart, hg (see
+    kernels.recurrence); 0 where the cell has none (charrnn.cells)."""
+    spec, H = config.spec, config.hidden_size
+    return (H if spec.carries_c else 0), (config.gates * H if spec.h_side_apart else 0)
+
+
 def allocate(shapes, make):
     """The buffers of pass_shapes, each made by make(shape)."""
     return {name: (None if s is None else [make(x) for x in s] if isinstance(s, list)
                    else make(s)) for name, s in shapes.items()}
 
 
-class ModelFront:
+@dataclass
+class Masks:
+    """The dropout a training step applied, as dropout_masks() gives it and loss_and_grad's
+    masks= takes it back (to replay a step, e.g. one engine's on the other). layers: per layer
+    (T, B, H) multipliers of its output, 0 or 1 / (1 - p) (none without dropout); weights: per
+    W_hh name its weight drop's (G*H, H) multipliers (none without weight drop)."""
+
+    layers: list = field(default_factory=list)
+    weights: dict = field(default_factory=dict)
+
+
+class ModelFront(Engine):
     """The shared part of a model: needs config, dtype and layout, and the engine hooks.
 
     Each engine declares `device` ("cpu" or "cuda") and ABILITIES, the optional calls it
-    has (e.g. "trace", "precompile"): callers ask can(), or devices.require for the one-line
-    error, and never test a type or probe an attribute."""
-
-    ABILITIES = frozenset()
-
-    def can(self, ability):
-        """Whether this engine has the optional ability `ability` (see ABILITIES)."""
-        return ability in self.ABILITIES
+    has (e.g. "trace", "precompile"; charrnn.abilities): callers ask can(), or
+    abilities.require for the one-line error, and never test a type or probe an attribute."""
 
     # --- parameters -----------------------------------------------------------------------
     def load_named_parameters(self, named):
@@ -70,44 +83,48 @@ class ModelFront:
 
     # --- state ----------------------------------------------------------------------------
     def initial_state(self, batch_size):
-        """Zeros on the host in PyTorch's layout: LSTM (h, c), each (L, B, H); GRU and RNN h
-        (L, B, H)."""
+        """Zeros on the host in PyTorch's layout: (h, c), each (L, B, H), for a cell that
+        carries c (the LSTM); h (L, B, H) for the others."""
         shape = (self.config.num_layers, batch_size, self.config.hidden_size)
         h = np.zeros(shape, self.dtype)
-        return (h, h.copy()) if self.config.cell == "lstm" else h
+        return (h, h.copy()) if self.config.spec.carries_c else h
 
     def _split_state(self, state, B):
-        """(h, c), each (L, B, H) as the engine takes them (c (L, B, 0) for GRU and RNN)."""
+        """(h, c), each (L, B, H) as the engine takes them (c (L, B, 0) with no cell state)."""
         if state is None:
             state = self.initial_state(B)
         shape = (self.config.num_layers, B, self.config.hidden_size)
-        lstm = self.config.cell == "lstm"
-        h, c = state if lstm else (state, np.zeros(shape[:2] + (0,), self.dtype))
-        if np.shape(h) != shape or (lstm and np.shape(c) != shape):
-            raise ValueError(f"state must be {'(h, c), each ' if lstm else ''}of shape {shape}")
+        both = self.config.spec.carries_c
+        h, c = state if both else (state, np.zeros(shape[:2] + (0,), self.dtype))
+        if np.shape(h) != shape or (both and np.shape(c) != shape):
+            raise ValueError(f"state must be {'(h, c), each ' if both else ''}of shape {shape}")
         return self._state_array(h), self._state_array(c)
 
     def state_parts(self, state):
-        """The state as a tuple of arrays, as a checkpoint stores them: (h, c) for an LSTM,
-        (h,) for the others."""
-        return state if isinstance(state, tuple) else (state,)
+        """The state as a tuple of arrays, as a checkpoint stores them: (h, c) or (h,)."""
+        return state if self.config.spec.carries_c else (state,)
 
     def state_from_parts(self, parts, batch_size):
         """The state that state_parts gave `parts` for, checked against (L, batch_size, H)."""
         parts = tuple(parts)
-        state = parts if self.config.cell == "lstm" else parts[0]
+        state = parts if self.config.spec.carries_c else parts[0]
         self._split_state(state, batch_size)  # raises ValueError on a wrong shape
         return state
 
     def _pack_state(self, h, c):
-        return (h, c) if self.config.cell == "lstm" else h
+        return (h, c) if self.config.spec.carries_c else h
 
     # --- the loss API -----------------------------------------------------------------------
-    def loss_and_grad(self, inputs, targets, state=None):
+    def loss_and_grad(self, inputs, targets, state=None, masks=None):
         """Mean cross-entropy (nats) over the (B, T) batch, and the final state for the next
         chunk. Fills the gradients (named_gradients()) and state_grad, the gradient of the
-        initial state. Dropout is applied (training mode)."""
-        return self._run(*self._check_batch(inputs, targets), state, train=True)
+        initial state. Dropout is applied (training mode): drawn from the model's generator,
+        or `masks` (a Masks) given."""
+        return self._run(*self._check_batch(inputs, targets), state, train=True, masks=masks)
+
+    def dropout_masks(self):
+        """The Masks the last training call applied, as host arrays."""
+        return self._masks()
 
     def loss(self, inputs, targets, state=None):
         """Mean cross-entropy without gradients or dropout (evaluation)."""

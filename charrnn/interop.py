@@ -29,9 +29,14 @@ def export(path, model, vocab, as_bytes=False):
 
     from . import __version__
 
+    spec = model.config.spec
+    if spec.torch_module is None:
+        raise UsageError(f"the {spec.label} has no torch.nn counterpart: it cannot be exported "
+                         "for PyTorch; train another --cell to export")
     if model.config.layer_norm:
-        raise UsageError("this model uses layer norm, which torch.nn.GRU has no place for: it "
-                         "cannot be exported for PyTorch; train without --layer-norm to export")
+        raise UsageError(f"this model uses layer norm, which torch.nn.{spec.torch_module} has "
+                         "no place for: it cannot be exported for PyTorch; train without "
+                         "--layer-norm to export")
     tensors = {name: np.ascontiguousarray(p) for name, p in model.named_parameters().items()}
     meta = {"format": "pt", "charrnn_version": __version__,
             "model": json.dumps(model.config.to_dict()), "vocab": json.dumps(vocab.to_dict()),
@@ -107,17 +112,18 @@ def read(path, cell=None, nonlinearity="tanh", vocab=None, as_bytes=False):
 
 def _shape_of(tensors, cell, V):
     """ModelConfig size fields read off a state_dict's tensors: layers, hidden, embedding."""
-    from .config import GATES
+    from .cells import REGISTRY
 
+    G = REGISTRY[cell].G
     layers = sorted(int(m.group(1)) for m in map(_LAYER.match, tensors) if m)
     hh = tensors.get("rnn.weight_hh_l0")
     if not layers or hh is None or hh.ndim != 2:
         raise UsageError("the file has no rnn.weight_ih_l0 / rnn.weight_hh_l0: it is not a "
                          "charrnn-shaped model (encoder, rnn, decoder)")
     H = hh.shape[1]
-    if hh.shape[0] != GATES[cell] * H:
+    if hh.shape[0] != G * H:
         raise UsageError(f"rnn.weight_hh_l0 is {tuple(hh.shape)}: not a {cell} "
-                         f"({GATES[cell]} x {H} rows); check --cell")
+                         f"({G} x {H} rows); check --cell")
     enc = tensors.get("encoder.weight")
     return dict(vocab_size=V, hidden_size=H, num_layers=layers[-1] + 1,
                 embed_dim=None if enc is None else int(enc.shape[1]))

@@ -8,29 +8,24 @@ from typing import Optional
 
 import numpy as np
 
-from . import kernels, optim, threadpool
-from .front import ModelFront, allocate, pass_shapes
+from . import optim, threadpool
+from .cells import kernel_id
+from .front import Masks, ModelFront, allocate, pass_shapes
 from .kernels import common, norm, packed, recurrence
 from .params import ParamLayout, init_params
-
-_CELL_IDS = {"lstm": kernels.LSTM, "gru": kernels.GRU}
-
-
-def cell_id(config):
-    if config.cell == "rnn":
-        return kernels.RNN_RELU if config.nonlinearity == "relu" else kernels.RNN_TANH
-    return _CELL_IDS[config.cell]
+from .stack import DECODER_BIAS, DECODER_WEIGHT, ENCODER, layers, matrices
 
 
 def one_hot_table(config, P, out, hat, rstd):
     """Layer 0's x side for one-hot input, a row per character, out (V, GH): W_ih.T + b_ih, or
     with layer norm each row normalised (hat (V, GH) and rstd (V, G) kept for backward), then
     scaled and shifted. Gathering its rows by id is the x side of a batch."""
-    if config.layer_norm:
-        out[...] = P["rnn.weight_ih_l0"].T
-        norm.forward(out, hat, rstd, P["rnn.norm_ih_l0"], P["rnn.bias_ih_l0"])
+    layer = layers(config)[0]
+    if layer.norm_ih:
+        out[...] = P[layer.w_ih].T
+        norm.forward(out, hat, rstd, P[layer.norm_ih], P[layer.b_ih])
     else:
-        np.add(P["rnn.weight_ih_l0"].T, P["rnn.bias_ih_l0"], out=out)
+        np.add(P[layer.w_ih].T, P[layer.b_ih], out=out)
 
 
 def norm_buffers(config, dtype, *rows):
@@ -66,7 +61,8 @@ class _Pass:
         H, G, V, E = config.hidden_size, config.gates, config.vocab_size, config.embed_dim
         N = T * B
         z = lambda *shape: np.zeros(shape, dtype)  # noqa: E731
-        self.config, self.cell, self.N = config, cell_id(config), N
+        self.config, self.cell, self.N = config, kernel_id(config), N
+        self.layers = layers(config)
         self.__dict__.update(allocate(pass_shapes(config, B, T), lambda shape: z(*shape)))
         self.w_ih0_t = None if E else z(V, G * H)  # one_hot_table's, rows gathered by id
         self.table_norm = norm_buffers(config, dtype, V)  # one_hot_table's (hat, rstd)
@@ -81,11 +77,12 @@ class _Pass:
         self.targets = np.zeros(N, np.int32)
         self.train = False
 
-    def draw_masks(self, rng):
-        """Inverted-dropout multipliers for this pass's layer outputs, 0 or 1 / (1 - p)."""
+    def draw_masks(self, rng, given=None):
+        """Inverted-dropout multipliers for this pass's layer outputs, 0 or 1 / (1 - p): drawn,
+        or copied from `given` ((T, B, H) per layer)."""
         keep = 1.0 - self.config.dropout
-        for m in self.masks:
-            m[...] = (rng.random(m.shape) < keep) / keep
+        for k, m in enumerate(self.masks):
+            m[...] = (rng.random(m.shape) < keep) / keep if given is None else given[k]
 
     def forward(self, P, W, inputs, targets, h0, c0, train, scale, dropout, weights=None):
         """Sum of cross-entropies over the (B, T) inputs; with train the logits become
@@ -99,27 +96,27 @@ class _Pass:
         self.train = train and dropout and cfg.dropout > 0
         x = None
         if cfg.embed_dim:
-            common.embedding_forward(self.embed, P["encoder.weight"], self.ids)
+            common.embedding_forward(self.embed, P[ENCODER], self.ids)
             x = self.embed
-        for k in range(cfg.num_layers):
+        for layer in self.layers:
+            k = layer.index
             gates = self.gates[k].reshape(N, -1)
-            if k == 0 and x is None:  # one-hot: gates are rows of the table
+            if layer.one_hot:  # gates are rows of the table
                 one_hot_table(cfg, P, self.w_ih0_t, *self.table_norm)
                 common.embedding_forward(gates, self.w_ih0_t, self.ids)
             else:
-                norm.pre_activations(gates, x, W[f"rnn.weight_ih_l{k}"][0], *self.norm_ih[k],
-                                     P.get(f"rnn.norm_ih_l{k}", self.no_gain),
-                                     P[f"rnn.bias_ih_l{k}"])
+                norm.pre_activations(gates, x, W[layer.w_ih][0], *self.norm_ih[k],
+                                     P.get(layer.norm_ih, self.no_gain), P[layer.b_ih])
             self.hs[k][0], self.cs[k][0] = h0[k], c0[k]
             recurrence.forward(self.cell, self.gates[k], self.hg[k], self.hs[k], self.cs[k],
-                               W[f"rnn.weight_hh_l{k}"][0], P[f"rnn.bias_hh_l{k}"],
-                               *self.norm_hh[k], P.get(f"rnn.norm_hh_l{k}", self.no_gain))
+                               W[layer.w_hh][0], P[layer.b_hh], *self.norm_hh[k],
+                               P.get(layer.norm_hh, self.no_gain))
             x = self.hs[k][1:].reshape(N, -1)
             if self.train:
                 np.multiply(x, self.masks[k].reshape(N, -1), out=self.dropped[k])
                 x = self.dropped[k]
         self.top = x
-        common.linear_forward(self.logits, x, W["decoder.weight"][0], P["decoder.bias"])
+        common.linear_forward(self.logits, x, W[DECODER_WEIGHT][0], P[DECODER_BIAS])
         if weights is None:
             return common.softmax_cross_entropy(self.logits, self.targets, scale, train)
         total = common.softmax_cross_entropy(self.logits, self.targets, 1.0, train)
@@ -134,40 +131,40 @@ class _Pass:
         leaves dh0, dc0 (L, B, H) holding the gradient of the initial state."""
         cfg, N = self.config, self.N
         L = cfg.num_layers
-        common.linear_backward(self.dhs[L - 1].reshape(N, -1), D["decoder.weight"],
-                               D["decoder.bias"], self.logits, self.top, W["decoder.weight"][1],
+        common.linear_backward(self.dhs[L - 1].reshape(N, -1), D[DECODER_WEIGHT],
+                               D[DECODER_BIAS], self.logits, self.top, W[DECODER_WEIGHT][1],
                                self.scratch)
-        for k in range(L - 1, -1, -1):
+        for layer in reversed(self.layers):
+            k = layer.index
             if self.train:
                 common.scale_by_mask(self.dhs[k], self.masks[k])
             recurrence.backward(self.cell, self.gates[k], self.hg[k], self.dhs[k], self.dh0[k],
-                                self.dc0[k], self.hs[k], self.cs[k], W[f"rnn.weight_hh_l{k}"][1],
-                                D[f"rnn.weight_hh_l{k}"], D[f"rnn.bias_hh_l{k}"], self.scratch,
-                                *self.norm_hh[k], P.get(f"rnn.norm_hh_l{k}", self.no_gain),
-                                D.get(f"rnn.norm_hh_l{k}", self.no_gain))
+                                self.dc0[k], self.hs[k], self.cs[k], W[layer.w_hh][1],
+                                D[layer.w_hh], D[layer.b_hh], self.scratch, *self.norm_hh[k],
+                                P.get(layer.norm_hh, self.no_gain),
+                                D.get(layer.norm_hh, self.no_gain))
             dgates = self.gates[k].reshape(N, -1)
-            dw, db = D[f"rnn.weight_ih_l{k}"], D[f"rnn.bias_ih_l{k}"]
-            if self.cell != kernels.GRU:  # b_ih and b_hh enter the same sum: same gradient
-                db += D[f"rnn.bias_hh_l{k}"]
+            dw, db = D[layer.w_ih], D[layer.b_ih]
+            if not cfg.spec.h_side_apart:  # b_ih and b_hh enter one sum: the same gradient
+                db += D[layer.b_hh]
                 db = db[:0]  # nothing left to sum
-            if cfg.layer_norm and (k > 0 or cfg.embed_dim):  # to d(x @ W_ih.T); db with it
-                norm.backward(dgates, *self.norm_ih[k], P[f"rnn.norm_ih_l{k}"],
-                              D[f"rnn.norm_ih_l{k}"], db)
+            if layer.norm_ih and not layer.one_hot:  # to d(x @ W_ih.T); db with it
+                norm.backward(dgates, *self.norm_ih[k], P[layer.norm_ih], D[layer.norm_ih], db)
                 db = db[:0]
             if k > 0:
                 x = self.dropped[k - 1] if self.train else self.hs[k - 1][1:].reshape(N, -1)
                 common.linear_backward(self.dhs[k - 1].reshape(N, -1), dw, db, dgates, x,
-                                       W[f"rnn.weight_ih_l{k}"][1], self.scratch)
-            elif cfg.embed_dim:
+                                       W[layer.w_ih][1], self.scratch)
+            elif not layer.one_hot:
                 common.linear_backward(self.dembed, dw, db, dgates, self.embed,
-                                       W["rnn.weight_ih_l0"][1], self.no_scratch)
-                common.embedding_backward(D["encoder.weight"], self.dembed, self.ids)
+                                       W[layer.w_ih][1], self.no_scratch)
+                common.embedding_backward(D[ENCODER], self.dembed, self.ids)
             else:
                 self.w_ih0_t[...] = 0.0  # d table
                 common.embedding_backward(self.w_ih0_t, dgates, self.ids)
-                if cfg.layer_norm:  # to d(W_ih.T), and db
-                    norm.backward(self.w_ih0_t, *self.table_norm, P["rnn.norm_ih_l0"],
-                                  D["rnn.norm_ih_l0"], db)
+                if layer.norm_ih:  # to d(W_ih.T), and db
+                    norm.backward(self.w_ih0_t, *self.table_norm, P[layer.norm_ih],
+                                  D[layer.norm_ih], db)
                 else:
                     common.add_row_sums(db, dgates)
                 dw += self.w_ih0_t.T
@@ -194,9 +191,10 @@ class CharRNN(ModelFront):
         init_params(config, self.params, np.random.default_rng(seed))
         self.rng = np.random.default_rng([seed, 1])  # dropout masks
         self.state_grad = None  # gradient of the initial state, set by loss_and_grad
-        self._cell = cell_id(config)
+        self._cell = kernel_id(config)
         self._passes = {}  # (shard B, T) -> [_Pass]: training and evaluation shapes both stay
         self._shards = []  # [(_Pass, rows)] of the last call, read by trace and hidden_grads
+        self._trained = []  # and of the last training call
         self._packs = {}  # (weight name, trans) -> its packed copy (kernels.packed)
         self._extra_grads = []
         self._hh = {}  # weight drop's buffers (_drop_connect)
@@ -218,9 +216,8 @@ class CharRNN(ModelFront):
     # --- looking inside (CPU only) ----------------------------------------------------------
     def trace(self, inputs, state=None):
         """Evaluation forward over the (B, T) inputs that keeps what every layer computed: a
-        Trace of h, c (LSTM only) and gate activations per layer, logits (B, T, V) and the
-        final state. Gates are in PyTorch's order: LSTM (i, f, g, o), GRU (r, z, n), RNN the
-        hidden state itself."""
+        Trace of h, c (cells that carry one) and gate activations per layer, logits (B, T, V)
+        and the final state. Gates are in the order of CellSpec.gates (PyTorch's)."""
         inputs = np.asarray(inputs)
         _, final = self._run(*self._check_batch(inputs, np.zeros_like(inputs)), state,
                              train=False)
@@ -231,7 +228,7 @@ class CharRNN(ModelFront):
         logits = np.concatenate([p.logits.reshape(-1, p.hs[0].shape[1], cfg.vocab_size)
                                  for p, _ in self._shards], axis=1).transpose(1, 0, 2)
         return Trace(h=gather(lambda p, k: p.hs[k][1:]),
-                     c=gather(lambda p, k: p.cs[k][1:]) if cfg.cell == "lstm" else None,
+                     c=gather(lambda p, k: p.cs[k][1:]) if cfg.spec.carries_c else None,
                      gates=gather(lambda p, k: p.gates[k]), logits=logits, state=final)
 
     def hidden_grads(self, inputs, targets, weights, state=None):
@@ -253,7 +250,7 @@ class CharRNN(ModelFront):
         evaluation (charrnn.dynamic) adapts the weights with."""
         return self._run(*self._check_batch(inputs, targets), state, train=True, dropout=False)
 
-    def _run(self, inputs, targets, state, train, dropout=True, weights=None):
+    def _run(self, inputs, targets, state, train, dropout=True, weights=None, masks=None):
         """Split the batch into row shards, one per thread; each shard runs the whole chunk
         (all layers, forward and backward) with single-threaded BLAS, and the shards'
         gradients are summed once at the end, in a fixed order (deterministic). inputs and
@@ -269,12 +266,16 @@ class CharRNN(ModelFront):
                 passes.append(_Pass(self.config, hi - lo, T, self.dtype))
             shard = passes[i]
             if train and dropout and self.config.dropout:
-                shard.draw_masks(self.rng)  # in shard order, in this thread: reproducible
+                shard.draw_masks(self.rng, None if masks is None else  # in shard order, in
+                                 [m[:, lo:hi] for m in masks.layers])  # this thread: reproducible
             shards.append((shard, slice(lo, hi)))
         self._shards = shards
+        if train:
+            self._trained = shards  # dropout_masks reads its masks
         flats = [self.grad, *self._shard_grads(len(shards))]  # each shard's gradient
         grads = [self.grads] + [self.layout.views(g) for g in flats[1:]]
-        drop_hh = self._drop_connect() if train and dropout and self.config.weight_drop else {}
+        drop_hh = (self._drop_connect(masks and masks.weights)
+                   if train and dropout and self.config.weight_drop else {})
         W = self._product_weights(train, {name: w for name, (w, _) in drop_hh.items()})
 
         def work(i):
@@ -302,6 +303,14 @@ class CharRNN(ModelFront):
         return sum(totals) / (B * T), self._pack_state(
             *(np.concatenate(parts, axis=1) for parts in zip(*final)))
 
+    def _masks(self):
+        """Masks of the last training call (its shards' rows together)."""
+        L = self.config.num_layers
+        drew = self._trained and self._trained[0][0].train
+        return Masks([np.concatenate([s.masks[k] for s, _ in self._trained], axis=1)
+                      for k in range(L)] if drew else [],
+                     {name: mask.copy() for name, (_, mask, _) in self._hh.items()})
+
     def precompile(self, forward=True, backward=True):
         """Run the kernels of a training step's forward and/or backward once on a (2, 2) batch
         of zeros, so that they compile now (or load from Numba's disk cache). Parameters,
@@ -320,19 +329,21 @@ class CharRNN(ModelFront):
                          else shard.hs[-1][1:].reshape(shard.N, -1))  # as forward leaves it
             shard.backward(self.params, W, self.layout.views(np.zeros_like(self.grad)))
 
-    def _drop_connect(self):
+    def _drop_connect(self, given=None):
         """{W_hh name: (the weights this step uses, their inverted-dropout mask)}: one mask per
         layer and step, shared by every shard and time step (DropConnect, AWD-LSTM's weight
-        drop)."""
+        drop); drawn, or given ({name: mask})."""
         keep = 1.0 - self.config.weight_drop
         if not self._hh:  # (dropped weights, mask, uniform draws) per layer, made once
-            self._hh = {f"rnn.weight_hh_l{k}": tuple(
-                np.empty(self.layout.shapes[f"rnn.weight_hh_l{k}"], dtype)
-                for dtype in (self.dtype, self.dtype, np.float32))
-                for k in range(self.config.num_layers)}
+            self._hh = {layer.w_hh: tuple(np.empty(self.layout.shapes[layer.w_hh], dtype)
+                                          for dtype in (self.dtype, self.dtype, np.float32))
+                        for layer in layers(self.config)}
         for name, (w, mask, u) in self._hh.items():
-            self.rng.random(out=u, dtype=np.float32)
-            np.divide(u < keep, keep, out=mask)
+            if given:
+                mask[...] = given[name]
+            else:
+                self.rng.random(out=u, dtype=np.float32)
+                np.divide(u < keep, keep, out=mask)
             np.multiply(self.params[name], mask, out=w)
         return {name: (w, mask) for name, (w, mask, _) in self._hh.items()}
 
@@ -341,13 +352,11 @@ class CharRNN(ModelFront):
         float32, each packed into panels once per call (kernels.packed; every step and shard
         reuses them) where its shape allows, else the matrix itself, for BLAS. replaced:
         {name: the matrix to use instead of the parameter} (weight drop)."""
-        cfg = self.config
-        names = ([f"rnn.weight_hh_l{k}" for k in range(cfg.num_layers)]
-                 + [f"rnn.weight_ih_l{k}" for k in range(0 if cfg.embed_dim else 1,
-                                                         cfg.num_layers)]
-                 + ["decoder.weight"])
-        jobs = [(name, trans) for name in names for trans in ((True, False) if train else (True,))
-                if self._packable(name, trans)]  # the rest is BLAS's: no job (a pool call costs)
+        mats = matrices(self.config)
+        names = [name for name, _ in mats]
+        jobs = [(name, trans) for name, recurrent in mats  # BLAS does the rest: no job for it
+                for trans in ((True, False) if train else (True,))  # (a pool call costs)
+                if self._packable(name, trans, recurrent)]
         size = sum(self.params[name].size for name, _ in jobs)
         source = lambda name: (replaced or {}).get(name, self.params[name])  # noqa: E731
         done = dict(zip(jobs, threadpool.parallel(
@@ -356,12 +365,12 @@ class CharRNN(ModelFront):
         return {name: (operand(name, True), operand(name, False) if train else None)
                 for name in names}
 
-    def _packable(self, name, trans):
+    def _packable(self, name, trans, recurrent):
         """Whether Bmat = W.T (trans) or W for weight `name` is packed: float32 and its columns
-        allow (W_hh's products run per step, the rest over all T*B rows)."""
+        allow (a recurrent W_hh's products run per step, the rest over all T*B rows)."""
         w = self.params[name]
         return packed.packable(self.dtype, w.shape[0] if trans else w.shape[1],
-                               per_step=name.startswith("rnn.weight_hh"))
+                               per_step=recurrent)
 
     def _pack(self, name, trans, w):
         """Bmat = w.T (trans) or w, the matrix of weight `name`, packed into panels."""
@@ -393,25 +402,25 @@ class CharRNN(ModelFront):
         B = ids.shape[0]
         h0, c0 = self._split_state(state, B)
         h, c = np.empty_like(h0, dtype=self.dtype), np.empty_like(c0, dtype=self.dtype)
-        x = P["encoder.weight"][ids] if cfg.embed_dim else None
+        x = P[ENCODER][ids] if cfg.embed_dim else None
         G, H, V = cfg.gates, cfg.hidden_size, cfg.vocab_size
         hat, rstd = norm_buffers(cfg, self.dtype, B)  # layer norm's, each side in turn
         no_gain = np.zeros(0, self.dtype)
-        for k in range(cfg.num_layers):
-            w_ih, b_ih = P[f"rnn.weight_ih_l{k}"], P[f"rnn.bias_ih_l{k}"]
+        for layer in layers(cfg):
+            k = layer.index
             gates = np.empty((B, G * H), self.dtype)
-            if x is None:
+            if layer.one_hot:
                 table = np.empty((V, G * H), self.dtype)
                 one_hot_table(cfg, P, table, *norm_buffers(cfg, self.dtype, V))
                 gates[...] = table[ids]
             else:
-                norm.pre_activations(gates, x, w_ih, hat, rstd,
-                                     P.get(f"rnn.norm_ih_l{k}", no_gain), b_ih)
+                norm.pre_activations(gates, x, P[layer.w_ih], hat, rstd,
+                                     P.get(layer.norm_ih, no_gain), P[layer.b_ih])
             recurrence.step(self._cell, gates, np.empty_like(gates),
                             np.ascontiguousarray(h0[k], self.dtype),
                             np.ascontiguousarray(c0[k], self.dtype), h[k], c[k],
-                            P[f"rnn.weight_hh_l{k}"], P[f"rnn.bias_hh_l{k}"], hat, rstd,
-                            P.get(f"rnn.norm_hh_l{k}", no_gain))
+                            P[layer.w_hh], P[layer.b_hh], hat, rstd,
+                            P.get(layer.norm_hh, no_gain))
             x = h[k]
-        logits = x @ P["decoder.weight"].T + P["decoder.bias"]
+        logits = x @ P[DECODER_WEIGHT].T + P[DECODER_BIAS]
         return logits, self._pack_state(h, c)

@@ -75,7 +75,8 @@ def page_data(analysis, model, vocab, meta, source, max_bytes):
     """The page's inline data (a JSON-able dict), with as many units as fit in max_bytes."""
     cfg = model.config
     L, H, n = cfg.num_layers, cfg.hidden_size, len(analysis.text)
-    quantities = _ranges(analysis, cfg.cell == "rnn" and cfg.nonlinearity == "relu")
+    quantities = _ranges(analysis, "relu" in cfg.spec.nonlinearities
+                         and cfg.nonlinearity == "relu")
     wide = len(vocab) > 256
     surprise = (-analysis.log_prob / math.log(2)).astype(np.float32)
     # floor, so that the shown probabilities never sum past 1
@@ -94,6 +95,7 @@ def page_data(analysis, model, vocab, meta, source, max_bytes):
         "finder": {f: [[q, k, j, round(r, 4)] for q, k, j, r in
                        analysis.ranked_units(f, FINDER_ROWS)] for f in analysis.correlations},
         "saturation": {g: np.round(s, 4).tolist() for g, s in analysis.saturation.items()},
+        "explain": dict(cfg.spec.shown),  # what each gate shown does
         "flow": (None if analysis.gradient_flow is None else
                  [[float(f"{x:.4g}") for x in layer] for layer in analysis.gradient_flow]),
         "units": {}, "total_units": L * H,
@@ -115,7 +117,7 @@ def page_data(analysis, model, vocab, meta, source, max_bytes):
 
 def describe(cfg):
     """'LSTM 2x512, one-hot input' and the like."""
-    cell = {"lstm": "LSTM", "gru": "GRU"}.get(cfg.cell, f"RNN ({cfg.nonlinearity})")
+    cell = cfg.spec.describe(cfg.nonlinearity)
     inp = f"{cfg.embed_dim}-d embedding" if cfg.embed_dim else "one-hot input"
     return f"{cell} {cfg.num_layers}x{cfg.hidden_size}, {inp}"
 

@@ -5,27 +5,9 @@ clipping, zeroing and checkpointing each touch one array.
 """
 import numpy as np
 
+from .stack import ENCODER, layers, parameter_shapes
+
 ALIGN = 16  # elements: each view starts on a 64-byte boundary in float32
-
-
-def parameter_shapes(config):
-    """[(name, shape)] in a fixed order. G gates, H hidden, V vocabulary, E embedding."""
-    G, H, V, E = config.gates, config.hidden_size, config.vocab_size, config.embed_dim
-    shapes = []
-    if E:
-        shapes.append(("encoder.weight", (V, E)))
-    for k in range(config.num_layers):
-        n_in = config.input_size if k == 0 else H
-        shapes += [
-            (f"rnn.weight_ih_l{k}", (G * H, n_in)),
-            (f"rnn.weight_hh_l{k}", (G * H, H)),
-            (f"rnn.bias_ih_l{k}", (G * H,)),
-            (f"rnn.bias_hh_l{k}", (G * H,)),
-        ]
-        if config.layer_norm:  # each gain - 1 (kernels.norm): decay pulls it towards 1
-            shapes += [(f"rnn.norm_ih_l{k}", (G * H,)), (f"rnn.norm_hh_l{k}", (G * H,))]
-    shapes += [("decoder.weight", (V, H)), ("decoder.bias", (V,))]
-    return shapes
 
 
 class ParamLayout:
@@ -54,18 +36,19 @@ class ParamLayout:
 
 def init_params(config, params, rng):
     """PyTorch's defaults (uniform +-1/sqrt(H) for recurrent and decoder weights, N(0, 1)
-    embedding, layer-norm gains 1), plus an LSTM forget-gate bias of 1 so memories persist
-    early in training."""
+    embedding, layer-norm gains 1), then the cell's own gate biases (CellSpec.gate_bias: the
+    LSTM's forget gate starts at 1, so memories persist early in training)."""
     H = config.hidden_size
     bound = 1.0 / np.sqrt(H)
+    gains = {name for layer in layers(config) for name in (layer.norm_ih, layer.norm_hh)}
     for name, p in params.items():
-        if name == "encoder.weight":
+        if name == ENCODER:
             p[...] = rng.standard_normal(p.shape)
-        elif name.startswith("rnn.norm"):
+        elif name in gains:
             p[...] = 0.0  # gain 1
         else:
             p[...] = rng.uniform(-bound, bound, p.shape)
-    if config.cell == "lstm":
-        for k in range(config.num_layers):
-            params[f"rnn.bias_ih_l{k}"][H:2 * H] = 1.0
-            params[f"rnn.bias_hh_l{k}"][H:2 * H] = 0.0
+    for gate, value in config.spec.gate_bias:
+        for layer in layers(config):
+            params[layer.b_ih][gate * H:(gate + 1) * H] = value
+            params[layer.b_hh][gate * H:(gate + 1) * H] = 0.0

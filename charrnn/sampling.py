@@ -11,18 +11,18 @@ import math
 
 import numpy as np
 
+from .abilities import Engine, check_model, require
 from .checkpoint import load_model, resolve
 from .config import DynamicConfig
 from .dynamic import MS_ARRAY, Adapting
 from .errors import UsageError
 from .kernels import packed
 from .kernels.sampling import beam_search, loop
-from .model import cell_id, norm_buffers, one_hot_table
+from .stack import DECODER_BIAS, DECODER_WEIGHT, ENCODER, layers
+from .cells import kernel_id
+from .front import state_widths
+from .model import norm_buffers, one_hot_table
 from .threadpool import threads
-
-_WEIGHTS = ("rnn.weight_ih_l{}", "rnn.weight_hh_l{}", "rnn.bias_ih_l{}", "rnn.bias_hh_l{}",
-            "rnn.norm_ih_l{}", "rnn.norm_hh_l{}")  # the last two -1 without layer norm
-
 
 def _is_int(x):
     return isinstance(x, (int, np.integer)) and not isinstance(x, bool)
@@ -54,9 +54,9 @@ def utf8(chunks):
     yield decoder.decode(b"", final=True)
 
 
-class SamplerFront:
+class SamplerFront(Engine):
     """What the CPU Sampler and the GPU's CudaSampler share: the vocabulary, the start
-    character, the weights' offsets and the public calls; each engine implements _run
+    character and the public calls; each engine implements _run
     (check, prime, then more(T) -> (B, T) ids), _beam and _log_prob(ids) -> log_prob's pair.
 
     Generation starts from the zero state. A prime is fed first (teacher forced) and is not
@@ -66,17 +66,13 @@ class SamplerFront:
 
     def __init__(self, model, vocab):
         cfg = model.config
+        check_model(self, cfg)
         if len(vocab) != cfg.vocab_size:
             raise UsageError(f"the vocabulary has {len(vocab)} characters but the model expects "
                              f"{cfg.vocab_size}; pass the vocabulary the model was trained with")
         self.model, self.vocab = model, vocab
-        offs = model.layout.offsets
-        self._layer_offs = np.array([[offs.get(w.format(k), -1) for w in _WEIGHTS]
-                                     for k in range(cfg.num_layers)], np.int64)  # (L, 6)
-        self._head_offs = np.array([offs.get("encoder.weight", -1), offs["decoder.weight"],
-                                    offs["decoder.bias"]], np.int64)
         self._start = int(vocab.encode("\n")[0]) if "\n" in vocab else 0
-        self._cell = cell_id(cfg)
+        self._cell = kernel_id(cfg)
         self.bytes = False  # a model of raw bytes: each character is one byte (see utf8)
         self.ms = None  # dynamic evaluation's mean squared gradients (charrnn.dynamic)
 
@@ -145,6 +141,7 @@ class SamplerFront:
         matters only when stop texts end beams at different lengths (a beam that produced a
         stop text is finished and competes, unchanged, with the growing ones). k = 1 is
         greedy: temperature 0's text. No randomness."""
+        require(self, "beam", "beam search")
         check_settings(n, 0.0, None, None, None)
         V = len(self.vocab)
         if not _is_int(k) or not 1 <= k <= V:
@@ -202,6 +199,7 @@ class SamplerFront:
         return np.concatenate([[self._start], ids]).astype(np.int64)  # (T + 1,)
 
     def _adapting(self, ms, settings):
+        require(self, "dynamic", "dynamic evaluation")
         return Adapting(self.model, self.ms if ms is None else ms, settings)
 
 
@@ -253,9 +251,17 @@ class Sampler(SamplerFront):
     """Generates text from, and scores text under, a CharRNN with its Vocab, on the CPU (for
     either engine: charrnn.load_sampler)."""
 
+    device = "cpu"
+    ABILITIES = frozenset({"beam", "dynamic", "layer_norm"})
+
     def __init__(self, model, vocab):
         super().__init__(model, vocab)
         threads()  # pins BLAS to one thread: its threading only slows these small products
+        offs = model.layout.offsets  # the compiled loop's: (L, 6) in stack.WEIGHTS' order
+        self._layer_offs = np.array([[offs.get(w, -1) for w in layer.weights]  # -1: none
+                                     for layer in layers(model.config)], np.int64)
+        self._head_offs = np.array([offs.get(ENCODER, -1), offs[DECODER_WEIGHT],
+                                    offs[DECODER_BIAS]], np.int64)
 
     def _log_prob(self, ids):
         h, c, ws = self._buffers(1)
@@ -272,8 +278,9 @@ class Sampler(SamplerFront):
         L, H, GH = cfg.num_layers, cfg.hidden_size, cfg.gates * cfg.hidden_size
         pflat, poffs = np.zeros((0, 0), self.model.dtype), np.zeros((L, 2), np.int64)
         if packed.packable(self.model.dtype, GH):
-            mats = ([(k, 0, f"rnn.weight_hh_l{k}") for k in range(L)]
-                    + [(k, 1, f"rnn.weight_ih_l{k}") for k in range(1, L)])  # (layer, column)
+            stack = layers(cfg)
+            mats = ([(layer.index, 0, layer.w_hh) for layer in stack]
+                    + [(layer.index, 1, layer.w_ih) for layer in stack[1:]])  # (layer, column)
             pflat = np.empty(len(mats) * GH * H, np.float32)
             for i, (k, j, name) in enumerate(mats):
                 poffs[k, j] = i * GH * H
@@ -285,8 +292,7 @@ class Sampler(SamplerFront):
     def _buffers(self, B):
         cfg, dt, P = self.model.config, self.model.dtype, self.model.params
         L, H, GH, V = cfg.num_layers, cfg.hidden_size, cfg.gates * cfg.hidden_size, cfg.vocab_size
-        Hc = H if cfg.cell == "lstm" else 0
-        Q = GH if cfg.cell == "gru" else 0  # hg width (see kernels.recurrence)
+        Hc, Q = state_widths(cfg)  # c's and hg's widths (see kernels.recurrence)
         h, c = np.zeros((L, B, H), dt), np.zeros((L, B, Hc), dt)  # the state, zero at start
         table = np.empty((0 if cfg.embed_dim else V, GH), dt)  # (V, GH): one-hot gates
         if not cfg.embed_dim:

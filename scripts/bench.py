@@ -23,13 +23,14 @@ import time
 
 import numpy as np
 
+from charrnn.cells import REGISTRY
+
 CONFIGS = {"lstm-1x128": ("lstm", 1, 128), "lstm-2x128": ("lstm", 2, 128),
            "lstm-2x256": ("lstm", 2, 256), "lstm-2x512": ("lstm", 2, 512),
            "gru-2x256": ("gru", 2, 256), "rnn-1x128": ("rnn", 1, 128),
            "gru-2x512": ("gru", 2, 512)}  # cell, layers L, H
 DEFAULT_CONFIGS = [c for c in CONFIGS if c != "gru-2x512"]  # the 20-minute model: when named
 B, T, V, CLIP, LR = 50, 50, 65, 5.0, 2e-3
-GATES = {"lstm": 4, "gru": 3, "rnn": 1}
 SAMPLE_CHARS, MIN_SAMPLE_S, TARGET_TRAIN_S = 2000, 0.5, 1.5
 MEMORY_CONFIG, MEMORY_STEPS = "lstm-2x256", 20
 RATES = ("charrnn_train", "torch_train", "charrnn_sample", "torch_sample")  # chars/s
@@ -109,14 +110,14 @@ def gemm_peak(threads, runs=5):
 def forward_flops(name):
     """Per character: 2*G*H*(in + H) per layer (in = V for layer 0) + 2*H*V for the decoder."""
     cell, L, H = CONFIGS[name]
-    return sum(2 * GATES[cell] * H * ((V if k == 0 else H) + H) for k in range(L)) + 2 * H * V
+    return sum(2 * REGISTRY[cell].G * H * ((V if k == 0 else H) + H) for k in range(L)) + 2 * H * V
 
 
 def sample_weight_bytes(name):
     """Bytes of float32 weights batch-1 sampling reads per character: each layer's W_hh, W_ih
     above layer 0 (layer 0 gathers one row of it), and the decoder."""
     cell, L, H = CONFIGS[name]
-    GH = GATES[cell] * H
+    GH = REGISTRY[cell].G * H
     return 4 * ((2 * L - 1) * GH * H + GH + V * H)
 
 

@@ -19,6 +19,7 @@ import time
 import numpy as np
 
 import bench
+from charrnn.cells import REGISTRY
 
 
 def parse_args():
@@ -131,7 +132,7 @@ def main():
     args = parse_args()
     bench.set_threads(1, vs_torch=False)
     cell, L, H = bench.CONFIGS[args.config]
-    B, T, V, GH = args.batch, bench.T, bench.V, bench.GATES[cell] * H
+    B, T, V, GH = args.batch, bench.T, bench.V, REGISTRY[cell].G * H
     N = B * T
     model = bench.charrnn_model(args.config)[0]
     rng = np.random.default_rng(0)

@@ -2,12 +2,13 @@
 models and batches, and the training tests' tiny corpus and settings."""
 import numpy as np
 
-from charrnn import CharRNN, ModelConfig, checkpoint
+from charrnn import CharRNN, ModelConfig, cells, checkpoint
 
-# The architectures every engine test runs over: each cell, 1 and 2 layers, one-hot and embedding.
+# The architectures every engine test runs over: each registered cell and nonlinearity
+# (charrnn.cells), 1 and 2 layers, one-hot and embedding.
 ARCHS = [
-    dict(cell=cell, num_layers=layers, embed_dim=embed, nonlinearity=nl)
-    for cell, nl in (("lstm", "tanh"), ("gru", "tanh"), ("rnn", "tanh"), ("rnn", "relu"))
+    dict(cell=spec.name, num_layers=layers, embed_dim=embed, nonlinearity=nl)
+    for spec, nl in cells.KERNELS
     for layers in (1, 2)
     for embed in (None, 3)
 ]

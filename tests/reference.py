@@ -18,6 +18,32 @@ def layer_norm(a, gain, G):
     return ((groups - mean) / np.sqrt(var + 1e-5)).reshape(B, GH) * (1 + gain)
 
 
+def lstm(gx, gh, h, c, H, nonlinearity):
+    i = sigmoid(gx[:, :H] + gh[:, :H])
+    f = sigmoid(gx[:, H:2 * H] + gh[:, H:2 * H])
+    g = np.tanh(gx[:, 2 * H:3 * H] + gh[:, 2 * H:3 * H])
+    o = sigmoid(gx[:, 3 * H:] + gh[:, 3 * H:])
+    c = f * c + i * g
+    return o * np.tanh(c), c
+
+
+def gru(gx, gh, h, c, H, nonlinearity):
+    r = sigmoid(gx[:, :H] + gh[:, :H])
+    z = sigmoid(gx[:, H:2 * H] + gh[:, H:2 * H])
+    n = np.tanh(gx[:, 2 * H:] + r * gh[:, 2 * H:])
+    return (1 - z) * n + z * h, c
+
+
+def rnn(gx, gh, h, c, H, nonlinearity):
+    pre = gx + gh
+    return (np.maximum(pre, 0) if nonlinearity == "relu" else np.tanh(pre)), c
+
+
+# Each registered cell's equations (charrnn.cells), from x's and h's pre-activations gx, gh
+# (B, G*H), biases included: -> (h, c).
+CELLS = {"lstm": lstm, "gru": gru, "rnn": rnn}
+
+
 def cell_step(cell, x, h, c, w_ih, w_hh, b_ih, b_hh, nonlinearity="tanh", norms=None):
     """One step of torch.nn.{LSTM,GRU,RNN} for a batch: x (B, in), h, c (B, H). norms: the
     (x side, h side) layer-norm gains - 1, each (G*H,), or None."""
@@ -26,21 +52,7 @@ def cell_step(cell, x, h, c, w_ih, w_hh, b_ih, b_hh, nonlinearity="tanh", norms=
     if norms is not None:
         G = w_ih.shape[0] // H
         gx, gh = layer_norm(gx, norms[0], G), layer_norm(gh, norms[1], G)
-    gx, gh = gx + b_ih, gh + b_hh
-    if cell == "lstm":
-        i = sigmoid(gx[:, :H] + gh[:, :H])
-        f = sigmoid(gx[:, H:2 * H] + gh[:, H:2 * H])
-        g = np.tanh(gx[:, 2 * H:3 * H] + gh[:, 2 * H:3 * H])
-        o = sigmoid(gx[:, 3 * H:] + gh[:, 3 * H:])
-        c = f * c + i * g
-        return o * np.tanh(c), c
-    if cell == "gru":
-        r = sigmoid(gx[:, :H] + gh[:, :H])
-        z = sigmoid(gx[:, H:2 * H] + gh[:, H:2 * H])
-        n = np.tanh(gx[:, 2 * H:] + r * gh[:, 2 * H:])
-        return (1 - z) * n + z * h, c
-    pre = gx + gh
-    return (np.maximum(pre, 0) if nonlinearity == "relu" else np.tanh(pre)), c
+    return CELLS[cell](gx + b_ih, gh + b_hh, h, c, H, nonlinearity)
 
 
 def loss(config, params, inputs, targets, h0, c0, masks=None, weights=None, nudge=None,

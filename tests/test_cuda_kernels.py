@@ -6,21 +6,17 @@ import math
 import numpy as np
 import pytest
 
-from charrnn import kernels as K
+from charrnn import cells
 from charrnn import optim as cpu_optim
 from charrnn.kernels import blas as cpu_blas
 from charrnn.kernels import common as cpu_common
-from charrnn.kernels import gru as cpu_gru
-from charrnn.kernels import lstm as cpu_lstm
 from charrnn.kernels import recurrence as cpu_recurrence
-from charrnn.kernels import rnn as cpu_rnn
 from charrnn.kernels.sampling import pick as cpu_pick
 from cuda_support import DTYPES, TOL, host, skip_without_cuda, tiny_blocks, to_device  # noqa: F401
 
 pytestmark = skip_without_cuda
 B, T, H, V = 3, 4, 5, 7
-CELLS = [("lstm", K.LSTM, 4), ("gru", K.GRU, 3), ("rnn-tanh", K.RNN_TANH, 1),
-         ("rnn-relu", K.RNN_RELU, 1)]
+CELLS = [(f"{spec.name}-{nl}", cid, spec.G) for cid, (spec, nl) in enumerate(cells.KERNELS)]
 
 
 def rand(rng, *shape, dtype=np.float64, scale=1.0):
@@ -184,29 +180,28 @@ def test_elementwise_helpers_and_sums(rng, dtype):
 # --- cells and time loops ---------------------------------------------------------------------
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("cell,cid,G", CELLS, ids=[c[0] for c in CELLS])
-def test_cell_forward_and_backward_match_cpu(rng, dtype, cell, cid, G):
-    from charrnn.cuda import gru, lstm, rnn
+def test_cell_step_and_step_backward_match_cpu(rng, dtype, cell, cid, G):
+    from charrnn.cuda import recurrence as gpu_recurrence
 
-    gates, hg = rand(rng, B, G * H, dtype=dtype), rand(rng, B, G * H, dtype=dtype)
-    b_hh = rand(rng, G * H, dtype=dtype)
-    h_prev, c_prev = rand(rng, B, H, dtype=dtype), rand(rng, B, H, dtype=dtype)
-    dh, dc = rand(rng, B, H, dtype=dtype), rand(rng, B, H, dtype=dtype)
-    cpu = [a.copy() for a in (gates, hg, b_hh, h_prev, c_prev, np.zeros_like(h_prev),
-                              np.zeros_like(c_prev), dh, dc, np.zeros_like(h_prev))]
+    spec, _ = cells.KERNELS[cid]
+    C = H if spec.carries_c else 0
+    Q = G * H if spec.h_side_apart else 0
+    gates, hg = rand(rng, B, G * H, dtype=dtype), np.zeros((B, Q), dtype)
+    w_hh, b_hh = rand(rng, G * H, H, dtype=dtype, scale=0.5), rand(rng, G * H, dtype=dtype)
+    h_prev, c_prev = rand(rng, B, H, dtype=dtype), rand(rng, B, C, dtype=dtype)
+    dh, dc = rand(rng, B, H, dtype=dtype), rand(rng, B, C, dtype=dtype)
+    cpu = [gates, hg, h_prev, c_prev, np.zeros_like(h_prev), np.zeros_like(c_prev), dh, dc,
+           rand(rng, B, H, dtype=dtype), np.zeros(G * H, dtype)]
     dev = list(to_device(*cpu))
-    relu = cid == K.RNN_RELU
-    for module, arrays in ((None, cpu), ("gpu", dev)):
-        g, q, bh, hp, cp, h, c, d, dcc, dhp = arrays
-        mods = (cpu_lstm, cpu_gru, cpu_rnn) if module is None else (lstm, gru, rnn)
-        if cid == K.LSTM:
-            mods[0].forward(g, bh, cp, c, h)
-            mods[0].backward(g, d, dcc, cp, c)
-        elif cid == K.GRU:
-            mods[1].forward(g, q, hp, h)
-            mods[1].backward(g, q, d, hp, dhp)
-        else:
-            mods[2].forward(g, bh, h, relu)
-            mods[2].backward(g, d, relu)
+    w_d, b_d = to_device(w_hh, b_hh)
+    no_norm = (np.zeros((B, 0), dtype), np.zeros((B, 0), dtype), np.zeros(0, dtype))
+    g, q, hp, cp, h, c, d, dcc, dhp, db = cpu
+    cpu_recurrence.step(cid, g, q, hp, cp, h, c, w_hh, b_hh, *no_norm)
+    cpu_recurrence.step_backward(cid, g, q, d, dhp, dcc, hp, cp, c, *no_norm, no_norm[2], db)
+    module, variant = gpu_recurrence.CELLS[cid]
+    g, q, hp, cp, h, c, d, dcc, dhp, db = dev
+    module.step(g, q, hp, cp, h, c, w_d, b_d, variant)
+    module.step_backward(g, q, d, dhp, dcc, hp, cp, c, variant)
     for got, want in zip(dev, cpu):
         close(host(got), want, dtype)
 
@@ -216,13 +211,14 @@ def test_cell_forward_and_backward_match_cpu(rng, dtype, cell, cid, G):
 def test_time_loops_match_cpu(rng, dtype, cell, cid, G):
     from charrnn.cuda import recurrence
 
-    C = H if cid == K.LSTM else 0
+    spec, _ = cells.KERNELS[cid]
+    C = H if spec.carries_c else 0
     gates, hs, cs = rand(rng, T, B, G * H, dtype=dtype), np.zeros((T + 1, B, H), dtype), \
         np.zeros((T + 1, B, C), dtype)
     hs[0], cs[0] = rand(rng, B, H, dtype=dtype, scale=0.5), rand(rng, B, C, dtype=dtype)
     w_hh, b_hh = rand(rng, G * H, H, dtype=dtype, scale=0.5), rand(rng, G * H, dtype=dtype)
     dhs = rand(rng, T, B, H, dtype=dtype)
-    hg = np.zeros((T, B, G * H if cid == K.GRU else 0), dtype)  # as the models make it
+    hg = np.zeros((T, B, G * H if spec.h_side_apart else 0), dtype)  # as the models make it
     dw, db = rand(rng, G * H, H, dtype=dtype), rand(rng, G * H, dtype=dtype)
     dh0, dc0 = np.zeros((B, H), dtype), np.zeros((B, C), dtype)
     cpu = [gates, hg, hs, cs, dhs, dw, db, dh0, dc0]
@@ -344,3 +340,43 @@ def test_pick_matches_cpu_given_the_same_uniform_numbers(rng, dtype, temperature
     pick(to_device(logits), *scratch, to_device(u), ids, out, 1, temperature, top_k, top_p)
     np.testing.assert_array_equal(host(ids), want)
     np.testing.assert_array_equal(host(out)[:, 1], want)
+
+
+# --- the twins' promise (charrnn.cuda's docstring) --------------------------------------------
+TWINS = ("common", "blas", "recurrence") + tuple(cells.REGISTRY)
+# The CPU's arguments the GPU has no use for yet: layer norm's (no GPU kernels; a cell's
+# step_backward adds its b_hh gradient into db_hh step by step) and the scratch where the CPU
+# packs a layer's input for its packed weight-gradient product.
+LAYER_NORM_ARGS = {"hat", "rstd", "gain", "dgain"}
+NOT_TWINS = {("common", "sigmoid"): "a device function, its 1 passed in the dtype"}
+
+
+def _public_functions(module):
+    import inspect
+
+    found = {}
+    for name, obj in vars(module).items():
+        fn = getattr(obj, "py_func", obj)  # a Numba dispatcher's Python function
+        if not name.startswith("_") and inspect.isfunction(fn) and \
+                fn.__module__ == module.__name__:
+            found[name] = [p.name for p in inspect.signature(fn).parameters.values()
+                           if p.default is inspect.Parameter.empty]
+    return found
+
+
+@pytest.mark.parametrize("room", TWINS)
+def test_the_twins_share_names_and_arguments(room):
+    """Every function a CPU kernel module and its CUDA twin both define takes the same
+    arguments, in order (the GPU may add keywords with defaults: per-step views, out=); a
+    cell's two modules define the same functions."""
+    import importlib
+
+    cpu = _public_functions(importlib.import_module(f"charrnn.kernels.{room}"))
+    gpu = _public_functions(importlib.import_module(f"charrnn.cuda.{room}"))
+    if room in cells.REGISTRY:
+        assert set(cpu) == set(gpu)
+    shared = sorted(set(cpu) & set(gpu) - {name for r, name in NOT_TWINS if r == room})
+    assert shared
+    for name in shared:
+        cpu_only = LAYER_NORM_ARGS | ({"db_hh"} if room in cells.REGISTRY else {"scratch"})
+        assert [a for a in cpu[name] if a not in cpu_only] == gpu[name], name

@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 
 from charrnn import CharRNN, ModelConfig
-from charrnn import model as cpu_model
 from charrnn.sampling import Sampler
 from charrnn.vocab import Vocab
 from helpers import ARCHS, arch_id, random_batch, random_state
@@ -67,12 +66,12 @@ def test_float32_matches_cpu_to_float32_rounding(arch):
     assert_same(final, g_final, np.float32)
 
 
-def test_dropout_uses_device_masks_and_matches_cpu_given_them(monkeypatch):
+def test_dropout_uses_device_masks_and_matches_cpu_given_them():
     arch = dict(cell="lstm", num_layers=2, embed_dim=None, nonlinearity="tanh")
     cpu, gpu = pair(arch, dropout=0.4)
     inputs, targets = random_batch(V, B, T, seed=4)
     loss, _ = gpu.loss_and_grad(inputs, targets)
-    masks = [m.copy_to_host() for m in gpu._passes[(B, T)].masks]
+    masks = gpu.dropout_masks().layers
     values = np.unique(np.concatenate([m.ravel() for m in masks]))
     assert len(values) == 2 and values[0] == 0.0 and values[1] == pytest.approx(1 / 0.6)
     zeros = np.array(values[0] == np.concatenate([m.ravel() for m in masks])).mean()
@@ -81,29 +80,23 @@ def test_dropout_uses_device_masks_and_matches_cpu_given_them(monkeypatch):
                                np.zeros((2, B, H)), np.zeros((2, B, H)), masks=masks)
     assert loss == pytest.approx(ref, rel=1e-12)
 
-    def same_masks(self, rng):
-        for m, given in zip(self.masks, masks):
-            m[...] = given
-
-    monkeypatch.setattr(cpu_model._Pass, "draw_masks", same_masks)
-    cpu.loss_and_grad(inputs, targets)
+    cpu.loss_and_grad(inputs, targets, masks=gpu.dropout_masks())
+    np.testing.assert_array_equal(cpu.dropout_masks().layers, masks)
     np.testing.assert_allclose(gpu.grad.copy_to_host(), cpu.grad, rtol=1e-11, atol=1e-14)
     # evaluation applies no dropout
     assert gpu.loss(inputs, targets)[0] == pytest.approx(cpu.loss(inputs, targets)[0], rel=1e-12)
 
 
-def test_weight_drop_uses_device_masks_and_matches_cpu_given_them(monkeypatch):
+def test_weight_drop_uses_device_masks_and_matches_cpu_given_them():
     arch = dict(cell="gru", num_layers=2, embed_dim=None, nonlinearity="tanh")
     cpu, gpu = pair(arch, weight_drop=0.5)
     inputs, targets = random_batch(V, B, T, seed=5)
     loss, _ = gpu.loss_and_grad(inputs, targets)
-    masks = {name: m.copy_to_host() for name, (_, m) in gpu._hh.items()}
-    assert len(masks) == 2
-    for m in masks.values():
+    masks = gpu.dropout_masks()
+    assert len(masks.weights) == 2 and masks.layers == []
+    for m in masks.weights.values():
         assert set(np.unique(m)) == {0.0, 2.0} and 0.2 < (m == 0).mean() < 0.8
-    monkeypatch.setattr(cpu, "_drop_connect",
-                        lambda: {n: (cpu.params[n] * m, m) for n, m in masks.items()})
-    assert loss == pytest.approx(cpu.loss_and_grad(inputs, targets)[0], rel=1e-12)
+    assert loss == pytest.approx(cpu.loss_and_grad(inputs, targets, masks=masks)[0], rel=1e-12)
     np.testing.assert_allclose(gpu.grad.copy_to_host(), cpu.grad, rtol=1e-11, atol=1e-14)
     # evaluation applies no weight drop
     assert gpu.loss(inputs, targets)[0] == pytest.approx(cpu.loss(inputs, targets)[0], rel=1e-12)

@@ -110,6 +110,11 @@ def test_the_page_works_in_a_real_browser(browser, tmp_path, cell):
     assert "Actually next" in browser.find_element(By.ID, "actual").text
     browser.save_screenshot(str(tmp_path / f"{cell}-unit.png"))
 
+    # a gate's mode explains it, in the words of the cell's spec
+    gate, sentence = ModelConfig(vocab_size=2, cell=cell).spec.shown[1]
+    Select(browser.find_element(By.ID, "mode")).select_by_visible_text(gate)
+    assert browser.find_element(By.ID, "explain").text == sentence
+
     # surprise mode
     Select(browser.find_element(By.ID, "mode")).select_by_value("surprise")
     assert shown(browser, "surprise") == "surprise"
@@ -130,7 +135,7 @@ def test_the_page_works_in_a_real_browser(browser, tmp_path, cell):
     # the gradient-flow and saturation figures are drawn
     assert len(browser.find_elements(By.CSS_SELECTOR, "#flow-plot polyline")) == 2
     dots = browser.find_elements(By.CSS_SELECTOR, "#sat-plot circle")
-    assert len(dots) == 2 * 16 * (3 if cell == "lstm" else 2)
+    assert len(dots) == 2 * 16 * len(ModelConfig(vocab_size=2, cell=cell).spec.shown)
     assert console_errors(browser) == []
 
 

@@ -34,7 +34,11 @@ def test_dropout_forward_matches_reference_with_the_same_masks(arch):
     model = make_model(arch, dropout=0.4)
     inputs, targets = random_batch(5, B, T)
     loss, _ = model.loss_and_grad(inputs, targets)
-    masks = [m.copy() for m in model._passes[(B, T)][0].masks]  # one shard (conftest)
+    masks = model.dropout_masks().layers
+    grad = model.grad.copy()
+    # the same masks given back replay the step, whatever the generator draws next
+    assert model.loss_and_grad(inputs, targets, masks=model.dropout_masks())[0] == loss
+    np.testing.assert_array_equal(model.grad, grad)
     values = np.unique(masks[0])
     assert len(values) == 2 and values[0] == 0.0 and abs(values[1] - 1 / 0.6) < 1e-12
     ref, _, _ = reference_loss(model.config, model.named_parameters(), inputs, targets,
@@ -52,11 +56,12 @@ def test_weight_drop_masks_w_hh_while_training_only(arch):
     loss, _ = model.loss_and_grad(inputs, targets)
     params = model.named_parameters()
     masked = dict(params)
-    for k in range(model.config.num_layers):  # a dropped weight is the one with no gradient
+    for k in range(model.config.num_layers):  # a dropped weight has no gradient
         name = f"rnn.weight_hh_l{k}"
-        kept = model.named_gradients()[name] != 0
-        assert 0.1 < kept.mean() < 0.9, name
-        masked[name] = params[name] * kept / 0.5
+        mask = model.dropout_masks().weights[name]
+        assert set(np.unique(mask)) == {0.0, 2.0} and 0.1 < (mask > 0).mean() < 0.9, name
+        assert (model.named_gradients()[name][mask == 0] == 0).all()
+        masked[name] = params[name] * mask
     start = split(model.initial_state(B))
     ref, _, _ = reference_loss(model.config, masked, inputs, targets, *start)
     assert abs(loss - ref) < 1e-12

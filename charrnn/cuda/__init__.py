@@ -1,11 +1,14 @@
 """numba.cuda twins of the CPU engine, imported only through charrnn.devices when a CUDA device
 is asked for (``import charrnn`` never imports numba.cuda; tests/test_cuda_device.py checks).
 
-Each module is the twin of a CPU room (kernels' common, blas, recurrence, lstm, gru, rnn and
+Each module is the twin of a CPU room (kernels' common, blas, recurrence and each cell's module;
 sampling; model; optim), taking device arrays (``numba.cuda.to_device`` or ``device_array``)
-where the CPU takes NumPy arrays; names and arguments follow the CPU's except where a launch
-needs more (per-step views, ``out=``), as each docstring says. The CPU kernels are the
-reference the tests hold these to. Where the CPU
+where the CPU takes NumPy arrays. In common, blas, recurrence and the cells' modules a function
+both define takes the CPU's arguments in the CPU's order, less those of what the GPU lacks
+(layer norm's, the packed product's scratch), plus keywords a launch needs (per-step views,
+``out=``); a cell's two modules define the same functions (tests/test_cuda_kernels.py checks
+both). The sampler drives its loop from the host, so its entry points are its own. The CPU
+kernels are the reference the tests hold these to. Where the CPU
 kernel returns a scalar (a loss, a norm), the twin can leave it on the device instead (``out=``),
 so a training step moves one batch of ids in and one pair of numbers (loss, gradient norm) out.
 
@@ -27,7 +30,6 @@ import os
 
 from numba import cuda  # noqa: F401  (fails here, at the package, where numba.cuda is absent)
 
-from ..errors import UsageError
 
 MAX_TILE = 32  # shared-memory tiles are allocated at this size; TILE may be smaller
 
@@ -61,11 +63,3 @@ def grid2(rows, cols):
     cap = max(1, MAX_BLOCKS)
     return ((max(1, min(-(-cols // TILE), cap)), max(1, min(-(-rows // TILE), cap))),
             (TILE, TILE))
-
-
-def check_supported(config):
-    """A UsageError, in one line, for a model these twins cannot run: layer norm has CPU
-    kernels only (kernels.norm)."""
-    if config.layer_norm:
-        raise UsageError("this model uses layer norm, which runs on the CPU only for now; use "
-                         "--device cpu, or train with --no-layer-norm for the GPU")

@@ -11,7 +11,8 @@ import math
 from numba import cuda
 
 from . import grid1
-from .common import sigmoid
+from .blas import gemm
+from .common import fill_rows, sigmoid
 
 
 @cuda.jit
@@ -53,3 +54,15 @@ def backward(gates, hg, dh, h_prev, dh_prev):
     """gates: in activations, out d pre-activations (x side); hg: in h-side pre-activations,
     out their gradients. dh_prev += the direct path dL/dh * z."""
     _backward[grid1(dh.size)](gates, hg, dh, h_prev, dh_prev)
+
+
+def step(gates, hg, h_prev, c_prev, h, c, w_hh, b_hh, variant):
+    """One time step (charrnn.cuda.recurrence): hg = h_prev @ W_hh.T + b_hh, then the cell."""
+    fill_rows(hg, b_hh)
+    gemm(False, True, 1.0, h_prev, w_hh, 1.0, hg)
+    forward(gates, hg, h_prev, h)
+
+
+def step_backward(gates, hg, dh, dh_prev, dc, h_prev, c_prev, c, variant):
+    """Backward through one step, less the recurrent product."""
+    backward(gates, hg, dh, h_prev, dh_prev)

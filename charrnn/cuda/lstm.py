@@ -12,6 +12,7 @@ import math
 from numba import cuda
 
 from . import grid1
+from .blas import gemm
 from .common import sigmoid
 
 
@@ -61,3 +62,14 @@ def backward(gates, dh, dc, c_prev, c):
     dh: dL/dh at this step (all paths). dc: in dL/dc from the next step, out dL/dc_prev.
     """
     _backward[grid1(dh.size)](gates, dh, dc, c_prev, c)
+
+
+def step(gates, hg, h_prev, c_prev, h, c, w_hh, b_hh, variant):
+    """One time step (charrnn.cuda.recurrence): gates += h_prev @ W_hh.T, then the cell."""
+    gemm(False, True, 1.0, h_prev, w_hh, 1.0, gates)
+    forward(gates, b_hh, c_prev, c, h)
+
+
+def step_backward(gates, hg, dh, dh_prev, dc, h_prev, c_prev, c, variant):
+    """Backward through one step, less the recurrent product; dc carries dL/dc back."""
+    backward(gates, dh, dc, c_prev, c)

@@ -16,13 +16,16 @@ run repeats exactly on the GPU but draws other masks than the CPU.
 import numpy as np
 from numba import cuda
 
-from ..front import ModelFront, allocate, pass_shapes
-from ..model import CharRNN, cell_id
-from . import check_supported, common, random, recurrence
+from ..front import Masks, ModelFront, allocate, pass_shapes
+from ..abilities import check_model
+from ..cells import kernel_id
+from ..model import CharRNN
+from ..stack import DECODER_BIAS, DECODER_WEIGHT, ENCODER, layers
+from . import common, random, recurrence
 from . import optim as cuda_optim
 
 
-def _device_views(layout, flat):
+def device_views(layout, flat):
     """{name: device view into flat} with each parameter's shape (ParamLayout.views)."""
     return {name: flat[layout.offsets[name]: layout.offsets[name] + int(np.prod(shape))]
             .reshape(shape) for name, shape in layout.shapes.items()}
@@ -40,7 +43,8 @@ class _Pass:
     def __init__(self, config, B, T, dtype):
         H, G = config.hidden_size, config.gates
         N = T * B
-        self.config, self.cell, self.B, self.T, self.N = config, cell_id(config), B, T, N
+        self.config, self.cell, self.B, self.T, self.N = config, kernel_id(config), B, T, N
+        self.layers = layers(config)
         self.__dict__.update(allocate(pass_shapes(config, B, T),  # as the CPU pass's
                                       lambda shape: cuda.to_device(np.zeros(shape, dtype))))
         self.batch = cuda.to_device(np.zeros((2, N), np.int32))  # ids, targets (time-major)
@@ -58,10 +62,14 @@ class _Pass:
         self.c0 = [c[0] for c in self.cs]
         self.train = False
 
-    def draw_masks(self, rng):
+    def draw_masks(self, rng, given=None):
+        """Drawn on the device, or copied from `given` ((T, B, H) per layer)."""
         keep = 1.0 - self.config.dropout
-        for m in self.masks:
-            random.dropout_mask(m, int(rng.integers(0, 2 ** 32)), keep)
+        for k, m in enumerate(self.masks):
+            if given is None:
+                random.dropout_mask(m, int(rng.integers(0, 2 ** 32)), keep)
+            else:
+                m.copy_to_device(np.ascontiguousarray(given[k], m.dtype))
 
     def forward(self, P, inputs, targets, h0, c0, train, scale):
         """Sum of cross-entropies, left in scalars[0]; as charrnn.model._Pass.forward."""
@@ -73,26 +81,26 @@ class _Pass:
         self.train = train and cfg.dropout > 0
         x = None
         if cfg.embed_dim:
-            common.embedding_forward(self.embed, P["encoder.weight"], ids)
+            common.embedding_forward(self.embed, P[ENCODER], ids)
             x = self.embed
-        for k in range(cfg.num_layers):
+        for layer in self.layers:
+            k = layer.index
             gates = self.gates2[k]
-            if k == 0 and x is None:
-                common.onehot_forward(gates, P["rnn.weight_ih_l0"], P["rnn.bias_ih_l0"], ids)
+            if layer.one_hot:
+                common.onehot_forward(gates, P[layer.w_ih], P[layer.b_ih], ids)
             else:
-                common.linear_forward(gates, x, P[f"rnn.weight_ih_l{k}"], P[f"rnn.bias_ih_l{k}"])
+                common.linear_forward(gates, x, P[layer.w_ih], P[layer.b_ih])
             self.h0[k].copy_to_device(h0[k])
             if c0.shape[2]:
                 self.c0[k].copy_to_device(c0[k])
             recurrence.forward(self.cell, self.gates[k], self.hg[k], self.hs[k], self.cs[k],
-                               P[f"rnn.weight_hh_l{k}"], P[f"rnn.bias_hh_l{k}"],
-                               self.steps[k][:4])
+                               P[layer.w_hh], P[layer.b_hh], self.steps[k][:4])
             x = self.out2[k]
             if self.train:
                 common.multiply(self.dropped[k], x, self.masks[k])
                 x = self.dropped[k]
         self.top = x
-        common.linear_forward(self.logits, x, P["decoder.weight"], P["decoder.bias"])
+        common.linear_forward(self.logits, x, P[DECODER_WEIGHT], P[DECODER_BIAS])
         common.softmax_cross_entropy(self.logits, tg, scale, train, out=self.scalars, index=0)
 
     def final_state(self, dtype):
@@ -109,24 +117,25 @@ class _Pass:
     def backward(self, P, D):
         """Add the gradients of the last forward into D (views of the zeroed flat gradient);
         leaves dh0, dc0 (L, B, H) holding the gradient of the initial state."""
-        cfg, L = self.config, self.config.num_layers
+        L = self.config.num_layers
         ids = self.batch[0]
-        common.linear_backward(self.dout2[L - 1], D["decoder.weight"], D["decoder.bias"],
-                               self.logits, self.top, P["decoder.weight"])
-        for k in range(L - 1, -1, -1):
+        common.linear_backward(self.dout2[L - 1], D[DECODER_WEIGHT], D[DECODER_BIAS],
+                               self.logits, self.top, P[DECODER_WEIGHT])
+        for layer in reversed(self.layers):
+            k = layer.index
             if self.train:
                 common.scale_by_mask(self.dhs[k], self.masks[k])
             recurrence.backward(self.cell, self.gates[k], self.hg[k], self.dhs[k], self.dh0[k],
-                                self.dc0[k], self.hs[k], self.cs[k], P[f"rnn.weight_hh_l{k}"],
-                                D[f"rnn.weight_hh_l{k}"], D[f"rnn.bias_hh_l{k}"], self.steps[k])
+                                self.dc0[k], self.hs[k], self.cs[k], P[layer.w_hh],
+                                D[layer.w_hh], D[layer.b_hh], self.steps[k])
             dgates = self.gates2[k]
-            w, dw, db = P[f"rnn.weight_ih_l{k}"], D[f"rnn.weight_ih_l{k}"], D[f"rnn.bias_ih_l{k}"]
+            w, dw, db = P[layer.w_ih], D[layer.w_ih], D[layer.b_ih]
             if k > 0:
                 x = self.dropped[k - 1] if self.train else self.out2[k - 1]
                 common.linear_backward(self.dout2[k - 1], dw, db, dgates, x, w)
-            elif cfg.embed_dim:
+            elif not layer.one_hot:
                 common.linear_backward(self.dembed, dw, db, dgates, self.embed, w)
-                common.embedding_backward(D["encoder.weight"], self.dembed, ids)
+                common.embedding_backward(D[ENCODER], self.dembed, ids)
             else:
                 common.onehot_backward(dw, db, dgates, ids)
 
@@ -151,17 +160,18 @@ class CudaCharRNN(ModelFront):
         return self
 
     def _adopt(self, host):
-        check_supported(host.config)
+        check_model(self, host.config)
         self.config, self.dtype, self.layout = host.config, host.dtype, host.layout
         self.flat = cuda.to_device(host.flat)
         self.grad = cuda.to_device(np.zeros_like(host.grad))
-        self.params = _device_views(self.layout, self.flat)
-        self.grads = _device_views(self.layout, self.grad)
+        self.params = device_views(self.layout, self.flat)
+        self.grads = device_views(self.layout, self.grad)
         self.rng = host.rng
         self.grad_norm = None  # pre-clip gradient norm of the last loss_and_grad
         self._unclipped = False  # grad_norm is the norm of the gradient as it stands
         self._state_grad = None
         self._passes = {}
+        self._last = None  # the last training call's _Pass (dropout_masks)
         self._hh = {}  # weight drop's {W_hh name: (dropped weights, mask)} on the device
 
     def to_cpu(self):
@@ -203,7 +213,7 @@ class CudaCharRNN(ModelFront):
 
     # --- training forward and backward (ModelFront.loss_and_grad also sets grad_norm, the
     # gradient's pre-clip L2 norm, fetched with the loss in one transfer) -------------------
-    def _run(self, inputs, targets, state, train):
+    def _run(self, inputs, targets, state, train, masks=None):
         B, T = inputs.shape
         h0, c0 = self._split_state(state, B)
         if (B, T) not in self._passes:
@@ -211,10 +221,11 @@ class CudaCharRNN(ModelFront):
         p = self._passes[(B, T)]
         P, drop_hh = self.params, {}
         if train:
+            self._last = p
             if self.config.dropout:
-                p.draw_masks(self.rng)
+                p.draw_masks(self.rng, masks and masks.layers)
             if self.config.weight_drop:
-                drop_hh = self._drop_connect()
+                drop_hh = self._drop_connect(masks and masks.weights)
                 P = {**P, **{name: w for name, (w, _) in drop_hh.items()}}
             common.fill(self.grad, 0.0)
         p.forward(P, inputs, targets, h0, c0, train, 1.0 / (B * T))
@@ -230,18 +241,27 @@ class CudaCharRNN(ModelFront):
             self.grad_norm, self._unclipped = float(norm), True
         return float(loss_sum) / (B * T), self._pack_state(*final)
 
-    def _drop_connect(self):
+    def _drop_connect(self, given=None):
         """{W_hh name: (this step's weights, their mask)}, as CharRNN._drop_connect, with the
-        device's masks (one key per layer and step from the model's generator)."""
+        device's masks (one key per layer and step from the model's generator), or given."""
         keep = 1.0 - self.config.weight_drop
         if not self._hh:
-            self._hh = {f"rnn.weight_hh_l{k}": tuple(
-                cuda.device_array(self.layout.shapes[f"rnn.weight_hh_l{k}"], self.dtype)
-                for _ in range(2)) for k in range(self.config.num_layers)}
+            self._hh = {layer.w_hh: tuple(
+                cuda.device_array(self.layout.shapes[layer.w_hh], self.dtype)
+                for _ in range(2)) for layer in layers(self.config)}
         for name, (w, mask) in self._hh.items():
-            random.dropout_mask(mask, int(self.rng.integers(0, 2 ** 32)), keep)
+            if given:
+                mask.copy_to_device(np.ascontiguousarray(given[name], mask.dtype))
+            else:
+                random.dropout_mask(mask, int(self.rng.integers(0, 2 ** 32)), keep)
             common.multiply(w, self.params[name], mask)
         return self._hh
+
+    def _masks(self):
+        """Host copies of the Masks of the last training call."""
+        drew = self._last is not None and self._last.train
+        return Masks([m.copy_to_host() for m in self._last.masks] if drew else [],
+                     {name: mask.copy_to_host() for name, (_, mask) in self._hh.items()})
 
     # --- the trainer's device hooks ----------------------------------------------------------
     def clip_gradients(self, max_value, mode="norm"):

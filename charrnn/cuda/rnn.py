@@ -6,6 +6,7 @@ import math
 from numba import cuda
 
 from . import grid1
+from .blas import gemm
 
 
 @cuda.jit
@@ -43,3 +44,15 @@ def _backward(gates, dh, relu):
 def backward(gates, dh, relu):
     """gates: in activations (= h), out d pre-activation (the same for both sides)."""
     _backward[grid1(dh.size)](gates, dh, bool(relu))
+
+
+def step(gates, hg, h_prev, c_prev, h, c, w_hh, b_hh, variant):
+    """One time step (charrnn.cuda.recurrence): gates += h_prev @ W_hh.T, then the
+    nonlinearity (variant 0 tanh, 1 relu, as kernels.rnn)."""
+    gemm(False, True, 1.0, h_prev, w_hh, 1.0, gates)
+    forward(gates, b_hh, h, variant == 1)
+
+
+def step_backward(gates, hg, dh, dh_prev, dc, h_prev, c_prev, c, variant):
+    """Backward through one step, less the recurrent product."""
+    backward(gates, dh, variant == 1)

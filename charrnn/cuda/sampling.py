@@ -14,42 +14,35 @@ import math
 import numpy as np
 from numba import cuda
 
-from ..errors import UsageError
+from ..front import state_widths
 from ..sampling import SamplerFront, check_settings
-from . import check_supported, grid1
+from ..stack import DECODER_BIAS, DECODER_WEIGHT, ENCODER, layers
+from . import grid1
 from .common import embedding_forward, linear_forward, onehot_forward
-from .model import is_device_array
+from .model import device_views, is_device_array
 from .random import uniforms
 from .recurrence import step
 
 
-def weight_views(flat, layer_offs, head_offs, config):
+def weight_views(flat, model):
     """The per-layer (w_ih, w_hh, b_ih, b_hh) and head (encoder or None, decoder w, b) device
-    views into the flat parameters at the CPU sampler's offsets, cut once per sampler."""
-    H, GH, V, E = (config.hidden_size, config.gates * config.hidden_size, config.vocab_size,
-                   config.embed_dim or 0)
-
-    def view(offset, rows, cols):
-        return flat[offset: offset + rows * cols].reshape(rows, cols)
-
-    layers = []
-    for k, (w_ih, w_hh, b_ih, b_hh, _, _) in enumerate(np.asarray(layer_offs).tolist()):
-        layers.append((view(w_ih, GH, H if k else (E or V)), view(w_hh, GH, H),
-                       flat[b_ih: b_ih + GH], flat[b_hh: b_hh + GH]))
-    enc, dec_w, dec_b = np.asarray(head_offs).tolist()
-    return layers, (view(enc, V, E) if E else None, view(dec_w, V, H), flat[dec_b: dec_b + V])
+    views into the flat parameters, by the layer stack's names (charrnn.stack), cut once per
+    sampler."""
+    P = device_views(model.layout, flat)
+    return ([(P[layer.w_ih], P[layer.w_hh], P[layer.b_ih], P[layer.b_hh])
+             for layer in layers(model.config)],
+            (P.get(ENCODER), P[DECODER_WEIGHT], P[DECODER_BIAS]))
 
 
 class Buffers:
-    """The state and scratch of B rows: h, c (L, B, H), zero at start (c (L, B, 0) unless
-    LSTM), the pending ids (B,), and the step's work arrays."""
+    """The state and scratch of B rows: h, c (L, B, H), zero at start (c (L, B, 0) for a cell
+    without one), the pending ids (B,), and the step's work arrays."""
 
     def __init__(self, config, dtype, B):
         L, H, GH, V, E = (config.num_layers, config.hidden_size,
                           config.gates * config.hidden_size, config.vocab_size,
                           config.embed_dim or 0)
-        Hc = H if config.cell == "lstm" else 0
-        Q = GH if config.cell == "gru" else 0  # hg width (see kernels.recurrence)
+        Hc, Q = state_widths(config)  # c's and hg's widths (see kernels.recurrence)
         z = lambda shape, dt=dtype: cuda.to_device(np.zeros(shape, dt))  # noqa: E731
         self.h, self.c = z((L, B, H)), z((L, B, Hc))
         self.hk, self.ck = [self.h[k] for k in range(L)], [self.c[k] for k in range(L)]
@@ -222,13 +215,14 @@ class CudaSampler(SamplerFront):
     The parameters are copied to the device once. Settings, checks and results are the
     Sampler's; seeded texts differ from the CPU's (another random stream), greedy ones agree."""
 
+    device = "cuda"
+    ABILITIES = frozenset()  # beam search, dynamic evaluation and layer norm: CPU only
+
     def __init__(self, model, vocab):
-        check_supported(model.config)
         super().__init__(model, vocab)
         flat = model.flat if is_device_array(model.flat) else cuda.to_device(model.flat)
         self._flat = flat
-        self._device_weights = weight_views(flat, self._layer_offs, self._head_offs,
-                                            model.config)
+        self._device_weights = weight_views(flat, model)
 
     def _ids(self, values):
         return cuda.to_device(np.asarray(values, np.int32))
@@ -240,13 +234,6 @@ class CudaSampler(SamplerFront):
         force(self._cell, self._device_weights, buf, self._ids(ids), logp)
         logp = logp.copy_to_host()
         return float(logp.sum()), logp
-
-    def _adapting(self, ms, settings):
-        raise UsageError("dynamic evaluation runs on the CPU only; use --device cpu")
-
-    def _beam(self, K, n, prime_ids, stops, stop_lens, length_norm):
-        raise UsageError("beam search runs on the CPU only; use --device cpu (or "
-                         "charrnn.Sampler) for --beam")
 
     def _run(self, B, n, prime, temperature, top_k, top_p, seed, unknown):
         """Check the settings, feed the prime, and return more(T) -> the next (B, T) ids."""

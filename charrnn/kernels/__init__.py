@@ -5,8 +5,8 @@ N = T*B rows when the time and batch axes are flattened together.
 
 Optional buffers are passed as empty arrays, not None, so that one compiled signature serves
 every caller and a kernel tests a size instead of a type. The convention, everywhere:
-- a zero-width axis means "this cell has none": cs and c (T+1, B, 0) for GRU and RNN (no cell
-  state), hg (T, B, 0) for LSTM and RNN (their h side adds straight into gates);
+- a zero-width axis means "this cell has none": cs and c (T+1, B, 0) for cells with no cell
+  state, hg (T, B, 0) for cells whose h side adds straight into gates (charrnn.cells);
 - an empty bias or row-sum target (db[:0], a (0,) b_ih) means "add nothing": add_row_sums
   skips it;
 - an output with no rows (a (0, K) dx) means "not wanted": linear_backward skips dx;
@@ -15,9 +15,6 @@ every caller and a kernel tests a size instead of a type. The convention, everyw
   packed.pack's panels for the micro-kernel; the sampler's pflat is 1-D (all packed matrices)
   or (0, 0) (none).
 """
-
-# Cell ids passed to the kernels (kernels read no globals that could change).
-RNN_TANH, RNN_RELU, LSTM, GRU = 0, 1, 2, 3
 
 
 def kernel(fn=None, *, reassociate=False):

@@ -6,7 +6,7 @@
 x_* = W_ih x + b_ih and h_* = W_hh h_prev + b_hh (so the reset gate multiplies W_hn h + b_hn).
 Shapes: gates, hg (B, 3H); h_prev, h, dh, dh_prev (B, H).
 """
-from . import kernel
+from . import kernel, norm
 from .common import sigmoid, tanh
 
 
@@ -45,3 +45,22 @@ def backward(gates, hg, dh, h_prev, dh_prev):
             dhp[j] += d * z
             gr[j], gz[j], gn[j] = dr, dz, dn
             hr[j], hz[j], hn[j] = dr, dz, dn * r
+
+
+@kernel
+def step(gates, hg, h_prev, c_prev, h, c, w_hh, b_hh, hat, rstd, gain, variant):
+    """One time step (kernels.recurrence): hg gets h_prev @ W_hh.T + b_hh, with layer norm
+    (hat, rstd, gain) when gain is non-empty; gates become activations, h the new state."""
+    norm.pre_activations(hg, h_prev, w_hh, hat, rstd, gain, b_hh)
+    forward(gates, hg, h_prev, h)
+
+
+@kernel
+def step_backward(gates, hg, dh, dh_prev, dc, h_prev, c_prev, c, hat, rstd, gain, dgain, db_hh,
+                  variant):
+    """Backward through one step, less the recurrent product: gates and hg end as the x- and
+    h-side pre-activation gradients; with layer norm hg is taken back through it (to
+    d(h_prev @ W_hh.T)), adding into dgain and db_hh."""
+    backward(gates, hg, dh, h_prev, dh_prev)
+    if gain.shape[0] > 0:
+        norm.backward(hg, hat, rstd, gain, dgain, db_hh)

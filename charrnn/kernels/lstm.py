@@ -9,6 +9,7 @@ c_prev, c, h, dh, dc (B, H).
 """
 from . import kernel
 from .common import sigmoid, tanh
+from .packed import accumulate_product
 
 
 @kernel
@@ -50,3 +51,17 @@ def backward(gates, dh, dc, c_prev, c):
             gf[j] = dcj * cp[j] * f * (one - f)
             gg[j] = dcj * i * (one - g * g)
             go[j] = dhb[j] * tc * o * (one - o)
+
+
+@kernel
+def step(gates, hg, h_prev, c_prev, h, c, w_hh, b_hh, hat, rstd, gain, variant):
+    """One time step (kernels.recurrence): gates += h_prev @ W_hh.T, then the cell."""
+    accumulate_product(h_prev, w_hh, True, gates)
+    forward(gates, b_hh, c_prev, c, h)
+
+
+@kernel
+def step_backward(gates, hg, dh, dh_prev, dc, h_prev, c_prev, c, hat, rstd, gain, dgain, db_hh,
+                  variant):
+    """Backward through one step, less the recurrent product; dc carries dL/dc back."""
+    backward(gates, dh, dc, c_prev, c)

@@ -1,10 +1,12 @@
 """Vanilla RNN cell, pointwise part, as torch.nn.RNN:  h = act(x_h + h_h), act tanh or relu.
 
 gates arrives holding x_h + h_h less b_hh, which forward adds (see lstm.py).
-Shapes: gates, h, dh (B, H) (G = 1), b_hh (H,).
+Shapes: gates, h, dh (B, H) (G = 1), b_hh (H,). The step's variant is the nonlinearity's
+index in cells.RNN.nonlinearities: 0 tanh, 1 relu.
 """
 from . import assign, kernel
 from .common import tanh
+from .packed import accumulate_product
 
 
 @kernel
@@ -33,3 +35,17 @@ def backward(gates, dh, relu):
         else:
             for j in range(g.shape[0]):
                 g[j] = d[j] * (one - g[j] * g[j])
+
+
+@kernel
+def step(gates, hg, h_prev, c_prev, h, c, w_hh, b_hh, hat, rstd, gain, variant):
+    """One time step (kernels.recurrence): gates += h_prev @ W_hh.T, then the nonlinearity."""
+    accumulate_product(h_prev, w_hh, True, gates)
+    forward(gates, b_hh, h, variant == 1)
+
+
+@kernel
+def step_backward(gates, hg, dh, dh_prev, dc, h_prev, c_prev, c, hat, rstd, gain, dgain, db_hh,
+                  variant):
+    """Backward through one step, less the recurrent product."""
+    backward(gates, dh, variant == 1)

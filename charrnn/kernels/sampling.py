@@ -4,8 +4,10 @@ the rows (charrnn.sampling's Sampler validates
 and allocates; charrnn.cuda.sampling is the GPU twin). Dimension letters: B rows, T characters,
 L layers, H hidden, G gates, V vocabulary, E embedding (0 for one-hot input).
 
-Weights arrive as the model's flat parameter buffer plus element offsets, so one compiled
-function serves any number of layers; views are cut from the buffer inside. In float32 on
+Weights arrive as the model's flat parameter buffer plus element offsets (layer_offs (L, 6),
+each layer's in charrnn.stack.WEIGHTS' order, -1 for none; head_offs the encoder's and the
+decoder's), so one compiled function serves any number of layers; views are cut from the
+buffer inside. In float32 on
 AVX-512 or AVX2 the recurrent and input matrices are also packed for packed's micro-kernel
 (pflat, offsets poffs): for one row it streams the weights faster than BLAS's gemv, for
 several it is a small matrix product.

@@ -289,6 +289,7 @@ def sample(ctx, target, length, prime, prime_file, temperature, top_k, top_p, se
            unknown, stops, num_samples, beam, length_norm, raw, dynamic, ms_from, eta, decay,
            seq_len, device):
     """Generate text from TARGET: a checkpoint or run directory [default: the newest run]."""
+    from .bytemodel import bytes_of, text_of
     from .devices import load_sampler
     from .errors import UsageError
 
@@ -296,12 +297,10 @@ def sample(ctx, target, length, prime, prime_file, temperature, top_k, top_p, se
     sampler = load_sampler(target, device=device)
     if raw and not sampler.bytes:
         raise UsageError("--raw is for models of raw bytes (trained with --bytes); drop it")
-    if prime_file:
+    if prime_file:  # a byte model's prime is the file's bytes
         with open(prime_file, "rb" if sampler.bytes else "r",
                   **({} if sampler.bytes else {"encoding": "utf-8"})) as f:
-            prime = f.read().decode("latin-1") if sampler.bytes else f.read()
-    elif sampler.bytes:
-        prime = prime.encode("utf-8").decode("latin-1")  # the prime's UTF-8 bytes
+            prime = f.read()
     settings, ms = _dynamic_settings(
         ctx, dynamic, sampler.model,
         lambda path: sampler.vocab.encode(_text_reader(sampler.bytes)(path), unknown="skip"),
@@ -313,30 +312,26 @@ def sample(ctx, target, length, prime, prime_file, temperature, top_k, top_p, se
         with _compiling(sampler.model, "dynamic evaluation"):
             sampler = sampler.adapted(prime, ms, settings, unknown)
     stops = [_unescape(t) for t in stops]
-    if sampler.bytes:
-        stops = [t.encode("utf-8").decode("latin-1") for t in stops]
+    shown = bytes_of(prime) if raw else text_of(prime)  # the prime, printed before the text
     if beam:
         with _compiling(sampler.model, "beam search"):
             sampler.beams(1, k=1)  # now, so that a compile is said and timed before the text
-        for text, _ in sampler.beams(length, prime, beam, stops, length_norm, unknown)[
+        for text, _ in sampler.beams(length, prime, beam, stops, length_norm, unknown, raw)[
                 :num_samples]:  # one after another, each on its own lines
-            _write(sampler, raw, [prime, text] + ([] if text.endswith("\n") else ["\n"]),
-                   final=False)
+            _write([shown, text], newline=text[-1:] not in ("\n", b"\n"))
         return
     with _compiling(sampler.model, "sampling"):
         sampler.sample(1, seed=0)  # now, so that a compile is said and timed before the text
     options = dict(prime=prime, temperature=temperature, top_k=top_k, top_p=top_p, seed=seed,
-                   unknown=unknown, stop=stops)
+                   unknown=unknown, stop=stops, raw=raw)
     if num_samples > 1:  # one after another, each on its own lines
-        texts = sampler.sample_batch(num_samples, length, **options)
-        for text in texts:
-            _write(sampler, raw, [prime, text] + ([] if text.endswith("\n") else ["\n"]),
-                   final=False)
+        for text in sampler.sample_batch(num_samples, length, **options):
+            _write([shown, text], newline=text[-1:] not in ("\n", b"\n"))
         return
     if stream is None:
         stream = sys.stdout.isatty()
     chunks = sampler.stream(length, **options) if stream else [sampler.sample(length, **options)]
-    _write(sampler, raw, [prime, *chunks])
+    _write([shown, *chunks], newline=not raw)
 
 
 def _check_beam(ctx, beam, length_norm, num_samples):
@@ -359,19 +354,11 @@ def _check_beam(ctx, beam, length_norm, num_samples):
                          f"beams; use --beam {num_samples} or more")
 
 
-def _write(sampler, raw, pieces, final=True):
-    """Print a sample's pieces (the prime first): a byte model's decoded as UTF-8 (or raw)."""
-    from .sampling import utf8
-
-    if raw:  # each character is one byte
-        out = click.get_binary_stream("stdout")
-        for piece in pieces:
-            out.write(piece.encode("latin-1"))
-            out.flush()
-        return
-    for piece in utf8(pieces) if sampler.bytes else pieces:  # split characters stay whole
+def _write(pieces, newline):
+    """Print a sample's pieces as they come, the prime first: text, or bytes (--raw)."""
+    for piece in pieces:
         click.echo(piece, nl=False)
-    if final:
+    if newline:
         click.echo()
 
 
@@ -574,13 +561,13 @@ def info(target, as_json):
 def export(target, output):
     """Write the model in TARGET (checkpoint or run directory) to a safetensors file that loads
     into PyTorch (see README, Models in and out)."""
+    from .bytemodel import is_byte_model
     from .checkpoint import load_model, resolve
     from .interop import export as write
 
     path = resolve(target)
     model, vocab, meta, _ = load_model(path)
-    corpus = meta.get("corpus") if isinstance(meta.get("corpus"), dict) else {}
-    write(output, model, vocab, as_bytes=corpus.get("bytes") is True)
+    write(output, model, vocab, as_bytes=is_byte_model(meta))
     click.echo(f"wrote {output} ({model.config.cell}, {model.layout.count:,} parameters, "
                f"{len(vocab)} characters)", err=True)
 

@@ -45,16 +45,24 @@ def raw_of(chars):
     return chars.encode("latin-1")
 
 
+def _decoder():
+    return codecs.getincrementaldecoder("utf-8")("replace")
+
+
 def text_of(data):
-    """The text that bytes spell in UTF-8, invalid sequences as U+FFFD; a str as it is."""
-    return data.decode("utf-8", "replace") if isinstance(data, (bytes, bytearray)) else data
+    """The text that bytes spell in UTF-8, invalid sequences as U+FFFD, less a character left
+    unfinished at their end: the text after them finishes it (as utf8's after a prime); a str
+    as it is."""
+    return _decoder().decode(data) if isinstance(data, (bytes, bytearray)) else data
 
 
-def utf8(chunks):
+def utf8(chunks, prime=""):
     """A byte model's text chunks (each character one byte: its latin-1 code point) as the
     UTF-8 text they spell, decoded incrementally: a character split across chunks comes out
-    whole, invalid sequences as U+FFFD (text_of's)."""
-    decoder = codecs.getincrementaldecoder("utf-8")("replace")
+    whole, invalid sequences as U+FFFD. prime: the characters before the chunks, whose text
+    (text_of's) is not yielded, but whose unfinished last character the chunks may finish."""
+    decoder = _decoder()
+    decoder.decode(raw_of(prime))
     for chunk in chunks:
         yield decoder.decode(raw_of(chunk))
     yield decoder.decode(b"", final=True)

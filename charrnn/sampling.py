@@ -57,7 +57,8 @@ class SamplerFront:
     call below treats them alike (charrnn.bytemodel): a prime, stop text or scored text is a
     str, read as its UTF-8 bytes, or bytes; the text returned is the UTF-8 the bytes spell
     (invalid sequences as U+FFFD; stream decodes across pieces, so a character split between
-    two comes out whole), or with raw=True the bytes themselves. Lengths (n, chunk_size) and
+    two comes out whole, and a character that a bytes prime leaves unfinished comes whole at
+    the text's start), or with raw=True the bytes themselves. Lengths (n, chunk_size) and
     log_prob's per-character scores count bytes. A text model refuses bytes and raw=True.
     """
 
@@ -114,7 +115,7 @@ class SamplerFront:
                 rows[b].append(stops.cut(b, self.vocab.decode(row)))
             if stops.all_done():
                 break
-        return [self._whole("".join(pieces), raw) for pieces in rows]
+        return [self._whole("".join(pieces), raw, prime) for pieces in rows]
 
     def stream(self, n, prime="", temperature=1.0, top_k=None, top_p=None, seed=None,
                unknown="error", chunk_size=256, stop=(), raw=False):
@@ -135,7 +136,7 @@ class SamplerFront:
                 yield stops.cut(0, self.vocab.decode(more(chunk)[0]))
                 if stops.all_done():
                     return
-        return self._out(pieces(), raw)
+        return self._out(pieces(), raw, prime)
 
     def beam(self, n, prime="", k=5, stop=(), length_norm=False, unknown="error", raw=False):
         """The most likely continuation of up to n characters that a beam search with k beams
@@ -175,8 +176,8 @@ class SamplerFront:
                 if tokens[t, row] >= 0:
                     ids.append(tokens[t, row])
                 row = parents[t, row]
-            found.append((self._whole(self.vocab.decode(np.array(ids[::-1], np.int64)), raw),
-                          float(scores[b])))
+            text = self.vocab.decode(np.array(ids[::-1], np.int64))
+            found.append((self._whole(text, raw, prime), float(scores[b])))
         return found
 
     # --- dynamic evaluation (charrnn.dynamic; CPU only) -------------------------------------
@@ -221,15 +222,16 @@ class SamplerFront:
             raise UsageError("raw=True gives the bytes of a model of raw bytes (trained with "
                              "--bytes); this model writes text: drop raw")
 
-    def _out(self, pieces, raw):
-        """The model's output pieces (an iterable of its characters) as the caller gets them:
-        a byte model's as UTF-8 text decoded across pieces, or with raw as bytes."""
+    def _out(self, pieces, raw, prime):
+        """The model's output pieces (an iterable of its characters) after the prime (its
+        characters) as the caller gets them: a byte model's as UTF-8 text decoded across
+        pieces, or with raw as bytes."""
         if not self.bytes:
             return pieces
-        return map(raw_of, pieces) if raw else utf8(pieces)
+        return map(raw_of, pieces) if raw else utf8(pieces, prime)
 
-    def _whole(self, chars, raw):
-        return (b"" if raw else "").join(self._out([chars], raw))
+    def _whole(self, chars, raw, prime):
+        return (b"" if raw else "").join(self._out([chars], raw, prime))
 
     def _started(self, ids):
         return np.concatenate([[self._start], ids]).astype(np.int64)  # (T + 1,)

@@ -55,6 +55,11 @@ def test_greedy_text_in_and_out(sampler):
         assert sampler.sample(7, prime=prime, temperature=0) == "é\na日"
     assert sampler.sample(2, temperature=0) == "a\ufffd"  # n counts bytes: 日 cut off
     assert sampler.sample(2, temperature=0, raw=True) == b"a\xe6"
+    cut = "日".encode()[:2]  # a prime that leaves 日 unfinished: the sample finishes it
+    assert sampler.sample(5, prime=cut, temperature=0) == "日é\na"
+    assert "".join(sampler.stream(5, prime=cut, temperature=0, chunk_size=1)) == "日é\na"
+    assert sampler.beam(5, prime=cut, k=2) == "日é\na"
+    assert sampler.sample(5, prime=cut, temperature=0, raw=True) == b"\xa5" + "é\na".encode()
 
 
 @pytest.mark.parametrize("chunk_size", [1, 2, 3, 5])
@@ -124,5 +129,8 @@ def test_cli_passes_text_and_bytes_through(path, tmp_path):
     prime.write_bytes(b"\xff\xe6\x97\xa5")  # an invalid byte, then 日
     done = run("-n", 7, "--temperature", 0, "--prime-file", prime, "--stream")
     assert done.exit_code == 0 and done.stdout == "\ufffd日é\na日\n"
+    prime.write_bytes("日".encode()[:2])  # 日 unfinished: the sample's first byte finishes it
+    done = run("-n", 8, "--temperature", 0, "--prime-file", prime, "--no-stream")
+    assert done.exit_code == 0 and done.stdout == "日é\na日\n"
     done = run("-n", 99, "--beam", 2, "--num-samples", 2, "--stop", "é", "--raw")
     assert done.exit_code == 0 and done.stdout_bytes.split(b"\n")[0] == "a日é".encode()

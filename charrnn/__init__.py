@@ -4,8 +4,9 @@ The public names load on first use, so that `charrnn --help` and the CLI's light
 not import Numba and compile nothing."""
 __version__ = "0.1.0"
 
-_PUBLIC = {"CharRNN": "model", "CharRNNError": "errors", "ModelConfig": "config",
-           "Sampler": "sampling", "TrainConfig": "config", "Vocab": "vocab",
+_PUBLIC = {"CharRNN": "model", "CharRNNError": "errors", "DynamicConfig": "config",
+           "EvalResult": "evaluation", "ModelConfig": "config", "Sampler": "sampling",
+           "TrainConfig": "config", "Vocab": "vocab", "evaluate": "evaluation",
            "load_model": "checkpoint", "load_sampler": "devices", "train": "training"}
 __all__ = sorted(_PUBLIC) + ["__version__"]
 

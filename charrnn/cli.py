@@ -1,6 +1,5 @@
 """The command line: turns options into settings and calls the library, nothing more."""
 import json
-import math
 import os
 import re
 import sys
@@ -10,9 +9,9 @@ from click.core import ParameterSource
 
 from . import __version__
 from .cells import REGISTRY
-from .config import (CELLS, CLIP_MODES, DEFAULT_MAX_TIME, EVAL_BATCH, EVAL_SEQ_LEN,
-                     MODEL_OPTIONS, MS_CHARS, NONLINEARITIES, OPTIMIZER_NAMES, SCHEDULES,
-                     TRAIN_OPTIONS, DynamicConfig, ModelConfig, TrainConfig)
+from .config import (CELLS, CLIP_MODES, DEFAULT_MAX_TIME, MODEL_OPTIONS, MS_CHARS,
+                     NONLINEARITIES, OPTIMIZER_NAMES, SCHEDULES, TRAIN_OPTIONS, DynamicConfig,
+                     ModelConfig, TrainConfig)
 from .devices import DEVICES
 from .errors import CharRNNError
 
@@ -99,29 +98,18 @@ def dynamic_options(f):
     return f
 
 
-def _dynamic_settings(ctx, dynamic, model, read, stored):
-    """DynamicConfig from the options, and the MS to use: from --ms-from (read(path) -> ids),
-    else the checkpoint's (stored), checked; (None, None) without --dynamic."""
-    from .dynamic import check_ms, mean_squared_gradients
+def _dynamic_settings(ctx, dynamic):
+    """DynamicConfig from the options; without --dynamic, refuse them."""
     from .errors import UsageError
 
     names = ("ms_from", "eta", "decay", "seq_len")
     given = [n for n in names if ctx.get_parameter_source(n) is ParameterSource.COMMANDLINE]
-    if not dynamic:
-        if given:
-            flags = ", ".join("--lambda" if n == "decay" else "--" + n.replace("_", "-")
-                              for n in given)
-            raise UsageError(f"{flags} set dynamic evaluation; add --dynamic or drop them")
-        return None, None
-    settings = DynamicConfig(eta=ctx.params["eta"], decay=ctx.params["decay"],
-                             seq_len=ctx.params["seq_len"])
-    ms = stored
-    if ctx.params["ms_from"]:
-        ms = mean_squared_gradients(model, read(ctx.params["ms_from"]), settings.seq_len)
-        if ms is None:
-            raise UsageError(f"{ctx.params['ms_from']} holds too little known text to collect "
-                             "gradient statistics; use a longer file (e.g. the training corpus)")
-    return settings, check_ms(model, ms)
+    if not dynamic and given:
+        flags = ", ".join("--lambda" if n == "decay" else "--" + n.replace("_", "-")
+                          for n in given)
+        raise UsageError(f"{flags} set dynamic evaluation; add --dynamic or drop them")
+    return DynamicConfig(eta=ctx.params["eta"], decay=ctx.params["decay"],
+                         seq_len=ctx.params["seq_len"])
 
 
 
@@ -290,54 +278,49 @@ def sample(ctx, target, length, prime, prime_file, temperature, top_k, top_p, se
            unknown, stops, num_samples, beam, length_norm, raw, dynamic, ms_from, eta, decay,
            seq_len, device):
     """Generate text from TARGET: a checkpoint or run directory [default: the newest run]."""
+    from .bytemodel import bytes_of, text_of
     from .devices import load_sampler
     from .errors import UsageError
+    from .evaluation import dynamic_ms
 
     _check_beam(ctx, beam, length_norm, num_samples)
     sampler = load_sampler(target, device=device)
     if raw and not sampler.bytes:
         raise UsageError("--raw is for models of raw bytes (trained with --bytes); drop it")
-    if prime_file:
+    if prime_file:  # a byte model's prime is the file's bytes
         with open(prime_file, "rb" if sampler.bytes else "r",
                   **({} if sampler.bytes else {"encoding": "utf-8"})) as f:
-            prime = f.read().decode("latin-1") if sampler.bytes else f.read()
-    elif sampler.bytes:
-        prime = prime.encode("utf-8").decode("latin-1")  # the prime's UTF-8 bytes
-    settings, ms = _dynamic_settings(
-        ctx, dynamic, sampler.model,
-        lambda path: sampler.vocab.encode(_text_reader(sampler.bytes)(path), unknown="skip"),
-        sampler.ms)
+            prime = f.read()
+    settings = _dynamic_settings(ctx, dynamic)
     if dynamic:
+        ms = dynamic_ms(sampler.model, sampler.vocab, sampler.ms, ms_from, sampler.bytes,
+                        settings.seq_len)
         if not prime:
             raise UsageError("--dynamic adapts the model to the prime before generating; "
                              "give --prime-file FILE (or --prime TEXT)")
         with _compiling(sampler.model, "dynamic evaluation"):
             sampler = sampler.adapted(prime, ms, settings, unknown)
     stops = [_unescape(t) for t in stops]
-    if sampler.bytes:
-        stops = [t.encode("utf-8").decode("latin-1") for t in stops]
+    shown = bytes_of(prime) if raw else text_of(prime)  # the prime, printed before the text
     if beam:
         with _compiling(sampler.model, "beam search"):
             sampler.beams(1, k=1)  # now, so that a compile is said and timed before the text
-        for text, _ in sampler.beams(length, prime, beam, stops, length_norm, unknown)[
+        for text, _ in sampler.beams(length, prime, beam, stops, length_norm, unknown, raw)[
                 :num_samples]:  # one after another, each on its own lines
-            _write(sampler, raw, [prime, text] + ([] if text.endswith("\n") else ["\n"]),
-                   final=False)
+            _write([shown, text], newline=text[-1:] not in ("\n", b"\n"))
         return
     with _compiling(sampler.model, "sampling"):
         sampler.sample(1, seed=0)  # now, so that a compile is said and timed before the text
     options = dict(prime=prime, temperature=temperature, top_k=top_k, top_p=top_p, seed=seed,
-                   unknown=unknown, stop=stops)
+                   unknown=unknown, stop=stops, raw=raw)
     if num_samples > 1:  # one after another, each on its own lines
-        texts = sampler.sample_batch(num_samples, length, **options)
-        for text in texts:
-            _write(sampler, raw, [prime, text] + ([] if text.endswith("\n") else ["\n"]),
-                   final=False)
+        for text in sampler.sample_batch(num_samples, length, **options):
+            _write([shown, text], newline=text[-1:] not in ("\n", b"\n"))
         return
     if stream is None:
         stream = sys.stdout.isatty()
     chunks = sampler.stream(length, **options) if stream else [sampler.sample(length, **options)]
-    _write(sampler, raw, [prime, *chunks])
+    _write([shown, *chunks], newline=not raw)
 
 
 def _check_beam(ctx, beam, length_norm, num_samples):
@@ -360,19 +343,11 @@ def _check_beam(ctx, beam, length_norm, num_samples):
                          f"beams; use --beam {num_samples} or more")
 
 
-def _write(sampler, raw, pieces, final=True):
-    """Print a sample's pieces (the prime first): a byte model's decoded as UTF-8 (or raw)."""
-    from .sampling import utf8
-
-    if raw:  # each character is one byte
-        out = click.get_binary_stream("stdout")
-        for piece in pieces:
-            out.write(piece.encode("latin-1"))
-            out.flush()
-        return
-    for piece in utf8(pieces) if sampler.bytes else pieces:  # split characters stay whole
+def _write(pieces, newline):
+    """Print a sample's pieces as they come, the prime first: text, or bytes (--raw)."""
+    for piece in pieces:
         click.echo(piece, nl=False)
-    if final:
+    if newline:
         click.echo()
 
 
@@ -471,72 +446,34 @@ def sweep_command(corpus, space_path, samples, max_time, max_steps, budget, out,
 @click.pass_context
 def evaluate(ctx, target, file, dynamic, ms_from, eta, decay, seq_len, as_json):
     """Loss of the model in TARGET (checkpoint or run directory) on a text FILE."""
-    import time
+    from .evaluation import evaluate as score
 
-    import numpy as np
-
-    from .checkpoint import load_model, resolve
-    from .dynamic import dynamic_loss, static_loss
-    from .evaluation import evaluate_text
-
-    model, vocab, meta, extra = load_model(resolve(target))
-    corpus = meta.get("corpus") if isinstance(meta.get("corpus"), dict) else {}
-    read = _text_reader(corpus.get("bytes") is True)
-    from .dynamic import MS_ARRAY
-
-    settings, ms = _dynamic_settings(ctx, dynamic, model,
-                                     lambda path: vocab.encode(read(path), unknown="skip"),
-                                     extra.get(MS_ARRAY))
-    text = read(file)
-    with _compiling(model, "evaluation" + (" and its gradient" if dynamic else "")):
-        zeros = np.zeros((2, 2), np.int64)
-        model.loss(zeros, zeros)
-        if dynamic:
-            model.eval_grad(zeros, zeros)
-    unknown = sum(vocab.unknown_chars(text).values())
-    ids = vocab.encode(text, unknown="skip")
-    row = {"chars": len(text), "unknown_chars": unknown}
+    settings = _dynamic_settings(ctx, dynamic)
+    r = score(target, file, dynamic=dynamic, settings=settings, ms_from=ms_from,
+              log=lambda line: click.echo(line, err=True))
+    row = {"loss": r.loss, "bpc": r.bpc, "chars": r.chars, "unknown_chars": r.unknown_chars}
     if dynamic:
-        t0 = time.perf_counter()
-        loss = static_loss(model, ids, settings.seq_len)
-        t1 = time.perf_counter()
-        dyn = dynamic_loss(model, ids, ms, settings)
-        t2 = time.perf_counter()
-        row.update(dynamic_loss=dyn, dynamic_bpc=None if dyn is None else dyn / math.log(2),
-                   static_chars_per_sec=len(ids) / max(t1 - t0, 1e-9),
-                   dynamic_chars_per_sec=len(ids) / max(t2 - t1, 1e-9),
+        row.update(dynamic_loss=r.dynamic_loss, dynamic_bpc=r.dynamic_bpc,
+                   static_chars_per_sec=r.chars_per_sec,
+                   dynamic_chars_per_sec=r.dynamic_chars_per_sec,
                    **{k: getattr(settings, k) for k in ("eta", "decay", "eps", "seq_len")})
-    else:
-        loss = evaluate_text(model, ids, EVAL_BATCH, EVAL_SEQ_LEN)
-    row = {"loss": loss, "bpc": None if loss is None else loss / math.log(2), **row}
     if as_json:
         click.echo(json.dumps(row))
         return
-    if loss is None:
-        click.echo(f"{file}: too little known text to evaluate ({unknown} unknown characters)")
+    if r.loss is None:
+        click.echo(f"{file}: too little known text to evaluate ({r.unknown_chars} unknown "
+                   "characters)")
         return
-    tail = f"over {len(text)} characters ({unknown} outside the vocabulary, skipped)"
+    tail = f"over {r.chars} characters ({r.unknown_chars} outside the vocabulary, skipped)"
     if not dynamic:
-        click.echo(f"{file}: {loss:.4f} nats/char, {row['bpc']:.4f} bits/char {tail}")
+        click.echo(f"{file}: {r.loss:.4f} nats/char, {r.bpc:.4f} bits/char {tail}")
         return
-    gain = 100 * (1 - dyn / loss)
-    click.echo(f"{file}: static {row['bpc']:.4f} bits/char ({loss:.4f} nats), dynamic "
-               f"{row['dynamic_bpc']:.4f} bits/char ({dyn:.4f} nats), {gain:.1f}% fewer, {tail}; "
-               f"{seq_len}-character segments, eta {eta:g}, lambda {decay:g}, "
-               f"{row['dynamic_chars_per_sec']:,.0f} characters/s dynamic, "
-               f"{row['static_chars_per_sec']:,.0f} static")
-
-
-def _text_reader(as_bytes):
-    """read(path) -> the text a model reads: a byte model's (as_bytes) the file's bytes."""
-    from .data import read_corpus
-
-    if as_bytes:
-        def read(path):
-            with open(path, "rb") as f:
-                return f.read().decode("latin-1")
-        return read
-    return lambda path: read_corpus(path)[1]
+    gain = 100 * (1 - r.dynamic_loss / r.loss)
+    click.echo(f"{file}: static {r.bpc:.4f} bits/char ({r.loss:.4f} nats), dynamic "
+               f"{r.dynamic_bpc:.4f} bits/char ({r.dynamic_loss:.4f} nats), {gain:.1f}% fewer, "
+               f"{tail}; {seq_len}-character segments, eta {eta:g}, lambda {decay:g}, "
+               f"{r.dynamic_chars_per_sec:,.0f} characters/s dynamic, "
+               f"{r.chars_per_sec:,.0f} static")
 
 
 @cli.command()
@@ -575,13 +512,13 @@ def info(target, as_json):
 def export(target, output):
     """Write the model in TARGET (checkpoint or run directory) to a safetensors file that loads
     into PyTorch (see README, Models in and out)."""
+    from .bytemodel import is_byte_model
     from .checkpoint import load_model, resolve
     from .interop import export as write
 
     path = resolve(target)
     model, vocab, meta, _ = load_model(path)
-    corpus = meta.get("corpus") if isinstance(meta.get("corpus"), dict) else {}
-    write(output, model, vocab, as_bytes=corpus.get("bytes") is True)
+    write(output, model, vocab, as_bytes=is_byte_model(meta))
     click.echo(f"wrote {output} ({model.config.cell}, {model.layout.count:,} parameters, "
                f"{len(vocab)} characters)", err=True)
 

@@ -6,12 +6,12 @@ request or streamed chunk: kernels.sampling.loop; beam search likewise, its beam
 Dimension letters: B rows (independent streams, or beams), T characters, L layers, H hidden,
 G gates, V vocabulary, E embedding (0 for one-hot).
 """
-import codecs
 import math
 
 import numpy as np
 
 from .abilities import Engine, check_model, require
+from .bytemodel import is_byte_model, model_chars, raw_of, utf8
 from .checkpoint import load_model, resolve
 from .config import DynamicConfig
 from .dynamic import MS_ARRAY, Adapting
@@ -44,16 +44,6 @@ def check_settings(n, temperature, top_k, top_p, seed):
         raise UsageError(f"seed must be an integer >= 0 or None (fresh randomness), got {seed!r}")
 
 
-def utf8(chunks):
-    """A byte model's text chunks (each character one byte: its latin-1 code point) as the
-    UTF-8 text they spell, decoded incrementally: a character split across chunks comes out
-    whole, invalid sequences as U+FFFD."""
-    decoder = codecs.getincrementaldecoder("utf-8")("replace")
-    for chunk in chunks:
-        yield decoder.decode(chunk.encode("latin-1"))
-    yield decoder.decode(b"", final=True)
-
-
 class SamplerFront(Engine):
     """What the CPU Sampler and the GPU's CudaSampler share: the vocabulary, the start
     character and the public calls; each engine implements _run
@@ -62,6 +52,14 @@ class SamplerFront(Engine):
     Generation starts from the zero state. A prime is fed first (teacher forced) and is not
     part of the returned text. With an empty prime the model is fed a start character: "\\n"
     if the vocabulary has it, else id 0; log_prob uses the same start.
+
+    A model of raw bytes (self.bytes: trained with --bytes) reads and writes bytes, and every
+    call below treats them alike (charrnn.bytemodel): a prime, stop text or scored text is a
+    str, read as its UTF-8 bytes, or bytes; the text returned is the UTF-8 the bytes spell
+    (invalid sequences as U+FFFD; stream decodes across pieces, so a character split between
+    two comes out whole, and a character that a bytes prime leaves unfinished comes whole at
+    the text's start), or with raw=True the bytes themselves. Lengths (n, chunk_size) and
+    log_prob's per-character scores count bytes. A text model refuses bytes and raw=True.
     """
 
     def __init__(self, model, vocab):
@@ -73,7 +71,7 @@ class SamplerFront(Engine):
         self.model, self.vocab = model, vocab
         self._start = int(vocab.encode("\n")[0]) if "\n" in vocab else 0
         self._cell = kernel_id(cfg)
-        self.bytes = False  # a model of raw bytes: each character is one byte (see utf8)
+        self.bytes = False  # a model of raw bytes: each character is one byte (bytemodel)
         self.ms = None  # dynamic evaluation's mean squared gradients (charrnn.dynamic)
 
     @classmethod
@@ -83,26 +81,29 @@ class SamplerFront(Engine):
         model, vocab, meta, extra = load_model(resolve(target, runs_dir))
         sampler = cls(model, vocab)
         sampler.ms = extra.get(MS_ARRAY)  # dynamic evaluation's, if training stored them
-        corpus = meta.get("corpus")
-        sampler.bytes = isinstance(corpus, dict) and corpus.get("bytes") is True
+        sampler.bytes = is_byte_model(meta)
         return sampler
 
     def sample(self, n, prime="", temperature=1.0, top_k=None, top_p=None, seed=None,
-               unknown="error", stop=()):
+               unknown="error", stop=(), raw=False):
         """n generated characters (the prime not included). temperature 0 is greedy; the same
         int seed gives the same text; unknown ("error" or "skip") handles prime characters
         outside the vocabulary. stop: texts that end the sample right after the first of them
-        it produces (n is then an upper bound)."""
-        return self.sample_batch(1, n, prime, temperature, top_k, top_p, seed, unknown, stop)[0]
+        it produces (n is then an upper bound). A byte model's prime and stop texts are text
+        or bytes, n counts bytes, and the sample is text, or bytes with raw (see the class)."""
+        return self.sample_batch(1, n, prime, temperature, top_k, top_p, seed, unknown, stop,
+                                 raw)[0]
 
     def sample_batch(self, num_samples, n, prime="", temperature=1.0, top_k=None, top_p=None,
-                     seed=None, unknown="error", stop=()):
+                     seed=None, unknown="error", stop=(), raw=False):
         """num_samples independent texts of n characters, generated together (one row each)
         from one random stream: rows differ from each other, and from sample() with that seed.
-        With stop texts each row ends on its own."""
+        With stop texts each row ends on its own. A byte model's as sample()'s."""
         if not _is_int(num_samples) or num_samples < 1:
             raise UsageError(f"num_samples must be an integer >= 1, got {num_samples!r}")
-        stops = Stops(stop, num_samples, self.vocab)
+        self._check_raw(raw)
+        stops = Stops(self._stop_chars(stop), num_samples, self.vocab)
+        prime = model_chars(prime, self.bytes)
         more = self._run(num_samples, n, prime, temperature, top_k, top_p, seed, unknown)
         rows = [[] for _ in range(num_samples)]
         for chunk in _chunks(n, STOP_CHUNK if stops else n):
@@ -110,16 +111,20 @@ class SamplerFront(Engine):
                 rows[b].append(stops.cut(b, self.vocab.decode(row)))
             if stops.all_done():
                 break
-        return ["".join(pieces) for pieces in rows]
+        return [self._whole("".join(pieces), raw, prime) for pieces in rows]
 
     def stream(self, n, prime="", temperature=1.0, top_k=None, top_p=None, seed=None,
-               unknown="error", chunk_size=256, stop=()):
+               unknown="error", chunk_size=256, stop=(), raw=False):
         """Like sample(), but yields the text in pieces of up to chunk_size characters as they
         are made; with the same seed their concatenation equals sample()'s text. Settings are
-        checked (and the prime fed) at the call, not at the first iteration."""
+        checked (and the prime fed) at the call, not at the first iteration. A byte model's as
+        sample()'s: pieces of up to chunk_size bytes, decoded across pieces (a character split
+        between two comes whole in the second), or raw bytes."""
         if not _is_int(chunk_size) or chunk_size < 1:
             raise UsageError(f"chunk_size must be an integer >= 1, got {chunk_size!r}")
-        stops = Stops(stop, 1, self.vocab)
+        self._check_raw(raw)
+        stops = Stops(self._stop_chars(stop), 1, self.vocab)
+        prime = model_chars(prime, self.bytes)
         more = self._run(1, n, prime, temperature, top_k, top_p, seed, unknown)
 
         def pieces():
@@ -127,32 +132,35 @@ class SamplerFront(Engine):
                 yield stops.cut(0, self.vocab.decode(more(chunk)[0]))
                 if stops.all_done():
                     return
-        return pieces()
+        return self._out(pieces(), raw, prime)
 
-    def beam(self, n, prime="", k=5, stop=(), length_norm=False, unknown="error"):
+    def beam(self, n, prime="", k=5, stop=(), length_norm=False, unknown="error", raw=False):
         """The most likely continuation of up to n characters that a beam search with k beams
         finds: beams(...)'s first text."""
-        return self.beams(n, prime, k, stop, length_norm, unknown)[0][0]
+        return self.beams(n, prime, k, stop, length_norm, unknown, raw)[0][0]
 
-    def beams(self, n, prime="", k=5, stop=(), length_norm=False, unknown="error"):
+    def beams(self, n, prime="", k=5, stop=(), length_norm=False, unknown="error", raw=False):
         """A beam search for the most likely continuation of n characters: the k beams it ends
         with, best first, as (text, log p(text | prime) in nats). Beams are ranked by that
         total log probability; length_norm ranks them by log p per character instead, which
         matters only when stop texts end beams at different lengths (a beam that produced a
         stop text is finished and competes, unchanged, with the growing ones). k = 1 is
-        greedy: temperature 0's text. No randomness."""
+        greedy: temperature 0's text. No randomness. A byte model's as sample()'s: its beams
+        grow, and are ranked, byte by byte."""
         require(self, "beam", "beam search")
         check_settings(n, 0.0, None, None, None)
+        self._check_raw(raw)
         V = len(self.vocab)
         if not _is_int(k) or not 1 <= k <= V:
             raise UsageError(f"the beam width must be an integer from 1 to the vocabulary "
                              f"size {V}, got {k!r}")
-        texts = Stops(stop, 1, self.vocab).texts  # checked
+        texts = Stops(self._stop_chars(stop), 1, self.vocab).texts  # checked
         M = max(map(len, texts), default=0)
         stops = np.zeros((len(texts), M), np.int64)  # (S, M) ids, each stop left-aligned
         for s, text in enumerate(texts):
             stops[s, :len(text)] = self.vocab.encode(text)
         stop_lens = np.array([len(t) for t in texts], np.int64)
+        prime = model_chars(prime, self.bytes)
         prime_ids = self.vocab.encode(prime, unknown=unknown).astype(np.int64)  # (P,)
         tokens, parents, scores = self._beam(k, n, prime_ids, stops, stop_lens,
                                                       bool(length_norm))
@@ -165,7 +173,8 @@ class SamplerFront(Engine):
                 if tokens[t, row] >= 0:
                     ids.append(tokens[t, row])
                 row = parents[t, row]
-            found.append((self.vocab.decode(np.array(ids[::-1], np.int64)), float(scores[b])))
+            text = self.vocab.decode(np.array(ids[::-1], np.int64))
+            found.append((self._whole(text, raw, prime), float(scores[b])))
         return found
 
     # --- dynamic evaluation (charrnn.dynamic; CPU only) -------------------------------------
@@ -177,7 +186,9 @@ class SamplerFront(Engine):
         the text with characters outside the vocabulary removed. dynamic: under dynamic
         evaluation, each settings.seq_len-character segment scored by weights adapted to the
         text before it (ms: MS for charrnn.dynamic, default the checkpoint's); the sampler's
-        own weights stay as they are."""
+        own weights stay as they are. A byte model scores text (its UTF-8) or bytes, one
+        entry of per_char per byte, as sample() reads a prime."""
+        text = model_chars(text, self.bytes)
         ids = self.vocab.encode(text, unknown=unknown).astype(np.int64)  # (T,)
         if not dynamic:
             return self._log_prob(ids)
@@ -188,12 +199,36 @@ class SamplerFront(Engine):
     def adapted(self, text, ms=None, settings=DynamicConfig(), unknown="error"):
         """A new Sampler whose weights dynamic evaluation adapted to text (read from the
         zero state, as log_prob reads it), e.g. a long prime before generating; this one is
-        left unchanged. ms as in log_prob."""
+        left unchanged. ms as in log_prob; a byte model's text as log_prob's."""
         adapting = self._adapting(ms, settings)
-        adapting.read(self._started(self.vocab.encode(text, unknown=unknown).astype(np.int64)))
+        text = model_chars(text, self.bytes)
+        ids = self.vocab.encode(text, unknown=unknown).astype(np.int64)  # (T,)
+        adapting.read(self._started(ids))
         sampler = type(self)(adapting.model, self.vocab)
         sampler.bytes, sampler.ms = self.bytes, self.ms
         return sampler
+
+    # --- text in and out: a byte model's as charrnn.bytemodel says ---------------------------
+    def _stop_chars(self, stop):
+        """The model's characters for each stop text (one text, or several)."""
+        one = isinstance(stop, (str, bytes, bytearray))
+        return [model_chars(t, self.bytes) for t in ([stop] if one else stop)]
+
+    def _check_raw(self, raw):
+        if raw and not self.bytes:
+            raise UsageError("raw=True gives the bytes of a model of raw bytes (trained with "
+                             "--bytes); this model writes text: drop raw")
+
+    def _out(self, pieces, raw, prime):
+        """The model's output pieces (an iterable of its characters) after the prime (its
+        characters) as the caller gets them: a byte model's as UTF-8 text decoded across
+        pieces, or with raw as bytes."""
+        if not self.bytes:
+            return pieces
+        return map(raw_of, pieces) if raw else utf8(pieces, prime)
+
+    def _whole(self, chars, raw, prime):
+        return (b"" if raw else "").join(self._out([chars], raw, prime))
 
     def _started(self, ids):
         return np.concatenate([[self._start], ids]).astype(np.int64)  # (T + 1,)
@@ -215,8 +250,6 @@ class Stops:
     the pieces it comes in (the last len(longest) - 1 characters are kept to look back)."""
 
     def __init__(self, texts, B, vocab):
-        if isinstance(texts, str):
-            texts = [texts]
         self.texts = list(texts)
         for text in self.texts:
             if not isinstance(text, str) or not text:

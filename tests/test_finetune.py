@@ -10,7 +10,7 @@ from helpers import write_corpus
 
 import charrnn
 from charrnn import checkpoint
-from charrnn.sampling import utf8
+from charrnn.bytemodel import utf8
 from charrnn.training import Trainer
 from charrnn.data import load_corpus, recode
 from charrnn.config import TrainConfig

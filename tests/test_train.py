@@ -208,28 +208,32 @@ def test_weight_decay_and_the_lr_decay_follow_the_dropout():
         {"weight_decay": 0.2, "decay_frac": 0.5, "min_lr_frac": 0.0}
 
 
-def test_what_follows_the_dropout_is_set_with_it_unless_given(corpus, tmp_path, monkeypatch):
+def test_what_follows_the_dropout_is_set_with_it_unless_given(corpus, tmp_path):
     """The run's speed sets the dropout; the weight decay (in the optimizer too) and wsd's
     decay left unset follow it, a given one stays, and the checkpoint holds them."""
-    from charrnn import training
     from charrnn.data import load_corpus
+    from charrnn.metrics import MetricsLog
+    from charrnn.policies import SpeedRules
+    from charrnn.runstate import RunState
 
-    monkeypatch.setattr(training, "default_dropout", lambda hidden, passes: 0.3)
+    rules = SpeedRules(dropout=lambda hidden, passes: 0.3)
     cfg = TrainConfig(**{**CONFIG, "max_time": 60.0, "min_lr_frac": 0.05})
     text = load_corpus(str(corpus))
-    trainer = training.Trainer.fresh(text, {"hidden_size": 12}, cfg)
-    assert trainer.opt.weight_decay == 0.1  # dropout 0 until the speed is measured
-    trainer.save(str(tmp_path / "early.ckpt"))  # stopped before the speed was measured
-    trainer = training.Trainer.resume(str(tmp_path / "early.ckpt"), text, {}, {})
-    assert trainer.dropout_by_speed and trainer.follow == ("weight_decay", "decay_frac")
-    trainer._fit_to_speed(1e4, str(tmp_path), lambda line: None)
-    assert (trainer.model.config.dropout, trainer.opt.weight_decay) == (0.3, 0.2)
-    assert (trainer.cfg.decay_frac, trainer.cfg.min_lr_frac) == (0.5, 0.05)
+    run = RunState.fresh(text, {"hidden_size": 12}, cfg, rules=rules)
+    assert run.opt.weight_decay == 0.1  # dropout 0 until the speed is measured
+    run.save(str(tmp_path / "early.ckpt"))  # stopped before the speed was measured
+    run = RunState.resume(str(tmp_path / "early.ckpt"), text, {}, {}, rules=rules)
+    assert run.policies.dropout.pending and run.follow == ("weight_decay", "decay_frac")
+    assert not run.policies.fit_to_speed(run, 1e4, MetricsLog(tmp_path), lambda line: None)
+    assert (run.model.config.dropout, run.opt.weight_decay) == (0.3, 0.2)
+    assert (run.cfg.decay_frac, run.cfg.min_lr_frac) == (0.5, 0.05)
     event = json.loads((tmp_path / "metrics.jsonl").read_text())
     assert (event["weight_decay"], event["decay_frac"], event["min_lr_frac"]) == (0.2, 0.5, 0.05)
-    trainer.save(str(tmp_path / "last.ckpt"))
-    saved = checkpoint.read_meta(tmp_path / "last.ckpt")["train"]
-    assert (saved["weight_decay"], saved["decay_frac"], saved["min_lr_frac"]) == (0.2, 0.5, 0.05)
+    run.save(str(tmp_path / "last.ckpt"))
+    saved = checkpoint.read_meta(tmp_path / "last.ckpt")
+    assert (saved["train"]["weight_decay"], saved["train"]["decay_frac"],
+            saved["train"]["min_lr_frac"]) == (0.2, 0.5, 0.05)
+    assert saved["dropout_by_speed"] is False
 
 
 def test_wsd_schedule_holds_the_rate_then_decays_over_its_last_fraction(corpus, tmp_path):
@@ -271,22 +275,26 @@ def test_the_dropout_rule_runs_on_the_runs_own_measured_speed(corpus, tmp_path):
         assert saved["dropout_by_speed"] is False
 
 
-def test_a_run_whose_passes_call_for_another_shape_starts_over_on_it(corpus, tmp_path,
-                                                                      monkeypatch):
+def test_a_run_whose_passes_call_for_another_shape_starts_over_on_it(corpus, tmp_path):
     """The shape left to the defaults is chosen from the run's measured speed: a new model,
     optimizer and stream at step 0, the same as a run given that shape from the start."""
-    from charrnn import training
     from charrnn.config import SPEED_STEPS
+    from charrnn.data import load_corpus
+    from charrnn.policies import SpeedRules
+    from charrnn.runstate import RunState
+    from charrnn.training import Trainer
 
     def shape(max_time, passes=None):  # a small stand-in for default_model's rule
         deep = passes is not None and passes > 0
         return {"cell": "gru", "num_layers": 2 if deep else 1, "hidden_size": 6 if deep else 8}
 
-    monkeypatch.setattr(training, "default_model", shape)
-    monkeypatch.setattr(training, "default_dropout", lambda hidden, passes: 0.0)
+    rules = SpeedRules(shape=shape, dropout=lambda hidden, passes: 0.0)
     config = {**CONFIG, "max_steps": 60, "max_time": 600.0}
     lines, out = [], tmp_path / "chosen"
-    result = train(str(corpus), out=out, config=config, progress=False, log=lines.append)
+    out.mkdir()
+    run = RunState.fresh(load_corpus(str(corpus)), {}, TrainConfig(**config), lines.append,
+                         rules=rules)
+    result = Trainer(run).run(str(out), str(corpus), False, lines.append)
     assert any("shape and dropout from this machine's speed" in line for line in lines)
     assert any("with a GRU 1x8; starting over with a GRU 2x6" in line for line in lines)
     with open(out / "metrics.jsonl") as f:

@@ -13,7 +13,7 @@ from tqdm import tqdm
 
 from . import checkpoint
 from .compiling import Compiling, describe
-from .config import MS_CHARS, DynamicConfig, TrainConfig
+from .config import MS_CHARS, DynamicConfig, TrainConfig, with_default_budget
 from .data import corpus_name, load_corpus
 from .devices import check_device
 from .dynamic import MS_ARRAY, mean_squared_gradients
@@ -56,8 +56,10 @@ def train(corpus, out=None, model=None, config=None, resume=False, overwrite=Fal
     """Train on `corpus` (a path, a built-in corpus name or a downloaded catalog name) into the
     run directory `out`.
 
-    model: ModelConfig fields other than vocab_size (dict). config: TrainConfig fields (dict).
-    With resume, both default to the checkpoint's; given model fields must agree with it.
+    model: ModelConfig fields other than vocab_size (dict). config: TrainConfig fields (dict);
+    a new run that sets neither max_steps nor max_time trains for `charrnn train`'s budget,
+    config.DEFAULT_MAX_TIME (10 minutes; config.with_default_budget). With resume, both
+    default to the checkpoint's; given model fields must agree with it.
     encoding, errors, as_bytes: how to read a text file (see data.load_corpus); with resume
     they default to the checkpoint's. progress: show a progress bar (default: when stderr is a
     terminal). log: a function that takes a line of text (default: print to stderr).
@@ -92,7 +94,7 @@ def train(corpus, out=None, model=None, config=None, resume=False, overwrite=Fal
         if os.path.exists(last) and not overwrite:
             raise UsageError(f"{out} already holds a run; continue it with --resume, or pass "
                              "--overwrite or another --out")
-        cfg = TrainConfig.from_dict(dict(config or {}))
+        cfg = TrainConfig.from_dict(with_default_budget(config))
         if init_from is None:
             data = load_corpus(corpus, encoding, errors, as_bytes, log)
             state = RunState.fresh(data, model or {}, cfg, log, device)

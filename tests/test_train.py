@@ -48,6 +48,27 @@ def test_resume_continues_bit_for_bit(corpus, tmp_path):
     np.testing.assert_array_equal(params(whole / "last.ckpt"), params(parts / "last.ckpt"))
 
 
+def test_a_new_run_without_a_budget_gets_the_cli_default(corpus, tmp_path):
+    """charrnn.train() with neither max_steps nor max_time trains for DEFAULT_MAX_TIME, as
+    `charrnn train` does (the first evaluation ends this one)."""
+    from charrnn.config import DEFAULT_MAX_TIME, with_default_budget
+
+    class Enough(Exception):
+        pass
+
+    def enough(row):
+        raise Enough
+
+    assert with_default_budget({"max_steps": None}) == {"max_steps": None,
+                                                        "max_time": DEFAULT_MAX_TIME}
+    assert with_default_budget({"max_steps": 5}) == {"max_steps": 5}
+    with pytest.raises(Enough):
+        train(str(corpus), out=tmp_path / "run", model=MODEL, config=CONFIG, progress=False,
+              on_eval=enough)
+    saved = checkpoint.read_meta(tmp_path / "run" / "last.ckpt")["train"]
+    assert (saved["max_time"], saved["max_steps"]) == (DEFAULT_MAX_TIME, None)
+
+
 def test_existing_run_is_not_overwritten_without_asking(corpus, tmp_path):
     out = tmp_path / "run"
     train(str(corpus), out=out, model=MODEL, config={**CONFIG, "max_steps": 5}, progress=False)

@@ -268,6 +268,11 @@ class Policies:
         """Whether early stopping ends the run."""
         return self.stop.out(run.cfg)
 
+    def ended(self, run, metrics, log):
+        """Asked once the run has ended (not by a signal): say why if it stopped early."""
+        if self.done(run):
+            self.stop.say(run, metrics, log)
+
 
 def _shape(mcfg):
     """'GRU 3x384'."""

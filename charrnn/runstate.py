@@ -44,7 +44,7 @@ class RunState:
         """A run of `model` on a data.Corpus at step 0; the fields left to the dropout are
         set from it now, and again if the run's speed sets it."""
         follow = tuple(k for k in FOLLOW_DROPOUT if getattr(cfg, k) is None)
-        cfg = follow_dropout(cfg, follow, model.config.dropout)
+        cfg = _follow_dropout(cfg, follow, model.config.dropout)
         train_ids, val_ids = split_train_val(corpus.ids, cfg.val_frac)  # views
         run = cls(cfg, model, vocab, corpus.describe(), train_ids, val_ids[: cfg.eval_chars],
                   policies, follow)
@@ -59,7 +59,7 @@ class RunState:
         cfg = _fit_batch(corpus, cfg, log)
         chosen, policies = Policies.for_new_run(model_fields, cfg.max_time, rules)
         mcfg = ModelConfig.from_dict({**chosen, **model_fields, "vocab_size": len(corpus.vocab)})
-        run = cls._begun(new_model(mcfg, cfg, device), corpus.vocab, cfg, corpus, policies)
+        run = cls._begun(_new_model(mcfg, cfg, device), corpus.vocab, cfg, corpus, policies)
         said = policies.said(chosen)  # only once the settings are accepted: errors stay one line
         if said:
             log(said)
@@ -155,13 +155,13 @@ class RunState:
     def start_over(self, shape):
         """Begin again on a new model of `shape` (ModelConfig fields), on the same device."""
         mcfg = replace(self.model.config, **shape)
-        self.begin(new_model(mcfg, self.cfg, self.model.device))
+        self.begin(_new_model(mcfg, self.cfg, self.model.device))
 
     def set_dropout(self, p):
         """The model's dropout, and the settings left to follow it (default_decay), the
         optimizer's weight decay included."""
         self.model.set_dropout(p)
-        self.cfg = follow_dropout(self.cfg, self.follow, p)
+        self.cfg = _follow_dropout(self.cfg, self.follow, p)
         self.opt.weight_decay = self.cfg.weight_decay
 
     def spent(self):
@@ -172,6 +172,8 @@ class RunState:
 
     # --- checkpoints --------------------------------------------------------------------------
     def save(self, path):
+        """Write the run to checkpoint `path`: the model, and in the meta the keys and values
+        every charrnn has written (so old and new checkpoints resume alike)."""
         parts = self.model.state_parts(self.carried)
         arrays = {f"optim/{k}": v for k, v in self.opt.state.items()}
         arrays.update({f"state/{i}": s for i, s in enumerate(parts)})
@@ -200,13 +202,13 @@ class RunState:
         self.follow = tuple(meta.get("follow_dropout", ()))
 
 
-def follow_dropout(cfg, names, dropout):
+def _follow_dropout(cfg, names, dropout):
     """`cfg` with its fields `names` (of FOLLOW_DROPOUT) set as default_decay gives them for
     `dropout`."""
     return replace(cfg, **{k: v for k, v in default_decay(dropout).items() if k in names})
 
 
-def new_model(mcfg, cfg, device):
+def _new_model(mcfg, cfg, device):
     """A new model of ModelConfig `mcfg` with TrainConfig `cfg`'s dtype and seed, on `device`."""
     return to_device(CharRNN(mcfg, dtype=np.dtype(cfg.dtype), seed=cfg.seed), device)
 

@@ -162,9 +162,8 @@ class Trainer:
                     if on_eval is not None:
                         on_eval(row)
                     window, run.elapsed = Window(), time.perf_counter() - started
-            if run.policies.done(run) and not stop.signum:
-                run.policies.stop.say(run, metrics, log)
             if not stop.signum:
+                run.policies.ended(run, metrics, log)
                 _store_ms([best, last], run.train_ids, log, lambda: stop.signum is not None)
         if stop.signum:
             raise TrainingInterrupted(stop.signum, (

@@ -440,3 +440,20 @@ def test_the_speed_probe_reads_the_median_step_not_a_few_slow_ones():
     times = [0.1] * 14 + [0.5] * 6  # six steps slowed by something else on the machine
     assert probed_speed(times, 2500) == pytest.approx(25_000)
     assert probed_speed([0.1, 0.2, 0.3], 600) == pytest.approx(3_000)
+
+
+def test_policies_keep_their_state_under_the_checkpoint_keys_of_old():
+    """Each policy's state round-trips through the meta keys charrnn has always written; a
+    checkpoint from before a key loads with its default."""
+    from charrnn.policies import Policies
+
+    fresh = {"evals_since_best": 0, "decay_start": None, "dropout_by_speed": False,
+             "shape_by_speed": False}
+    policies = Policies()
+    assert policies.state() == fresh
+    saved = {"evals_since_best": 3, "decay_start": 0.4, "dropout_by_speed": True,
+             "shape_by_speed": True}
+    policies.load(saved)
+    assert policies.state() == saved
+    policies.load({})
+    assert policies.state() == fresh

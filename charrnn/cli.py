@@ -178,7 +178,7 @@ def _compiling(model, what):
 @click.option("--max-steps", type=int, default=None, help="Stop after this many steps in all.")
 @click.option("--max-time", type=Duration(), default=None,
               help="Stop after this much training time in all, e.g. 90s, 10m, 1h "
-                   "[default: 10m when --max-steps is not given].")
+                   f"[default: {DEFAULT_MAX_TIME / 60:g}m when --max-steps is not given].")
 @click.option("--patience", type=click.IntRange(min=0), default=_T.patience, show_default=True,
               help="Stop early when this many evaluations in a row bring no better validation "
                    "loss (the model has begun to overfit); with the wsd schedule, half as many "
@@ -220,8 +220,6 @@ def train(ctx, corpus, out, resume, overwrite, quiet, encoding, errors, as_bytes
     given = {k for k in options
              if ctx.get_parameter_source(k) in (ParameterSource.COMMANDLINE,
                                                 ParameterSource.ENVIRONMENT)}
-    if not resume and options["max_steps"] is None and options["max_time"] is None:
-        options["max_time"] = DEFAULT_MAX_TIME
     keep = given if resume else set(options)
     model = {field: options[o] for o, field in MODEL_OPTIONS.items() if o in given}
     config = {field: options[o] for o, field in TRAIN_OPTIONS.items() if o in keep}

@@ -115,6 +115,10 @@ class Compiling:
             self.helper.stdout.close()
         warm(model, self.ahead)
 
+    def busy(self):
+        """Whether the helper process still runs: this process shares the cores with it."""
+        return self.helper is not None and self.helper.poll() is None
+
     def close(self):
         if not self._listeners:
             return

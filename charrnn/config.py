@@ -210,6 +210,17 @@ TRAIN_OPTIONS = {**{k: k for k in ("seq_len", "batch_size", "optimizer", "lr", "
                  "warmup": "warmup_steps"}
 
 DEFAULT_MAX_TIME = 600.0  # seconds: `charrnn train`'s budget when no --max-steps or --max-time
+
+
+def with_default_budget(config):
+    """TrainConfig fields `config` (a dict) for a new run, with max_time DEFAULT_MAX_TIME when
+    it sets neither max_steps nor max_time: charrnn train's budget and charrnn.train()'s."""
+    config = dict(config or {})
+    if config.get("max_steps") is None and config.get("max_time") is None:
+        config["max_time"] = DEFAULT_MAX_TIME
+    return config
+
+
 EVAL_BATCH, EVAL_SEQ_LEN = 32, 100  # `charrnn eval` reads a file as 32 streams of 100-char chunks
 
 SPEED_STEPS = 20  # training steps a run times itself over before choosing its shape, dropout

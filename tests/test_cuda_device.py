@@ -157,24 +157,28 @@ def test_resume_on_the_other_device_continues_the_run(runs, tmp_path, first, the
 
 
 @skip_without_cuda
-def test_a_shape_chosen_by_speed_starts_over_on_the_runs_device(runs, tmp_path, monkeypatch):
+def test_a_shape_chosen_by_speed_starts_over_on_the_runs_device(runs, tmp_path):
     """The model the measured passes call for is built on the GPU too, and trains as the CPU
     run given that shape from the start."""
-    from charrnn import training
     from charrnn.config import TrainConfig
     from charrnn.data import load_corpus
+    from charrnn.metrics import MetricsLog
+    from charrnn.policies import SpeedRules
+    from charrnn.runstate import RunState
+    from charrnn.training import Trainer
 
     corpus, _ = runs
-    monkeypatch.setattr(training, "SPEED_STEPS", 2)
-    monkeypatch.setattr(training, "default_model", lambda max_time, passes=None: {
-        "cell": "lstm", "num_layers": 1, "hidden_size": 5 if passes is None else 4})
-    monkeypatch.setattr(training, "default_dropout", lambda hidden, passes: 0.0)
+    rules = SpeedRules(shape=lambda max_time, passes=None: {
+        "cell": "lstm", "num_layers": 1, "hidden_size": 5 if passes is None else 4},
+        dropout=lambda hidden, passes: 0.0, steps=2)
     config = {**CONFIG, "max_steps": 4, "max_time": 600.0}
-    trainer = training.Trainer.fresh(load_corpus(str(corpus)), {}, TrainConfig(**config),
-                                     device="cuda")
-    assert trainer._fit_to_speed(1e4, str(tmp_path), lambda line: None)
-    assert (trainer.model.device, trainer.model.config.hidden_size) == ("cuda", 4)
-    train(str(corpus), out=tmp_path / "gpu", config=config, progress=False, device="cuda")
+    text = load_corpus(str(corpus))
+    run = RunState.fresh(text, {}, TrainConfig(**config), device="cuda", rules=rules)
+    assert run.policies.fit_to_speed(run, 1e4, MetricsLog(tmp_path), lambda line: None)
+    assert (run.model.device, run.model.config.hidden_size) == ("cuda", 4)
+    (tmp_path / "gpu").mkdir()
+    run = RunState.fresh(text, {}, TrainConfig(**config), device="cuda", rules=rules)
+    Trainer(run).run(str(tmp_path / "gpu"), str(corpus), False, lambda line: None)
     train(str(corpus), out=tmp_path / "cpu", config=config, progress=False,
           model={"cell": "lstm", "num_layers": 1, "hidden_size": 4, "dropout": 0.0})
     gpu = tmp_path / "gpu" / "last.ckpt"

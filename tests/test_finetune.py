@@ -11,7 +11,7 @@ from helpers import write_corpus
 import charrnn
 from charrnn import checkpoint
 from charrnn.bytemodel import utf8
-from charrnn.training import Trainer
+from charrnn.runstate import RunState
 from charrnn.data import load_corpus, recode
 from charrnn.config import TrainConfig
 
@@ -46,8 +46,8 @@ def test_grown_vocabulary_keeps_every_old_row(base_run, tmp_path):
     old, old_vocab, _, _ = checkpoint.load_model(base_run / "a" / "best.ckpt")
     cfg = TrainConfig.from_dict(dict(max_steps=1, seq_len=8, batch_size=4))
     lines = []
-    t = Trainer.fine_tune(str(base_run / "a" / "best.ckpt"), load_corpus(str(b)), {}, cfg,
-                          log=lines.append)
+    t = RunState.fine_tune(str(base_run / "a" / "best.ckpt"), load_corpus(str(b)), {}, cfg,
+                           log=lines.append)
     new = t.model.named_parameters()
     V = len(old_vocab)
     assert t.vocab.chars[:V] == old_vocab.chars  # old ids unchanged

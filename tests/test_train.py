@@ -48,6 +48,27 @@ def test_resume_continues_bit_for_bit(corpus, tmp_path):
     np.testing.assert_array_equal(params(whole / "last.ckpt"), params(parts / "last.ckpt"))
 
 
+def test_a_new_run_without_a_budget_gets_the_cli_default(corpus, tmp_path):
+    """charrnn.train() with neither max_steps nor max_time trains for DEFAULT_MAX_TIME, as
+    `charrnn train` does (the first evaluation ends this one)."""
+    from charrnn.config import DEFAULT_MAX_TIME, with_default_budget
+
+    class Enough(Exception):
+        pass
+
+    def enough(row):
+        raise Enough
+
+    assert with_default_budget({"max_steps": None}) == {"max_steps": None,
+                                                        "max_time": DEFAULT_MAX_TIME}
+    assert with_default_budget({"max_steps": 5}) == {"max_steps": 5}
+    with pytest.raises(Enough):
+        train(str(corpus), out=tmp_path / "run", model=MODEL, config=CONFIG, progress=False,
+              on_eval=enough)
+    saved = checkpoint.read_meta(tmp_path / "run" / "last.ckpt")["train"]
+    assert (saved["max_time"], saved["max_steps"]) == (DEFAULT_MAX_TIME, None)
+
+
 def test_existing_run_is_not_overwritten_without_asking(corpus, tmp_path):
     out = tmp_path / "run"
     train(str(corpus), out=out, model=MODEL, config={**CONFIG, "max_steps": 5}, progress=False)
@@ -208,28 +229,32 @@ def test_weight_decay_and_the_lr_decay_follow_the_dropout():
         {"weight_decay": 0.2, "decay_frac": 0.5, "min_lr_frac": 0.0}
 
 
-def test_what_follows_the_dropout_is_set_with_it_unless_given(corpus, tmp_path, monkeypatch):
+def test_what_follows_the_dropout_is_set_with_it_unless_given(corpus, tmp_path):
     """The run's speed sets the dropout; the weight decay (in the optimizer too) and wsd's
     decay left unset follow it, a given one stays, and the checkpoint holds them."""
-    from charrnn import training
     from charrnn.data import load_corpus
+    from charrnn.metrics import MetricsLog
+    from charrnn.policies import SpeedRules
+    from charrnn.runstate import RunState
 
-    monkeypatch.setattr(training, "default_dropout", lambda hidden, passes: 0.3)
+    rules = SpeedRules(dropout=lambda hidden, passes: 0.3)
     cfg = TrainConfig(**{**CONFIG, "max_time": 60.0, "min_lr_frac": 0.05})
     text = load_corpus(str(corpus))
-    trainer = training.Trainer.fresh(text, {"hidden_size": 12}, cfg)
-    assert trainer.opt.weight_decay == 0.1  # dropout 0 until the speed is measured
-    trainer.save(str(tmp_path / "early.ckpt"))  # stopped before the speed was measured
-    trainer = training.Trainer.resume(str(tmp_path / "early.ckpt"), text, {}, {})
-    assert trainer.dropout_by_speed and trainer.follow == ("weight_decay", "decay_frac")
-    trainer._fit_to_speed(1e4, str(tmp_path), lambda line: None)
-    assert (trainer.model.config.dropout, trainer.opt.weight_decay) == (0.3, 0.2)
-    assert (trainer.cfg.decay_frac, trainer.cfg.min_lr_frac) == (0.5, 0.05)
+    run = RunState.fresh(text, {"hidden_size": 12}, cfg, rules=rules)
+    assert run.opt.weight_decay == 0.1  # dropout 0 until the speed is measured
+    run.save(str(tmp_path / "early.ckpt"))  # stopped before the speed was measured
+    run = RunState.resume(str(tmp_path / "early.ckpt"), text, {}, {}, rules=rules)
+    assert run.policies.dropout.pending and run.follow == ("weight_decay", "decay_frac")
+    assert not run.policies.fit_to_speed(run, 1e4, MetricsLog(tmp_path), lambda line: None)
+    assert (run.model.config.dropout, run.opt.weight_decay) == (0.3, 0.2)
+    assert (run.cfg.decay_frac, run.cfg.min_lr_frac) == (0.5, 0.05)
     event = json.loads((tmp_path / "metrics.jsonl").read_text())
     assert (event["weight_decay"], event["decay_frac"], event["min_lr_frac"]) == (0.2, 0.5, 0.05)
-    trainer.save(str(tmp_path / "last.ckpt"))
-    saved = checkpoint.read_meta(tmp_path / "last.ckpt")["train"]
-    assert (saved["weight_decay"], saved["decay_frac"], saved["min_lr_frac"]) == (0.2, 0.5, 0.05)
+    run.save(str(tmp_path / "last.ckpt"))
+    saved = checkpoint.read_meta(tmp_path / "last.ckpt")
+    assert (saved["train"]["weight_decay"], saved["train"]["decay_frac"],
+            saved["train"]["min_lr_frac"]) == (0.2, 0.5, 0.05)
+    assert saved["dropout_by_speed"] is False
 
 
 def test_wsd_schedule_holds_the_rate_then_decays_over_its_last_fraction(corpus, tmp_path):
@@ -271,22 +296,26 @@ def test_the_dropout_rule_runs_on_the_runs_own_measured_speed(corpus, tmp_path):
         assert saved["dropout_by_speed"] is False
 
 
-def test_a_run_whose_passes_call_for_another_shape_starts_over_on_it(corpus, tmp_path,
-                                                                      monkeypatch):
+def test_a_run_whose_passes_call_for_another_shape_starts_over_on_it(corpus, tmp_path):
     """The shape left to the defaults is chosen from the run's measured speed: a new model,
     optimizer and stream at step 0, the same as a run given that shape from the start."""
-    from charrnn import training
     from charrnn.config import SPEED_STEPS
+    from charrnn.data import load_corpus
+    from charrnn.policies import SpeedRules
+    from charrnn.runstate import RunState
+    from charrnn.training import Trainer
 
     def shape(max_time, passes=None):  # a small stand-in for default_model's rule
         deep = passes is not None and passes > 0
         return {"cell": "gru", "num_layers": 2 if deep else 1, "hidden_size": 6 if deep else 8}
 
-    monkeypatch.setattr(training, "default_model", shape)
-    monkeypatch.setattr(training, "default_dropout", lambda hidden, passes: 0.0)
+    rules = SpeedRules(shape=shape, dropout=lambda hidden, passes: 0.0)
     config = {**CONFIG, "max_steps": 60, "max_time": 600.0}
     lines, out = [], tmp_path / "chosen"
-    result = train(str(corpus), out=out, config=config, progress=False, log=lines.append)
+    out.mkdir()
+    run = RunState.fresh(load_corpus(str(corpus)), {}, TrainConfig(**config), lines.append,
+                         rules=rules)
+    result = Trainer(run).run(str(out), str(corpus), False, lines.append)
     assert any("shape and dropout from this machine's speed" in line for line in lines)
     assert any("with a GRU 1x8; starting over with a GRU 2x6" in line for line in lines)
     with open(out / "metrics.jsonl") as f:
@@ -411,3 +440,20 @@ def test_the_speed_probe_reads_the_median_step_not_a_few_slow_ones():
     times = [0.1] * 14 + [0.5] * 6  # six steps slowed by something else on the machine
     assert probed_speed(times, 2500) == pytest.approx(25_000)
     assert probed_speed([0.1, 0.2, 0.3], 600) == pytest.approx(3_000)
+
+
+def test_policies_keep_their_state_under_the_checkpoint_keys_of_old():
+    """Each policy's state round-trips through the meta keys charrnn has always written; a
+    checkpoint from before a key loads with its default."""
+    from charrnn.policies import Policies
+
+    fresh = {"evals_since_best": 0, "decay_start": None, "dropout_by_speed": False,
+             "shape_by_speed": False}
+    policies = Policies()
+    assert policies.state() == fresh
+    saved = {"evals_since_best": 3, "decay_start": 0.4, "dropout_by_speed": True,
+             "shape_by_speed": True}
+    policies.load(saved)
+    assert policies.state() == saved
+    policies.load({})
+    assert policies.state() == fresh

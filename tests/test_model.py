@@ -26,7 +26,7 @@ def test_forward_matches_reference(arch):
     assert abs(loss - ref_loss) < 1e-12
     h, c = split(final)
     np.testing.assert_allclose(h, ref_h, rtol=0, atol=1e-12)
-    if model.config.cell == "lstm":
+    if model.config.spec.carries_c:
         np.testing.assert_allclose(c, ref_c, rtol=0, atol=1e-12)
 
 
@@ -104,7 +104,7 @@ def test_gradients_match_finite_differences(arch, dropout, weight_drop):
     for name, p in model.named_parameters().items():
         assert np.abs(grads[name]).max() > 0, name
         assert relative_error(grads[name], numeric(p)) < 1e-6, name
-    n_state = 2 if model.config.cell == "lstm" else 1  # (h, c) or h
+    n_state = 2 if model.config.spec.carries_c else 1  # (h, c) or h
     for analytic, s in list(zip(state_grads, split(state)))[:n_state]:
         assert relative_error(analytic, numeric(s)) < 1e-6
 

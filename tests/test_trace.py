@@ -28,7 +28,7 @@ def test_trace_matches_reference_states_and_loss(arch):
     logp -= np.log(np.exp(logp).sum(-1, keepdims=True))
     picked = np.take_along_axis(logp, targets[..., None], -1)[..., 0]
     assert abs(-picked.mean() - ref) < 1e-12
-    if model.config.cell == "lstm":
+    if model.config.spec.carries_c:
         assert tr.c.shape == (L, B, T, H)
         np.testing.assert_allclose(tr.c[:, :, -1], ref_c, atol=1e-12)
         o = tr.gates[..., 3 * H:]

@@ -10,7 +10,9 @@ with the same two calls (see kernels.recurrence):
     step_backward(gates, hg, dh, dh_prev, dc, h_prev, c_prev, c, hat, rstd, gain, dgain,
                   db_hh, variant)
 
-(the GPU's step_backward takes no hat, rstd, gain or dgain: no layer norm there yet).
+(the GPU's step_backward takes no hat, rstd, gain or dgain: no layer norm there yet). A scan
+cell (CellSpec.scan) has no W_hh: its kernels get empty w_hh and b_hh, and also define
+coefficients(gates, ab) and its backward, the (a, b) of kernels.scan.
 This module imports neither NumPy nor Numba: the CLI reads it to list the choices.
 """
 from dataclasses import dataclass
@@ -26,10 +28,13 @@ class CellSpec:
     # shows, each with the sentence that explains it there
     carries_c: bool  # its state is (h, c), each (L, B, H), as nn.LSTM's; else h alone
     h_side_apart: bool  # its h-side pre-activations are kept apart (hg), not summed in
-    torch_module: Optional[str]  # the torch.nn module whose parameters these are
+    torch_module: Optional[str]  # the torch.nn module whose parameters these are (None: the
+    # README's own module for it)
     nonlinearities: tuple = ("tanh",)  # --nonlinearity's choices; each a kernel variant
     layer_norm: bool = False  # --layer-norm is built for it
     gate_bias: tuple = ()  # ((gate, value), ...): b_ih's gate block starts at value, b_hh's 0
+    scan: bool = False  # no W_hh or b_hh: h_t = a_t h_(t-1) + b_t, a and b from the input
+    # alone (kernels.scan); its h side (hg) holds (a, b)
 
     @property
     def G(self):
@@ -64,8 +69,21 @@ RNN = CellSpec(
     name="rnn", label="RNN", gates=("hidden",), shown=(), carries_c=False, h_side_apart=False,
     torch_module="RNN", nonlinearities=("tanh", "relu"))
 
+MINGRU = CellSpec(
+    name="mingru", label="minGRU", gates=("update gate", "candidate"),
+    shown=(("update gate", "The minGRU update gate z, from the character alone: how much of "
+            "the state the new candidate replaces (white 0, green 1)."),),
+    carries_c=False, h_side_apart=False, torch_module=None, scan=True)
+MINLSTM = CellSpec(
+    name="minlstm", label="minLSTM", gates=("forget gate", "input gate", "candidate"),
+    shown=(("forget gate", "The minLSTM forget gate f, from the character alone; the state "
+            "keeps f / (f + i) of itself (white 0, green 1)."),
+           ("input gate", "The minLSTM input gate i, from the character alone; the state "
+            "takes i / (f + i) of the new candidate (white 0, green 1).")),
+    carries_c=False, h_side_apart=False, torch_module=None, scan=True)
+
 # The registry: --cell's choices, in this order.
-REGISTRY = {spec.name: spec for spec in (LSTM, GRU, RNN)}
+REGISTRY = {spec.name: spec for spec in (LSTM, GRU, RNN, MINGRU, MINLSTM)}
 NAMES = tuple(REGISTRY)
 
 # Kernel ids: one per (cell, nonlinearity), passed to compiled code as a constant so that it

@@ -62,6 +62,9 @@ class ModelConfig:
             p = getattr(self, name)
             if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0.0 <= p < 1.0:
                 raise UsageError(f"{name} must be in [0, 1), got {p!r}")
+        if self.weight_drop and self.spec.scan:
+            raise UsageError(f"weight drop masks W_hh, which the {self.cell} has none of; use "
+                             "--weight-drop 0 (--dropout regularises it)")
 
     @property
     def spec(self):

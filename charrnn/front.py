@@ -29,10 +29,11 @@ def pass_shapes(config, B, T):
 
 
 def state_widths(config):
-    """(C, Q): the width of the cell state c and of the h side kept apart, hg (see
-    kernels.recurrence); 0 where the cell has none (charrnn.cells)."""
+    """(C, Q): the width of the cell state c and of hg, the h side kept apart or a scan cell's
+    (a, b) (see kernels.recurrence); 0 where the cell has none (charrnn.cells)."""
     spec, H = config.spec, config.hidden_size
-    return (H if spec.carries_c else 0), (config.gates * H if spec.h_side_apart else 0)
+    Q = config.gates * H if spec.h_side_apart else 2 * H if spec.scan else 0
+    return (H if spec.carries_c else 0), Q
 
 
 def allocate(shapes, make):

@@ -116,13 +116,13 @@ def _shape_of(tensors, cell, V):
 
     G = REGISTRY[cell].G
     layers = sorted(int(m.group(1)) for m in map(_LAYER.match, tensors) if m)
-    hh = tensors.get("rnn.weight_hh_l0")
-    if not layers or hh is None or hh.ndim != 2:
-        raise UsageError("the file has no rnn.weight_ih_l0 / rnn.weight_hh_l0: it is not a "
+    ih, dec = tensors.get("rnn.weight_ih_l0"), tensors.get("decoder.weight")
+    if not layers or ih is None or ih.ndim != 2 or dec is None or dec.ndim != 2:
+        raise UsageError("the file has no rnn.weight_ih_l0 or decoder.weight: it is not a "
                          "charrnn-shaped model (encoder, rnn, decoder)")
-    H = hh.shape[1]
-    if hh.shape[0] != G * H:
-        raise UsageError(f"rnn.weight_hh_l0 is {tuple(hh.shape)}: not a {cell} "
+    H = dec.shape[1]
+    if ih.shape[0] != G * H:
+        raise UsageError(f"rnn.weight_ih_l0 is {tuple(ih.shape)}: not a {cell} "
                          f"({G} x {H} rows); check --cell")
     enc = tensors.get("encoder.weight")
     return dict(vocab_size=V, hidden_size=H, num_layers=layers[-1] + 1,

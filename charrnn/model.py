@@ -10,7 +10,7 @@ import numpy as np
 
 from . import optim, threadpool
 from .cells import kernel_id
-from .front import Masks, ModelFront, allocate, pass_shapes
+from .front import Masks, ModelFront, allocate, pass_shapes, state_widths
 from .kernels import common, norm, packed, recurrence
 from .params import ParamLayout, init_params
 from .stack import DECODER_BIAS, DECODER_WEIGHT, ENCODER, layers, matrices
@@ -68,7 +68,8 @@ class _Pass:
         self.table_norm = norm_buffers(config, dtype, V)  # one_hot_table's (hat, rstd)
         self.norm_ih = [norm_buffers(config, dtype, N) for _ in range(config.num_layers)]
         self.norm_hh = [norm_buffers(config, dtype, T, B) for _ in range(config.num_layers)]
-        self.no_gain = z(0)  # without layer norm
+        self.no_gain = z(0)  # without layer norm (and a scan cell's b_hh)
+        self.no_hh = (z(0, H),) * 2  # a scan cell's W_hh, as _product_weights gives one
         # (H/NR, N, NR): a layer's input packed for its weight gradient (kernels.packed)
         self.scratch = (z(H // packed.NR, N, packed.NR) if packed.packable(dtype, H, per_step=False)
                         else z(0, 0))
@@ -109,8 +110,8 @@ class _Pass:
                                      P.get(layer.norm_ih, self.no_gain), P[layer.b_ih])
             self.hs[k][0], self.cs[k][0] = h0[k], c0[k]
             recurrence.forward(self.cell, self.gates[k], self.hg[k], self.hs[k], self.cs[k],
-                               W[layer.w_hh][0], P[layer.b_hh], *self.norm_hh[k],
-                               P.get(layer.norm_hh, self.no_gain))
+                               W.get(layer.w_hh, self.no_hh)[0], P.get(layer.b_hh, self.no_gain),
+                               *self.norm_hh[k], P.get(layer.norm_hh, self.no_gain))
             x = self.hs[k][1:].reshape(N, -1)
             if self.train:
                 np.multiply(x, self.masks[k].reshape(N, -1), out=self.dropped[k])
@@ -139,13 +140,15 @@ class _Pass:
             if self.train:
                 common.scale_by_mask(self.dhs[k], self.masks[k])
             recurrence.backward(self.cell, self.gates[k], self.hg[k], self.dhs[k], self.dh0[k],
-                                self.dc0[k], self.hs[k], self.cs[k], W[layer.w_hh][1],
-                                D[layer.w_hh], D[layer.b_hh], self.scratch, *self.norm_hh[k],
+                                self.dc0[k], self.hs[k], self.cs[k],
+                                W.get(layer.w_hh, self.no_hh)[1],
+                                D.get(layer.w_hh, self.no_hh[0]), D.get(layer.b_hh, self.no_gain),
+                                self.scratch, *self.norm_hh[k],
                                 P.get(layer.norm_hh, self.no_gain),
                                 D.get(layer.norm_hh, self.no_gain))
             dgates = self.gates[k].reshape(N, -1)
             dw, db = D[layer.w_ih], D[layer.b_ih]
-            if not cfg.spec.h_side_apart:  # b_ih and b_hh enter one sum: the same gradient
+            if layer.b_hh and not cfg.spec.h_side_apart:  # b_ih, b_hh in one sum: one gradient
                 db += D[layer.b_hh]
                 db = db[:0]  # nothing left to sum
             if layer.norm_ih and not layer.one_hot:  # to d(x @ W_ih.T); db with it
@@ -404,6 +407,7 @@ class CharRNN(ModelFront):
         h, c = np.empty_like(h0, dtype=self.dtype), np.empty_like(c0, dtype=self.dtype)
         x = P[ENCODER][ids] if cfg.embed_dim else None
         G, H, V = cfg.gates, cfg.hidden_size, cfg.vocab_size
+        Q = state_widths(cfg)[1]  # hg's width
         hat, rstd = norm_buffers(cfg, self.dtype, B)  # layer norm's, each side in turn
         no_gain = np.zeros(0, self.dtype)
         for layer in layers(cfg):
@@ -416,11 +420,11 @@ class CharRNN(ModelFront):
             else:
                 norm.pre_activations(gates, x, P[layer.w_ih], hat, rstd,
                                      P.get(layer.norm_ih, no_gain), P[layer.b_ih])
-            recurrence.step(self._cell, gates, np.empty_like(gates),
+            recurrence.step(self._cell, gates, np.empty((B, Q), self.dtype),
                             np.ascontiguousarray(h0[k], self.dtype),
                             np.ascontiguousarray(c0[k], self.dtype), h[k], c[k],
-                            P[layer.w_hh], P[layer.b_hh], hat, rstd,
-                            P.get(layer.norm_hh, no_gain))
+                            P.get(layer.w_hh, np.zeros((0, H), self.dtype)),
+                            P.get(layer.b_hh, no_gain), hat, rstd, P.get(layer.norm_hh, no_gain))
             x = h[k]
         logits = x @ P[DECODER_WEIGHT].T + P[DECODER_BIAS]
         return logits, self._pack_state(h, c)

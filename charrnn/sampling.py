@@ -312,7 +312,7 @@ class Sampler(SamplerFront):
         pflat, poffs = np.zeros((0, 0), self.model.dtype), np.zeros((L, 2), np.int64)
         if packed.packable(self.model.dtype, GH):
             stack = layers(cfg)
-            mats = ([(layer.index, 0, layer.w_hh) for layer in stack]
+            mats = ([(layer.index, 0, layer.w_hh) for layer in stack if layer.w_hh]
                     + [(layer.index, 1, layer.w_ih) for layer in stack[1:]])  # (layer, column)
             pflat = np.empty(len(mats) * GH * H, np.float32)
             for i, (k, j, name) in enumerate(mats):

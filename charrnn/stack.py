@@ -23,9 +23,9 @@ class Layer:
     n_in: int  # input width: V (one-hot), E (embedding) or H (the layer below)
     one_hot: bool  # reads ids: its x side is a row of a (V, G*H) table per character
     w_ih: str  # (G*H, n_in)
-    w_hh: str  # (G*H, H)
+    w_hh: Optional[str]  # (G*H, H), or None for a scan cell (CellSpec.scan)
     b_ih: str  # (G*H,)
-    b_hh: str  # (G*H,)
+    b_hh: Optional[str]  # (G*H,), or None likewise
     norm_ih: Optional[str]  # layer norm's gain - 1 on each side (G*H,), or None
     norm_hh: Optional[str]
 
@@ -40,13 +40,13 @@ WEIGHTS = ("w_ih", "w_hh", "b_ih", "b_hh", "norm_ih", "norm_hh")
 
 def layers(config):
     """The stack's L layers, bottom first."""
-    found = []
+    found, h_side = [], not config.spec.scan
     for k in range(config.num_layers):
         norms = (f"rnn.norm_ih_l{k}", f"rnn.norm_hh_l{k}") if config.layer_norm else (None, None)
         found.append(Layer(k, config.input_size if k == 0 else config.hidden_size,
                            k == 0 and not config.embed_dim, f"rnn.weight_ih_l{k}",
-                           f"rnn.weight_hh_l{k}", f"rnn.bias_ih_l{k}", f"rnn.bias_hh_l{k}",
-                           *norms))
+                           f"rnn.weight_hh_l{k}" if h_side else None, f"rnn.bias_ih_l{k}",
+                           f"rnn.bias_hh_l{k}" if h_side else None, *norms))
     return found
 
 
@@ -56,15 +56,16 @@ def parameter_shapes(config):
     G, H, V, E = config.gates, config.hidden_size, config.vocab_size, config.embed_dim
     shapes = [(ENCODER, (V, E))] if E else []
     for layer in layers(config):
-        shapes += [(layer.w_ih, (G * H, layer.n_in)), (layer.w_hh, (G * H, H)),
-                   (layer.b_ih, (G * H,)), (layer.b_hh, (G * H,))]
-        shapes += [(name, (G * H,)) for name in (layer.norm_ih, layer.norm_hh) if name]
+        shapes += [(name, shape) for name, shape in (
+            (layer.w_ih, (G * H, layer.n_in)), (layer.w_hh, (G * H, H)), (layer.b_ih, (G * H,)),
+            (layer.b_hh, (G * H,)), (layer.norm_ih, (G * H,)), (layer.norm_hh, (G * H,)))
+            if name]
     return shapes + [(DECODER_WEIGHT, (V, H)), (DECODER_BIAS, (V,))]
 
 
 def matrices(config):
     """The names of the weight matrices the products use, as (name, recurrent): each layer's
     W_hh (a product per step), the W_ih of layers that read a dense input, the decoder's."""
-    found = [(layer.w_hh, True) for layer in layers(config)]
+    found = [(layer.w_hh, True) for layer in layers(config) if layer.w_hh]
     found += [(layer.w_ih, False) for layer in layers(config) if not layer.one_hot]
     return found + [(DECODER_WEIGHT, False)]

@@ -1,8 +1,10 @@
 """Helpers shared by the test modules (fixtures live in conftest.py): the engine tests' tiny
 models and batches, and the training tests' tiny corpus and settings."""
 import numpy as np
+import pytest
 
 from charrnn import CharRNN, ModelConfig, cells, checkpoint
+from charrnn.errors import UsageError
 
 # The architectures every engine test runs over: each registered cell and nonlinearity
 # (charrnn.cells), 1 and 2 layers, one-hot and embedding.
@@ -28,6 +30,16 @@ def make_model(arch, dropout=0.0, V=5, H=4, dtype=np.float64, seed=0, weight_dro
     cfg = ModelConfig(vocab_size=V, hidden_size=H, dropout=dropout, weight_drop=weight_drop,
                       **arch)
     return CharRNN(cfg, dtype=dtype, seed=seed)
+
+
+def refuses_weight_drop(arch):
+    """True, once checked, for a cell without W_hh (a scan cell), which refuses weight drop in
+    one line: the weight-drop tests have nothing else to check there."""
+    if not cells.REGISTRY[arch["cell"]].scan:
+        return False
+    with pytest.raises(UsageError, match="weight drop masks W_hh, which the .* has none of"):
+        make_model(arch, weight_drop=0.5)
+    return True
 
 
 def random_batch(V, B, T, seed=0):

@@ -39,15 +39,32 @@ def rnn(gx, gh, h, c, H, nonlinearity):
     return (np.maximum(pre, 0) if nonlinearity == "relu" else np.tanh(pre)), c
 
 
+def g(x):
+    """minGRU's and minLSTM's candidate activation: x + 1/2 for x >= 0, sigmoid below."""
+    return np.where(x >= 0, x + 0.5, sigmoid(x))
+
+
+def mingru(gx, gh, h, c, H, nonlinearity):  # gh: none (no W_hh)
+    z = sigmoid(gx[:, :H])
+    return (1 - z) * h + z * g(gx[:, H:]), c
+
+
+def minlstm(gx, gh, h, c, H, nonlinearity):
+    f, i = sigmoid(gx[:, :H]), sigmoid(gx[:, H:2 * H])
+    return f / (f + i) * h + i / (f + i) * g(gx[:, 2 * H:]), c
+
+
 # Each registered cell's equations (charrnn.cells), from x's and h's pre-activations gx, gh
 # (B, G*H), biases included: -> (h, c).
-CELLS = {"lstm": lstm, "gru": gru, "rnn": rnn}
+CELLS = {"lstm": lstm, "gru": gru, "rnn": rnn, "mingru": mingru, "minlstm": minlstm}
 
 
 def cell_step(cell, x, h, c, w_ih, w_hh, b_ih, b_hh, nonlinearity="tanh", norms=None):
     """One step of torch.nn.{LSTM,GRU,RNN} for a batch: x (B, in), h, c (B, H). norms: the
     (x side, h side) layer-norm gains - 1, each (G*H,), or None."""
     H = h.shape[1]
+    if w_hh is None:  # a scan cell: no h side
+        return CELLS[cell](x @ w_ih.T + b_ih, None, h, c, H, nonlinearity)
     gx, gh = x @ w_ih.T, h @ w_hh.T
     if norms is not None:
         G = w_ih.shape[0] // H
@@ -76,8 +93,8 @@ def loss(config, params, inputs, targets, h0, c0, masks=None, weights=None, nudg
             x = x @ params["encoder.weight"]
         for k in range(L):
             h[k], c[k] = cell_step(config.cell, x, h[k], c[k], params[f"rnn.weight_ih_l{k}"],
-                                   params[f"rnn.weight_hh_l{k}"], params[f"rnn.bias_ih_l{k}"],
-                                   params[f"rnn.bias_hh_l{k}"], config.nonlinearity,
+                                   params.get(f"rnn.weight_hh_l{k}"), params[f"rnn.bias_ih_l{k}"],
+                                   params.get(f"rnn.bias_hh_l{k}"), config.nonlinearity,
                                    (params[f"rnn.norm_ih_l{k}"], params[f"rnn.norm_hh_l{k}"])
                                    if config.layer_norm else None)
             if nudge is not None and nudge[:2] == (k, t):

@@ -11,7 +11,9 @@ Buffers of one layer for one chunk:
                        the pre-activations (and of the h side's, where they are the same)
     hg    (T, B, GH)   cells whose h side is kept apart (CellSpec.h_side_apart: the GRU's reset
                        gate scales it): h-side pre-activations (h_prev @ W_hh.T + b_hh);
-                       backward -> their grads. (T, B, 0) otherwise: the step adds
+                       backward -> their grads. (T, B, 2H) for a scan cell (CellSpec.scan):
+                       its (a, b), backward -> their grads; it has no W_hh, and w_hh, dw_hh
+                       and db_hh come empty. (T, B, 0) otherwise: the step adds
                        h_prev @ W_hh.T straight into gates.
     hs    (T+1, B, H)  hidden states; hs[0] is the initial state
     cs    (T+1, B, H)  cell states of cells that carry one (CellSpec.carries_c), else (T+1, B, 0)
@@ -103,16 +105,19 @@ def for_cell(cell):
         dq = hg if hg.shape[2] > 0 else gates  # the h side's gradients: apart, or the same
         dh0[:] = 0.0
         dc0[:] = 0.0  # a cell state's: carries dL/dc backwards through the loop
+        recurrent = dw_hh.shape[0] > 0  # else a scan cell: no W_hh (its step adds to dh_prev)
         for t in range(T - 1, -1, -1):
             dh_prev = dhs[t - 1] if t > 0 else dh0
             step_backward(cell, gates[t], hg[t], dhs[t], dh_prev, dc0, hs[t], cs[t], cs[t + 1],
                           hat[t], rstd[t], gain, dgain, db_hh)
-            accumulate_product(dq[t], w_hh, False, dh_prev)
-        dhg = dq.reshape(T * B, GH)
-        h_prev = hs.reshape((T + 1) * B, H)[: T * B]
-        accumulate_weight_grad(dw_hh, dhg, h_prev, scratch)
-        if gain.shape[0] == 0:  # else layer norm's backward added it, step by step
-            add_row_sums(db_hh, dhg)
+            if recurrent:
+                accumulate_product(dq[t], w_hh, False, dh_prev)
+        if recurrent:
+            dhg = dq.reshape(T * B, GH)
+            h_prev = hs.reshape((T + 1) * B, H)[: T * B]
+            accumulate_weight_grad(dw_hh, dhg, h_prev, scratch)
+            if gain.shape[0] == 0:  # else layer norm's backward added it, step by step
+                add_row_sums(db_hh, dhg)
 
     return forward, backward
 

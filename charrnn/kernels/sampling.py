@@ -196,8 +196,9 @@ def _feed_impl(cell, flat, layer_offs, head_offs, pflat, poffs, h, c, ids, ws, d
                                 flat[n_ih: n_ih + R], flat[b_ih: b_ih + GH])
             else:  # one-hot input: gather rows of the x side's table (V, GH), as in training
                 embedding_forward(gates, w0t, ids)
+            Q = GH if w_hh >= 0 else 0  # 0: a scan cell's W_hh and b_hh, none
             step(cell, gates, hg, h[k], c[k], hn, cn,
-                 operand(flat, w_hh, pflat, poffs[k, 0], GH, H), flat[b_hh: b_hh + GH],
+                 operand(flat, w_hh, pflat, poffs[k, 0], Q, H), flat[b_hh: b_hh + Q],
                  hat, rstd, flat[n_hh: n_hh + R])
             for b in range(hn.shape[0]):
                 assign(h[k, b], hn[b])

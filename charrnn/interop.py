@@ -2,7 +2,8 @@
 
 An exported file holds each parameter under its charrnn name, which is its ``state_dict`` name in
 the small PyTorch module the README shows (``encoder`` an ``nn.Embedding`` when the model has an
-embedding, ``rnn`` the ``nn.LSTM`` / ``nn.GRU`` / ``nn.RNN``, ``decoder`` an ``nn.Linear``), in
+embedding, ``rnn`` the ``nn.LSTM`` / ``nn.GRU`` / ``nn.RNN``, or the README's ``MinRNN`` for
+minGRU and minLSTM, ``decoder`` an ``nn.Linear``), in
 the layouts torch uses. Its metadata (strings only, as safetensors requires) rebuilds the model
 from the file alone: ``format`` ("pt"), ``charrnn_version``, ``model`` (the ModelConfig as JSON),
 ``vocab`` (``{"chars": [...]}`` as JSON; id i is chars[i]) and ``bytes`` ("true" for a model of
@@ -30,9 +31,6 @@ def export(path, model, vocab, as_bytes=False):
     from . import __version__
 
     spec = model.config.spec
-    if spec.torch_module is None:
-        raise UsageError(f"the {spec.label} has no torch.nn counterpart: it cannot be exported "
-                         "for PyTorch; train another --cell to export")
     if model.config.layer_norm:
         raise UsageError(f"this model uses layer norm, which torch.nn.{spec.torch_module} has "
                          "no place for: it cannot be exported for PyTorch; train without "

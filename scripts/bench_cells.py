@@ -1,0 +1,91 @@
+"""The cells side by side at equal parameter count: training characters/s and sampling
+characters/s at batch 1 and at batch 32, each cell as a ratio to the GRU of that size.
+
+For each GRU shape given (default: the 3-minute default 2x256 and the 20-minute 2x512), every
+other cell gets the same layers and the hidden size whose parameter count comes nearest the
+GRU's. Training is bench.py's step (Adam, clip 5, B=50, T=50, V=65, float32, one-hot input);
+configurations are interleaved within each repeat, and figures are medians over repeats (of
+the per-repeat ratios, for ratios). Usage: python scripts/bench_cells.py --help
+"""
+import argparse
+import statistics
+
+import bench
+from charrnn import CharRNN, ModelConfig, Sampler, Vocab
+from charrnn.cells import REGISTRY
+from charrnn.params import ParamLayout
+
+VOCAB = Vocab("\n" + "".join(map(chr, range(32, 96))))  # V = 65
+
+
+def parameters(cell, layers, hidden):
+    config = ModelConfig(vocab_size=bench.V, cell=cell, num_layers=layers, hidden_size=hidden)
+    return ParamLayout(config).count
+
+
+def matched(cell, layers, count):
+    """The hidden size whose `cell` model of `layers` layers has nearest `count` parameters."""
+    return min(range(8, 4096), key=lambda h: abs(parameters(cell, layers, h) - count))
+
+
+class Config:
+    def __init__(self, cell, layers, hidden, steps):
+        self.name = f"{cell}-{layers}x{hidden}"
+        self.params = parameters(cell, layers, hidden)
+        config = ModelConfig(vocab_size=bench.V, cell=cell, num_layers=layers, hidden_size=hidden)
+        model = CharRNN(config, dtype="float32")
+        self.train = bench.trainer(bench.charrnn_step(model), bench.batches())
+        self.sampler = Sampler(model, VOCAB)
+        self.steps = steps
+        self.train(2)  # compile and warm up
+        self.sampler.sample_batch(32, 10, seed=0)
+        self.sampler.sample(10, seed=0)
+        self.rates = {"train": [], "sample_1": [], "sample_32": []}
+
+    def measure(self, seed, chars):
+        self.rates["train"].append(bench.B * bench.T * self.steps / self.train(self.steps))
+        self.rates["sample_1"].append(bench.rate(
+            lambda: self.sampler.sample(chars, seed=seed), chars))
+        self.rates["sample_32"].append(bench.rate(
+            lambda: self.sampler.sample_batch(32, chars // 4, seed=seed), 32 * (chars // 4)))
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--shapes", default="2x256,2x512", help="GRU shapes LxH [%(default)s].")
+    p.add_argument("--cells", default="mingru,minlstm", help="Cells to match [%(default)s].")
+    p.add_argument("--repeats", type=int, default=5, help="Interleaved rounds [%(default)s].")
+    p.add_argument("--steps", type=int, default=6, help="Training steps a round [%(default)s].")
+    p.add_argument("--chars", type=int, default=2000, help="Characters a sample [%(default)s].")
+    p.add_argument("--threads", type=int, default=None, help="Threads [all cores].")
+    args = p.parse_args()
+    bench.set_threads(args.threads, False)
+    groups = []
+    for shape in args.shapes.split(","):
+        L, H = map(int, shape.split("x"))
+        count = parameters("gru", L, H)
+        group = [Config("gru", L, H, args.steps)]
+        for cell in args.cells.split(","):
+            assert cell in REGISTRY, cell
+            group.append(Config(cell, L, matched(cell, L, count), args.steps))
+        groups.append(group)
+    for r in range(args.repeats):
+        bench.log(f"round {r + 1}/{args.repeats}")
+        for group in groups:
+            for c in group:
+                c.measure(r, args.chars)
+    print("| model | parameters | train chars/s | x GRU | sample B=1 chars/s | x GRU "
+          "| sample B=32 chars/s | x GRU |")
+    print("|---|---|---|---|---|---|---|---|")
+    for group in groups:
+        gru = group[0]
+        for c in group:
+            row = [c.name, f"{c.params:,}"]
+            for k in ("train", "sample_1", "sample_32"):
+                ratio = statistics.median(a / b for a, b in zip(c.rates[k], gru.rates[k]))
+                row += [f"{statistics.median(c.rates[k]):,.0f}", f"{ratio:.2f}"]
+            print("| " + " | ".join(row) + " |")
+
+
+if __name__ == "__main__":
+    main()

@@ -14,13 +14,13 @@ varying fastest, so that neighbouring threads read neighbouring addresses at the
     2. one thread per (b, j) walks the C chunk totals from h_0: the state entering each chunk;
     3. one thread per (chunk, b, j) runs its chunk from that state, writing hs.
 Why this one: a Hillis-Steele or Blelloch scan in shared memory puts a column's steps across
-a block's threads, so it reads ab down the time axis (a stride of 2BH between threads) and
-needs barriers and a carry between blocks once T outgrows one; this one keeps (b, j) across
-neighbouring threads (they read neighbouring addresses), uses no shared memory or barrier,
-and takes any T at any launch size. It reads each (a, b) twice; its depth is about
-3 sqrt(T) steps instead of the loop's T (log T would need the shared-memory scans), which
-the B*H columns running side by side make up for. The chunks depend on T alone, not on the
-launch settings, so the numbers do too; within a chunk the arithmetic is the CPU loop's,
+a block's threads, so it reads ab down the time axis (a stride of 2BH between neighbouring
+threads) and needs barriers, and a carry between blocks once T outgrows one; this one keeps
+(b, j) across neighbouring threads, uses no shared memory or barrier, and takes any T at any
+launch size. It reads each (a, b) twice, and its depth is about 3 sqrt(T) steps where the
+loop's is T (the shared-memory scans' log T costs those strided reads; the B*H columns side
+by side already give a GPU most of its parallelism). The chunks depend on T alone, not on
+the launch settings, so the numbers do too; within a chunk the arithmetic is the CPU loop's,
 step for step.
 Backward is the same scan run backwards in time (see over_time_backward).
 
@@ -157,8 +157,9 @@ def over_time(ab, hs):
 # Backward. With g_t = dL/dh_t through every path (dh_t from above plus a_(t+1) g_(t+1)) and
 # u_t = a_t g_t, what step t passes back to h_(t-1):
 #     u_t = a_t u_(t+1) + a_t dh_t,   u_T = 0,   g_t = dh_t + u_(t+1),   dL/dh_0 = u_0
-# a linear recurrence run from t = T-1 down, whose coefficients (a_t, a_t dh_t) are step t's
-# own: a chunk reads nothing of its neighbours', which its pass overwrites.
+# a linear recurrence run from t = T-1 down whose coefficients (a_t, a_t dh_t) are step t's
+# own: a chunk's pass reads only its own steps, which is all it overwrites (g_t's form would
+# need a_(t+1), from a step another chunk's pass may have overwritten already).
 @cuda.jit
 def _totals_backward(ab, dhs, K, totals):
     """totals[c] = chunk c's steps composed, backwards: u_start = A u_end + B'."""

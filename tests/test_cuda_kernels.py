@@ -6,8 +6,9 @@ import math
 import numpy as np
 import pytest
 
-from charrnn import cells
+from charrnn import ModelConfig, cells
 from charrnn import optim as cpu_optim
+from charrnn.front import state_widths
 from charrnn.kernels import blas as cpu_blas
 from charrnn.kernels import common as cpu_common
 from charrnn.kernels import recurrence as cpu_recurrence
@@ -178,20 +179,27 @@ def test_elementwise_helpers_and_sums(rng, dtype):
 
 
 # --- cells and time loops ---------------------------------------------------------------------
+def widths(cid):
+    """(C, Q, M) of kernel id cid as the models make them: the widths of c and hg
+    (charrnn.front.state_widths) and W_hh's rows, G*H, or 0 for a scan cell (it has none)."""
+    spec, nl = cells.KERNELS[cid]
+    C, Q = state_widths(ModelConfig(vocab_size=V, hidden_size=H, cell=spec.name,
+                                    nonlinearity=nl))
+    return C, Q, 0 if spec.scan else spec.G * H
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("cell,cid,G", CELLS, ids=[c[0] for c in CELLS])
 def test_cell_step_and_step_backward_match_cpu(rng, dtype, cell, cid, G):
     from charrnn.cuda import recurrence as gpu_recurrence
 
-    spec, _ = cells.KERNELS[cid]
-    C = H if spec.carries_c else 0
-    Q = G * H if spec.h_side_apart else 0
+    C, Q, M = widths(cid)
     gates, hg = rand(rng, B, G * H, dtype=dtype), np.zeros((B, Q), dtype)
-    w_hh, b_hh = rand(rng, G * H, H, dtype=dtype, scale=0.5), rand(rng, G * H, dtype=dtype)
+    w_hh, b_hh = rand(rng, M, H, dtype=dtype, scale=0.5), rand(rng, M, dtype=dtype)
     h_prev, c_prev = rand(rng, B, H, dtype=dtype), rand(rng, B, C, dtype=dtype)
     dh, dc = rand(rng, B, H, dtype=dtype), rand(rng, B, C, dtype=dtype)
     cpu = [gates, hg, h_prev, c_prev, np.zeros_like(h_prev), np.zeros_like(c_prev), dh, dc,
-           rand(rng, B, H, dtype=dtype), np.zeros(G * H, dtype)]
+           rand(rng, B, H, dtype=dtype), np.zeros(M, dtype)]
     dev = list(to_device(*cpu))
     w_d, b_d = to_device(w_hh, b_hh)
     no_norm = (np.zeros((B, 0), dtype), np.zeros((B, 0), dtype), np.zeros(0, dtype))
@@ -211,30 +219,72 @@ def test_cell_step_and_step_backward_match_cpu(rng, dtype, cell, cid, G):
 def test_time_loops_match_cpu(rng, dtype, cell, cid, G):
     from charrnn.cuda import recurrence
 
-    spec, _ = cells.KERNELS[cid]
-    C = H if spec.carries_c else 0
-    gates, hs, cs = rand(rng, T, B, G * H, dtype=dtype), np.zeros((T + 1, B, H), dtype), \
-        np.zeros((T + 1, B, C), dtype)
+    C, Q, M = widths(cid)
+    # S steps: a scan cell's 9 are three chunks of three, each pass's items striding over the
+    # 8 threads; the other cells launch the same kernels at every step, whatever S
+    S = 9 if cells.KERNELS[cid][0].scan else T
+    gates, hs, cs = rand(rng, S, B, G * H, dtype=dtype), np.zeros((S + 1, B, H), dtype), \
+        np.zeros((S + 1, B, C), dtype)
     hs[0], cs[0] = rand(rng, B, H, dtype=dtype, scale=0.5), rand(rng, B, C, dtype=dtype)
-    w_hh, b_hh = rand(rng, G * H, H, dtype=dtype, scale=0.5), rand(rng, G * H, dtype=dtype)
-    dhs = rand(rng, T, B, H, dtype=dtype)
-    hg = np.zeros((T, B, G * H if spec.h_side_apart else 0), dtype)  # as the models make it
-    dw, db = rand(rng, G * H, H, dtype=dtype), rand(rng, G * H, dtype=dtype)
+    w_hh, b_hh = rand(rng, M, H, dtype=dtype, scale=0.5), rand(rng, M, dtype=dtype)
+    dhs = rand(rng, S, B, H, dtype=dtype)
+    hg = np.zeros((S, B, Q), dtype)  # as the models make it
+    dw, db = rand(rng, M, H, dtype=dtype), rand(rng, M, dtype=dtype)
     dh0, dc0 = np.zeros((B, H), dtype), np.zeros((B, C), dtype)
     cpu = [gates, hg, hs, cs, dhs, dw, db, dh0, dc0]
     dev = list(to_device(*cpu))
     w_d, b_d = to_device(w_hh, b_hh)
-    no_norm = (np.zeros((T, B, 0), dtype), np.zeros((T, B, 0), dtype), np.zeros(0, dtype))
+    no_norm = (np.zeros((S, B, 0), dtype), np.zeros((S, B, 0), dtype), np.zeros(0, dtype))
     cpu_recurrence.forward(cid, gates, hg, hs, cs, w_hh, b_hh, *no_norm)
     g, q, h, c, d, dw_d, db_d, dh0_d, dc0_d = dev
     recurrence.forward(cid, g, q, h, c, w_d, b_d)
     close(host(h), hs, dtype)
     close(host(c), cs, dtype)
+    close(host(q), hg, dtype)  # a scan cell's (a, b)
     cpu_recurrence.backward(cid, gates, hg, dhs, dh0, dc0, hs, cs, w_hh, dw, db,
                             np.zeros((0, 0), dtype), *no_norm, no_norm[2])  # BLAS dW
     recurrence.backward(cid, g, q, d, dh0_d, dc0_d, h, c, w_d, dw_d, db_d)
     for got, want in zip(dev, cpu):
         close(host(got), want, dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("steps", [1, 5, 37])
+def test_the_parallel_scan_matches_a_sequential_loop(rng, dtype, steps):
+    """charrnn.cuda.scan's chunked scan over time, forward and backward, against the loop it
+    replaces: T = 5 and 37 end in a short chunk, and 37 steps are 90 (chunk, b, j) items on
+    8 threads. The numbers do not depend on the launch settings."""
+    from charrnn.cuda import scan
+    from cuda_support import launch_settings
+
+    a = rng.uniform(0.5, 1.0, (steps, B, H))  # as minGRU's and minLSTM's: in (0, 1)
+    ab = np.concatenate([a, rand(rng, steps, B, H)], axis=2).astype(dtype)  # (T, B, 2H)
+    hs = np.zeros((steps + 1, B, H), dtype)  # (T+1, B, H)
+    hs[0] = rand(rng, B, H, dtype=dtype)
+    dhs = rand(rng, steps, B, H, dtype=dtype)  # (T, B, H)
+    want_hs = hs.copy()
+    for t in range(steps):
+        want_hs[t + 1] = ab[t, :, :H] * want_hs[t] + ab[t, :, H:]
+    want_g = dhs.copy()  # dL/dh_t through every path
+    for t in range(steps - 1, 0, -1):
+        want_g[t - 1] += ab[t, :, :H] * want_g[t]
+    want_ab = np.concatenate([want_g * want_hs[:-1], want_g], axis=2)
+    want_dh0 = ab[0, :, :H] * want_g[0]
+
+    def run():
+        dev = to_device(ab, hs, dhs, np.zeros((B, H), dtype))
+        ab_d, hs_d, dhs_d, dh0_d = dev
+        scan.over_time(ab_d, hs_d)
+        states = host(hs_d)
+        scan.over_time_backward(ab_d, dhs_d, hs_d, dh0_d)
+        return [states] + [host(x) for x in (dhs_d, ab_d, dh0_d)]
+
+    got = run()
+    for x, want in zip(got, (want_hs, want_g, want_ab, want_dh0)):
+        close(x, want, dtype)
+    with launch_settings(dict(THREADS_PER_BLOCK=1, MAX_BLOCKS=1)):  # one thread does all
+        for x, again in zip(got, run()):
+            np.testing.assert_array_equal(again, x)
 
 
 # --- clipping and optimizers ------------------------------------------------------------------
@@ -343,7 +393,7 @@ def test_pick_matches_cpu_given_the_same_uniform_numbers(rng, dtype, temperature
 
 
 # --- the twins' promise (charrnn.cuda's docstring) --------------------------------------------
-TWINS = ("common", "blas", "recurrence") + tuple(cells.REGISTRY)
+TWINS = ("common", "blas", "recurrence", "scan") + tuple(cells.REGISTRY)
 # The CPU's arguments the GPU has no use for yet: layer norm's (no GPU kernels; a cell's
 # step_backward adds its b_hh gradient into db_hh step by step) and the scratch where the CPU
 # packs a layer's input for its packed weight-gradient product.

@@ -55,7 +55,7 @@ def test_loss_gradients_and_states_match_cpu(arch):
     assert_same(final2, g_final2, np.float64)
 
 
-@pytest.mark.parametrize("arch", [ARCHS[1], ARCHS[3]], ids=arch_id)
+@pytest.mark.parametrize("arch", [ARCHS[1], ARCHS[3], ARCHS[17], ARCHS[22]], ids=arch_id)
 def test_float32_matches_cpu_to_float32_rounding(arch):
     cpu, gpu = pair(arch, np.float32, H=6)
     inputs, targets = random_batch(V, B, T, seed=3)
@@ -159,7 +159,8 @@ def samplers(arch, seed=6):
     return Sampler(cpu, VOCAB), CudaSampler(cpu, VOCAB)
 
 
-@pytest.mark.parametrize("arch", [ARCHS[3], ARCHS[5], ARCHS[12]], ids=arch_id)
+@pytest.mark.parametrize("arch", [ARCHS[3], ARCHS[5], ARCHS[12], ARCHS[19], ARCHS[20]],
+                         ids=arch_id)
 def test_greedy_sampling_and_scores_match_cpu(arch):
     cpu, gpu = samplers(arch)
     for prime in ("", "fa\n"):

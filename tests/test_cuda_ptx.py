@@ -32,10 +32,11 @@ def test_every_kernel_compiles_and_float32_stays_float32():
 def _signatures(dt):
     from numba import types as t
 
-    from charrnn.cuda import blas, common, gru, lstm, optim, random, rnn, sampling
+    from charrnn.cuda import (blas, common, gru, lstm, mingru, minlstm, optim, random, rnn,
+                              sampling, scan)
 
     i32, i64, b1, f8 = t.int32, t.int64, t.boolean, t.float64
-    A1, A2, C1, ids = dt[:], dt[:, :], dt[::1], i32[:]
+    A1, A2, A3, C1, ids = dt[:], dt[:, :], dt[:, :, :], dt[::1], i32[:]
     return {
         "blas.gemm": (blas._kernel(dt.name), (b1, b1, dt, A2, A2, dt, A2)),
         "common._fill": (common._fill, (C1, dt)),
@@ -51,12 +52,24 @@ def _signatures(dt):
         "common._softmax_cross_entropy": (common._softmax_cross_entropy,
                                           (A2, ids, dt, b1, f8[::1])),
         "common._scale_by_mask": (common._scale_by_mask, (C1, C1)),
-        "lstm._forward": (lstm._forward, (A2,) * 5),
-        "lstm._backward": (lstm._backward, (A2,) * 6),
+        "lstm._forward": (lstm._forward, (A2, A1, A2, A2, A2)),
+        "lstm._backward": (lstm._backward, (A2,) * 5),
         "gru._forward": (gru._forward, (A2,) * 4),
         "gru._backward": (gru._backward, (A2,) * 5),
-        "rnn._forward": (rnn._forward, (A2, A2, A2, b1)),
-        "rnn._backward": (rnn._backward, (A2, A2, A2, b1)),
+        "rnn._forward": (rnn._forward, (A2, A1, A2, b1)),
+        "rnn._backward": (rnn._backward, (A2, A2, b1)),
+        "mingru._coefficients": (mingru._coefficients, (A2, A2)),
+        "mingru._coefficients_backward": (mingru._coefficients_backward, (A2, A2)),
+        "minlstm._coefficients": (minlstm._coefficients, (A2, A2)),
+        "minlstm._coefficients_backward": (minlstm._coefficients_backward, (A2, A2)),
+        "scan._step": (scan._step, (A2,) * 3),
+        "scan._step_backward": (scan._step_backward, (A2,) * 4),
+        "scan._totals": (scan._totals, (A3, i64, A3)),
+        "scan._carry": (scan._carry, (A3, A2, A3)),
+        "scan._chunk_states": (scan._chunk_states, (A3, A3, i64, A3)),
+        "scan._totals_backward": (scan._totals_backward, (A3, A3, i64, A3)),
+        "scan._carry_backward": (scan._carry_backward, (A3, A3)),
+        "scan._chunk_grads": (scan._chunk_grads, (A3, A3, A3, A3, i64, A2)),
         "optim._scale": (optim._scale, (C1, dt)),
         "optim._clip_value": (optim._clip_value, (C1, dt)),
         "optim._adam": (optim._adam, (C1,) * 4 + (dt,) * 6),

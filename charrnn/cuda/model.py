@@ -31,6 +31,12 @@ def device_views(layout, flat):
             .reshape(shape) for name, shape in layout.shapes.items()}
 
 
+def empty_hh(H, dtype):
+    """(W_hh, b_hh) of a layer that has none (a scan cell, charrnn.cells): (0, H) and (0,)
+    device arrays, as the CPU passes empty ones."""
+    return cuda.device_array((0, H), dtype), cuda.device_array(0, dtype)
+
+
 def is_device_array(a):
     """A numba.cuda device array (real or simulated; the simulator has no is_cuda_array)."""
     return hasattr(a, "copy_to_host")
@@ -60,6 +66,7 @@ class _Pass:
         self.dout2 = [d.reshape(N, H) for d in self.dhs]  # (N, H)
         self.h0 = [h[0] for h in self.hs]
         self.c0 = [c[0] for c in self.cs]
+        self.no_hh = empty_hh(H, dtype)  # a scan cell's W_hh and b_hh, and their gradients
         self.train = False
 
     def draw_masks(self, rng, given=None):
@@ -94,7 +101,8 @@ class _Pass:
             if c0.shape[2]:
                 self.c0[k].copy_to_device(c0[k])
             recurrence.forward(self.cell, self.gates[k], self.hg[k], self.hs[k], self.cs[k],
-                               P[layer.w_hh], P[layer.b_hh], self.steps[k][:4])
+                               P.get(layer.w_hh, self.no_hh[0]),
+                               P.get(layer.b_hh, self.no_hh[1]), self.steps[k][:4])
             x = self.out2[k]
             if self.train:
                 common.multiply(self.dropped[k], x, self.masks[k])
@@ -119,6 +127,7 @@ class _Pass:
         leaves dh0, dc0 (L, B, H) holding the gradient of the initial state."""
         L = self.config.num_layers
         ids = self.batch[0]
+        no_w, no_b = self.no_hh
         common.linear_backward(self.dout2[L - 1], D[DECODER_WEIGHT], D[DECODER_BIAS],
                                self.logits, self.top, P[DECODER_WEIGHT])
         for layer in reversed(self.layers):
@@ -126,8 +135,9 @@ class _Pass:
             if self.train:
                 common.scale_by_mask(self.dhs[k], self.masks[k])
             recurrence.backward(self.cell, self.gates[k], self.hg[k], self.dhs[k], self.dh0[k],
-                                self.dc0[k], self.hs[k], self.cs[k], P[layer.w_hh],
-                                D[layer.w_hh], D[layer.b_hh], self.steps[k])
+                                self.dc0[k], self.hs[k], self.cs[k], P.get(layer.w_hh, no_w),
+                                D.get(layer.w_hh, no_w), D.get(layer.b_hh, no_b),
+                                self.steps[k])
             dgates = self.gates2[k]
             w, dw, db = P[layer.w_ih], D[layer.w_ih], D[layer.b_ih]
             if k > 0:

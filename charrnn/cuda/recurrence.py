@@ -1,20 +1,28 @@
 """The time loops on the GPU, twin of kernels.recurrence: one layer over T steps, forward and
 backward. The loop over t runs on the host, a few kernel launches per step (the recurrent
 product, then the cell's pointwise kernel); the weight gradients are one product over all
-T*B rows after the loop. Buffers as in kernels.recurrence:
+T*B rows after the loop. A scan cell (CellSpec.scan) has no recurrent product: its (a, b) come
+from all T*B rows at once, and its T steps run as one parallel scan (charrnn.cuda.scan).
+Buffers as in kernels.recurrence:
 
-    gates (T, B, GH)  hg (T, B, GH where the h side is apart, else 0)  hs (T+1, B, H)
-    cs (T+1, B, H or 0)  dhs (T, B, H)
+    gates (T, B, GH)  hg (T, B, GH where the h side is apart, 2H for a scan cell's (a, b),
+    else 0)  hs (T+1, B, H)  cs (T+1, B, H or 0)  dhs (T, B, H)
 """
 from importlib import import_module
 
 from .. import cells
+from . import scan
 from .blas import gemm
 from .common import add_row_sums, fill
 
 # Per kernel id (cells.KERNELS): the cell's GPU module (cuda/<name>.py) and variant.
 CELLS = [(import_module(f"{__package__}.{spec.name}"), spec.nonlinearities.index(nl))
          for spec, nl in cells.KERNELS]
+
+
+def _rows(a):
+    """A (T, B, X) device array as its (T*B, X) view."""
+    return a.reshape(a.shape[0] * a.shape[1], a.shape[2])
 
 
 def step(cell, gates, hg, h_prev, c_prev, h, c, w_hh, b_hh):
@@ -28,6 +36,10 @@ def step(cell, gates, hg, h_prev, c_prev, h, c, w_hh, b_hh):
 def forward(cell, gates, hg, hs, cs, w_hh, b_hh, views=None):
     """views: optional per-step views (gates[t], hg[t], hs[t], cs[t]) made once by the caller,
     to spare the host re-slicing device arrays at every step."""
+    if cells.KERNELS[cell][0].scan:  # no W_hh: every step's (a, b) at once, then the scan
+        CELLS[cell][0].coefficients(_rows(gates), _rows(hg))
+        scan.over_time(hg, hs)
+        return
     T = gates.shape[0]
     g, q, h, c = views or ([gates[t] for t in range(T)], [hg[t] for t in range(T)],
                            [hs[t] for t in range(T + 1)], [cs[t] for t in range(T + 1)])
@@ -40,7 +52,13 @@ def backward(cell, gates, hg, dhs, dh0, dc0, hs, cs, w_hh, dw_hh, db_hh, views=N
 
     Leaves gates holding the x-side pre-activation gradients (for the input projection's
     backward) and adds into dw_hh (GH, H), db_hh (GH,). views: as forward's, plus dhs[t].
+    Leaves dhs holding dL/dh_t through every path, and hg the h side's gradients (a scan
+    cell's: dL/da, dL/db), as the CPU's loop does.
     """
+    if cells.KERNELS[cell][0].scan:  # no W_hh, dw_hh or db_hh; c, dc0 have width 0
+        scan.over_time_backward(hg, dhs, hs, dh0)
+        CELLS[cell][0].coefficients_backward(_rows(gates), _rows(hg))
+        return
     T, B, GH = gates.shape
     H = hs.shape[2]
     module, variant = CELLS[cell]

@@ -19,7 +19,7 @@ from ..sampling import SamplerFront, check_settings
 from ..stack import DECODER_BIAS, DECODER_WEIGHT, ENCODER, layers
 from . import grid1
 from .common import embedding_forward, linear_forward, onehot_forward
-from .model import device_views, is_device_array
+from .model import device_views, empty_hh, is_device_array
 from .random import uniforms
 from .recurrence import step
 
@@ -27,9 +27,10 @@ from .recurrence import step
 def weight_views(flat, model):
     """The per-layer (w_ih, w_hh, b_ih, b_hh) and head (encoder or None, decoder w, b) device
     views into the flat parameters, by the layer stack's names (charrnn.stack), cut once per
-    sampler."""
+    sampler; a scan cell's missing W_hh and b_hh are empty."""
     P = device_views(model.layout, flat)
-    return ([(P[layer.w_ih], P[layer.w_hh], P[layer.b_ih], P[layer.b_hh])
+    no_w, no_b = empty_hh(model.config.hidden_size, model.dtype)
+    return ([(P[layer.w_ih], P.get(layer.w_hh, no_w), P[layer.b_ih], P.get(layer.b_hh, no_b))
              for layer in layers(model.config)],
             (P.get(ENCODER), P[DECODER_WEIGHT], P[DECODER_BIAS]))
 

@@ -11,8 +11,9 @@ with the same two calls (see kernels.recurrence):
                   db_hh, variant)
 
 (the GPU's step_backward takes no hat, rstd, gain or dgain: no layer norm there yet). A scan
-cell (CellSpec.scan) has no W_hh: its kernels get empty w_hh and b_hh, and also define
-coefficients(gates, ab) and its backward, the (a, b) of kernels.scan.
+cell (CellSpec.scan) has no W_hh; its modules define instead coefficients(gates, ab), which
+turns its gates into the (a, b) of kernels.scan's linear recurrence, and
+coefficients_backward(gates, ab); the time loops run the recurrence itself.
 This module imports neither NumPy nor Numba: the CLI reads it to list the choices.
 """
 from dataclasses import dataclass

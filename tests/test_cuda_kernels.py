@@ -206,10 +206,9 @@ def test_cell_step_and_step_backward_match_cpu(rng, dtype, cell, cid, G):
     g, q, hp, cp, h, c, d, dcc, dhp, db = cpu
     cpu_recurrence.step(cid, g, q, hp, cp, h, c, w_hh, b_hh, *no_norm)
     cpu_recurrence.step_backward(cid, g, q, d, dhp, dcc, hp, cp, c, *no_norm, no_norm[2], db)
-    module, variant = gpu_recurrence.CELLS[cid]
     g, q, hp, cp, h, c, d, dcc, dhp, db = dev
-    module.step(g, q, hp, cp, h, c, w_d, b_d, variant)
-    module.step_backward(g, q, d, dhp, dcc, hp, cp, c, variant)
+    gpu_recurrence.step(cid, g, q, hp, cp, h, c, w_d, b_d)
+    gpu_recurrence.step_backward(cid, g, q, d, dhp, dcc, hp, cp, c)
     for got, want in zip(dev, cpu):
         close(host(got), want, dtype)
 
@@ -394,8 +393,8 @@ def test_pick_matches_cpu_given_the_same_uniform_numbers(rng, dtype, temperature
 
 # --- the twins' promise (charrnn.cuda's docstring) --------------------------------------------
 TWINS = ("common", "blas", "recurrence", "scan") + tuple(cells.REGISTRY)
-# The CPU's arguments the GPU has no use for yet: layer norm's (no GPU kernels; a cell's
-# step_backward adds its b_hh gradient into db_hh step by step) and the scratch where the CPU
+# The CPU's arguments the GPU has no use for yet: layer norm's (no GPU kernels; a step's
+# backward adds its b_hh gradient into db_hh step by step) and the scratch where the CPU
 # packs a layer's input for its packed weight-gradient product.
 LAYER_NORM_ARGS = {"hat", "rstd", "gain", "dgain"}
 NOT_TWINS = {("common", "sigmoid"): "a device function, its 1 passed in the dtype"}
@@ -428,5 +427,5 @@ def test_the_twins_share_names_and_arguments(room):
     shared = sorted(set(cpu) & set(gpu) - {name for r, name in NOT_TWINS if r == room})
     assert shared
     for name in shared:
-        cpu_only = LAYER_NORM_ARGS | ({"db_hh"} if room in cells.REGISTRY else {"scratch"})
+        cpu_only = LAYER_NORM_ARGS | {"scratch"} | ({"db_hh"} if name == "step_backward" else set())
         assert [a for a in cpu[name] if a not in cpu_only] == gpu[name], name

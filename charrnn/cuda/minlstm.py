@@ -8,7 +8,7 @@ a layer's steps at once (charrnn.cuda.recurrence).
 """
 from numba import cuda
 
-from . import grid1, scan
+from . import grid1
 from .common import sigmoid
 from .scan import g, g_grad
 
@@ -52,17 +52,3 @@ def coefficients_backward(gates, ab):
     """gates: in (f, i, x_n), out the gradients of the pre-activations; ab: in (dL/da,
     dL/db)."""
     _coefficients_backward[grid1(gates.shape[0] * (ab.shape[1] // 2))](gates, ab)
-
-
-def step(gates, hg, h_prev, c_prev, h, c, w_hh, b_hh, variant):
-    """One time step (the sampler's; training runs a layer's steps as one scan): hg gets
-    (a, b), h the new state. h may alias h_prev."""
-    coefficients(gates, hg)
-    scan.step(hg, h_prev, h)
-
-
-def step_backward(gates, hg, dh, dh_prev, dc, h_prev, c_prev, c, variant):
-    """Backward through one step: gates end as the pre-activation gradients, hg as (dL/da,
-    dL/db); dh_prev += a * dh."""
-    scan.step_backward(hg, dh, h_prev, dh_prev)
-    coefficients_backward(gates, hg)

@@ -28,9 +28,23 @@ def _rows(a):
 def step(cell, gates, hg, h_prev, c_prev, h, c, w_hh, b_hh):
     """One time step of kernel id `cell` for B rows: gates (B, GH) in x-side pre-activations,
     out activations. h may alias h_prev and c c_prev (the sampler advances its state in
-    place)."""
+    place). A scan cell: its coefficients, then the linear recurrence's step, as on the CPU."""
     module, variant = CELLS[cell]
-    module.step(gates, hg, h_prev, c_prev, h, c, w_hh, b_hh, variant)
+    if cells.KERNELS[cell][0].scan:
+        module.coefficients(gates, hg)
+        scan.step(hg, h_prev, h)
+    else:
+        module.step(gates, hg, h_prev, c_prev, h, c, w_hh, b_hh, variant)
+
+
+def step_backward(cell, gates, hg, dh, dh_prev, dc, h_prev, c_prev, c):
+    """Backward through one step of kernel id `cell`, less the recurrent product (as step)."""
+    module, variant = CELLS[cell]
+    if cells.KERNELS[cell][0].scan:
+        scan.step_backward(hg, dh, h_prev, dh_prev)
+        module.coefficients_backward(gates, hg)
+    else:
+        module.step_backward(gates, hg, dh, dh_prev, dc, h_prev, c_prev, c, variant)
 
 
 def forward(cell, gates, hg, hs, cs, w_hh, b_hh, views=None):
@@ -61,7 +75,6 @@ def backward(cell, gates, hg, dhs, dh0, dc0, hs, cs, w_hh, dw_hh, db_hh, views=N
         return
     T, B, GH = gates.shape
     H = hs.shape[2]
-    module, variant = CELLS[cell]
     g, q, h, c, d = views or ([gates[t] for t in range(T)], [hg[t] for t in range(T)],
                               [hs[t] for t in range(T + 1)], [cs[t] for t in range(T + 1)],
                               [dhs[t] for t in range(T)])
@@ -70,7 +83,7 @@ def backward(cell, gates, hg, dhs, dh0, dc0, hs, cs, w_hh, dw_hh, db_hh, views=N
     fill(dc0, 0.0)  # a cell state's: carries dL/dc backwards through the loop
     for t in range(T - 1, -1, -1):
         dh_prev = d[t - 1] if t > 0 else dh0
-        module.step_backward(g[t], q[t], d[t], dh_prev, dc0, h[t], c[t], c[t + 1], variant)
+        step_backward(cell, g[t], q[t], d[t], dh_prev, dc0, h[t], c[t], c[t + 1])
         gemm(False, False, 1.0, q[t] if apart else g[t], w_hh, 1.0, dh_prev)
     dhg = (hg if apart else gates).reshape(T * B, GH)
     h_prev = hs[:T].reshape(T * B, H)

@@ -36,19 +36,3 @@ def coefficients_backward(gates, ab):
             z, x = gz[j], gn[j]
             gz[j] = (db[j] * scan.g(x, half) - da[j]) * z * (one - z)
             gn[j] = db[j] * z * scan.g_grad(x, half)
-
-
-@kernel
-def step(gates, hg, h_prev, c_prev, h, c, w_hh, b_hh, hat, rstd, gain, variant):
-    """One time step (kernels.recurrence): hg gets (a, b), h the new state."""
-    coefficients(gates, hg)
-    scan.step(hg, h_prev, h)
-
-
-@kernel
-def step_backward(gates, hg, dh, dh_prev, dc, h_prev, c_prev, c, hat, rstd, gain, dgain, db_hh,
-                  variant):
-    """Backward through one step: gates end as the pre-activation gradients, hg as (dL/da,
-    dL/db); dh_prev += a * dh."""
-    scan.step_backward(hg, dh, h_prev, dh_prev)
-    coefficients_backward(gates, hg)

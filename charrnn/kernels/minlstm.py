@@ -43,19 +43,3 @@ def coefficients_backward(gates, ab):
             gf[j] = i * q * f * (one - f)
             gi[j] = -f * q * i * (one - i)
             gn[j] = db[j] * i / s * scan.g_grad(x, half)
-
-
-@kernel
-def step(gates, hg, h_prev, c_prev, h, c, w_hh, b_hh, hat, rstd, gain, variant):
-    """One time step (kernels.recurrence): hg gets (a, b), h the new state."""
-    coefficients(gates, hg)
-    scan.step(hg, h_prev, h)
-
-
-@kernel
-def step_backward(gates, hg, dh, dh_prev, dc, h_prev, c_prev, c, hat, rstd, gain, dgain, db_hh,
-                  variant):
-    """Backward through one step: gates end as the pre-activation gradients, hg as (dL/da,
-    dL/db); dh_prev += a * dh."""
-    scan.step_backward(hg, dh, h_prev, dh_prev)
-    coefficients_backward(gates, hg)

@@ -29,7 +29,7 @@ from numba import types
 from numba.extending import overload
 
 from .. import cells
-from . import borrow, kernel
+from . import borrow, kernel, scan
 from .common import add_row_sums
 from .packed import accumulate_product, accumulate_weight_grad
 
@@ -44,42 +44,61 @@ def step(cell, gates, hg, h_prev, c_prev, h, c, w_hh, b_hh, hat, rstd, gain):
     cell must be a constant (a closure variable): the call goes straight to that cell's
     kernel, and only its code compiles. (Not through a closure variable holding the kernel:
     closure variables are part of the disk cache's key, and a kernel pickles differently in
-    every process.)"""
-    module, variant = CELLS[cell]
-    module.step(gates, hg, h_prev, c_prev, h, c, w_hh, b_hh, hat, rstd, gain, variant)
+    every process.) From Python it runs for_cell's compiled step."""
+    for_cell(cell)[2](gates, hg, h_prev, c_prev, h, c, w_hh, b_hh, hat, rstd, gain)
 
 
 def step_backward(cell, gates, hg, dh, dh_prev, dc, h_prev, c_prev, c, hat, rstd, gain, dgain,
                   db_hh):
     """Backward through one step of kernel id `cell`, less the recurrent product (as step)."""
-    module, variant = CELLS[cell]
-    module.step_backward(gates, hg, dh, dh_prev, dc, h_prev, c_prev, c, hat, rstd, gain, dgain,
-                         db_hh, variant)
+    for_cell(cell)[3](gates, hg, dh, dh_prev, dc, h_prev, c_prev, c, hat, rstd, gain, dgain,
+                      db_hh)
 
 
+# The two overloads are the one place a kernel id becomes its cell's code: the cell module's
+# step and step_backward, or for a scan cell (CellSpec.scan) its coefficients with the linear
+# recurrence's step (kernels.scan).
 @overload(step, inline="always")  # no function (and compile) of its own
 def _step(cell, gates, hg, h_prev, c_prev, h, c, w_hh, b_hh, hat, rstd, gain):
-    if isinstance(cell, types.IntegerLiteral):
-        module, variant = CELLS[cell.literal_value]
-        run = module.step
-        return lambda cell, gates, hg, h_prev, c_prev, h, c, w_hh, b_hh, hat, rstd, gain: run(
-            gates, hg, h_prev, c_prev, h, c, w_hh, b_hh, hat, rstd, gain, variant)
+    if not isinstance(cell, types.IntegerLiteral):
+        return None
+    (module, variant), spec = CELLS[cell.literal_value], cells.KERNELS[cell.literal_value][0]
+    if spec.scan:
+        coefficients = module.coefficients
+
+        def scan_step(cell, gates, hg, h_prev, c_prev, h, c, w_hh, b_hh, hat, rstd, gain):
+            coefficients(gates, hg)
+            scan.step(hg, h_prev, h)
+        return scan_step
+    run = module.step
+    return lambda cell, gates, hg, h_prev, c_prev, h, c, w_hh, b_hh, hat, rstd, gain: run(
+        gates, hg, h_prev, c_prev, h, c, w_hh, b_hh, hat, rstd, gain, variant)
 
 
 @overload(step_backward, inline="always")
 def _step_backward(cell, gates, hg, dh, dh_prev, dc, h_prev, c_prev, c, hat, rstd, gain, dgain,
                    db_hh):
-    if isinstance(cell, types.IntegerLiteral):
-        module, variant = CELLS[cell.literal_value]
-        run = module.step_backward
-        return (lambda cell, gates, hg, dh, dh_prev, dc, h_prev, c_prev, c, hat, rstd, gain,
-                dgain, db_hh: run(gates, hg, dh, dh_prev, dc, h_prev, c_prev, c, hat, rstd,
-                                  gain, dgain, db_hh, variant))
+    if not isinstance(cell, types.IntegerLiteral):
+        return None
+    (module, variant), spec = CELLS[cell.literal_value], cells.KERNELS[cell.literal_value][0]
+    if spec.scan:
+        coefficients_backward = module.coefficients_backward
+
+        def scan_step_backward(cell, gates, hg, dh, dh_prev, dc, h_prev, c_prev, c, hat, rstd,
+                               gain, dgain, db_hh):
+            scan.step_backward(hg, dh, h_prev, dh_prev)
+            coefficients_backward(gates, hg)
+        return scan_step_backward
+    run = module.step_backward
+    return (lambda cell, gates, hg, dh, dh_prev, dc, h_prev, c_prev, c, hat, rstd, gain,
+            dgain, db_hh: run(gates, hg, dh, dh_prev, dc, h_prev, c_prev, c, hat, rstd,
+                              gain, dgain, db_hh, variant))
 
 
 @lru_cache(maxsize=None)
 def for_cell(cell):
-    """(forward, backward) compiled for one kernel id (cells.KERNELS)."""
+    """(forward, backward, one step, one step's backward) compiled for one kernel id
+    (cells.KERNELS)."""
 
     @kernel
     def forward(gates, hg, hs, cs, w_hh, b_hh, hat, rstd, gain):
@@ -119,7 +138,17 @@ def for_cell(cell):
             if gain.shape[0] == 0:  # else layer norm's backward added it, step by step
                 add_row_sums(db_hh, dhg)
 
-    return forward, backward
+    @kernel
+    def one_step(gates, hg, h_prev, c_prev, h, c, w_hh, b_hh, hat, rstd, gain):
+        step(cell, gates, hg, h_prev, c_prev, h, c, w_hh, b_hh, hat, rstd, gain)
+
+    @kernel
+    def one_step_backward(gates, hg, dh, dh_prev, dc, h_prev, c_prev, c, hat, rstd, gain,
+                          dgain, db_hh):
+        step_backward(cell, gates, hg, dh, dh_prev, dc, h_prev, c_prev, c, hat, rstd, gain,
+                      dgain, db_hh)
+
+    return forward, backward, one_step, one_step_backward
 
 
 def forward(cell, gates, hg, hs, cs, w_hh, b_hh, hat, rstd, gain):

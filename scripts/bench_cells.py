@@ -2,8 +2,8 @@
 characters/s at batch 1 and at batch 32, each cell as a ratio to the GRU of that size.
 
 For each GRU shape given (default: the 3-minute default 2x256 and the 20-minute 2x512), every
-other cell gets the same layers and the hidden size whose parameter count comes nearest the
-GRU's. Training is bench.py's step (Adam, clip 5, B=50, T=50, V=65, float32, one-hot input);
+other cell gets the same layers and the hidden size (a multiple of 16) whose parameter count
+comes nearest the GRU's. Training is bench.py's step (Adam, clip 5, B=50, T=50, V=65, float32, one-hot input);
 configurations are interleaved within each repeat, and figures are medians over repeats (of
 the per-repeat ratios, for ratios). Usage: python scripts/bench_cells.py --help
 """
@@ -24,8 +24,10 @@ def parameters(cell, layers, hidden):
 
 
 def matched(cell, layers, count):
-    """The hidden size whose `cell` model of `layers` layers has nearest `count` parameters."""
-    return min(range(8, 4096), key=lambda h: abs(parameters(cell, layers, h) - count))
+    """The hidden size, a multiple of 16 (so that the products take the packed path in
+    float32, as the GRU's do: kernels.packed.NR), whose `cell` model of `layers` layers has
+    nearest `count` parameters."""
+    return min(range(16, 4096, 16), key=lambda h: abs(parameters(cell, layers, h) - count))
 
 
 class Config:

@@ -10,12 +10,13 @@ devices imports.)
     precompile    kernels compiled ahead of the first step, in helper processes
     dynamic       dynamic evaluation (charrnn.dynamic), which adapts a CPU copy
     layer_norm    models with --layer-norm
+    block         models with --block
     beam          beam search (samplers)
 """
 from .errors import UsageError
 
 NAMES = frozenset({"trace", "hidden_grads", "eval_grad", "precompile", "dynamic", "layer_norm",
-                   "beam"})  # the optional abilities, as above
+                   "block", "beam"})  # the optional abilities, as above
 
 
 class Engine:
@@ -39,6 +40,8 @@ def require(engine, ability, what):
 def check_model(engine, config):
     """A UsageError, in one line, when `engine` cannot run a model of `config`: each option
     the model uses that not every engine has must be among its ABILITIES."""
-    if config.layer_norm and not engine.can("layer_norm"):
-        raise UsageError("this model uses layer norm, which runs on the CPU only for now; use "
-                         "--device cpu, or train with --no-layer-norm for the GPU")
+    for option, name in (("layer_norm", "layer norm"), ("block", "the block")):
+        if getattr(config, option) and not engine.can(option):
+            flag = "--no-" + option.replace("_", "-")
+            raise UsageError(f"this model uses {name}, which runs on the CPU only for now; use "
+                             f"--device cpu, or train with {flag} for the GPU")

@@ -36,6 +36,8 @@ class CellSpec:
     gate_bias: tuple = ()  # ((gate, value), ...): b_ih's gate block starts at value, b_hh's 0
     scan: bool = False  # no W_hh or b_hh: h_t = a_t h_(t-1) + b_t, a and b from the input
     # alone (kernels.scan); its h side (hg) holds (a, b)
+    block: bool = False  # --block is built for it: each layer a residual block with a
+    # feed-forward sublayer (charrnn.stack, kernels.block)
 
     @property
     def G(self):
@@ -74,14 +76,14 @@ MINGRU = CellSpec(
     name="mingru", label="minGRU", gates=("update gate", "candidate"),
     shown=(("update gate", "The minGRU update gate z, from the character alone: how much of "
             "the state the new candidate replaces (white 0, green 1)."),),
-    carries_c=False, h_side_apart=False, torch_module=None, scan=True)
+    carries_c=False, h_side_apart=False, torch_module=None, scan=True, block=True)
 MINLSTM = CellSpec(
     name="minlstm", label="minLSTM", gates=("forget gate", "input gate", "candidate"),
     shown=(("forget gate", "The minLSTM forget gate f, from the character alone; the state "
             "keeps f / (f + i) of itself (white 0, green 1)."),
            ("input gate", "The minLSTM input gate i, from the character alone; the state "
             "takes i / (f + i) of the new candidate (white 0, green 1).")),
-    carries_c=False, h_side_apart=False, torch_module=None, scan=True)
+    carries_c=False, h_side_apart=False, torch_module=None, scan=True, block=True)
 
 # The registry: --cell's choices, in this order.
 REGISTRY = {spec.name: spec for spec in (LSTM, GRU, RNN, MINGRU, MINLSTM)}

@@ -146,6 +146,9 @@ def _compiling(model, what):
 @click.option("--layer-norm/--no-layer-norm", default=_M.layer_norm, show_default=True,
               help="GRU only: normalise each gate's input and recurrent pre-activations "
                    "(layer normalisation; CPU only).")
+@click.option("--block/--no-block", default=_M.block, show_default=True,
+              help="minGRU and minLSTM only: wrap each layer in a residual block, the cell "
+                   "then a feed-forward sublayer, each after an RMS norm (CPU only).")
 @click.option("--seq-len", type=int, default=_T.seq_len, show_default=True,
               help="Characters per truncated-BPTT chunk.")
 @click.option("--batch-size", type=int, default=_T.batch_size, show_default=True,

@@ -41,6 +41,7 @@ class ModelConfig:
     nonlinearity: str = "tanh"  # vanilla RNN only
     weight_drop: float = 0.0  # DropConnect on each layer's W_hh while training (AWD-LSTM)
     layer_norm: bool = False  # GRU: each gate's x- and h-side pre-activations normalised
+    block: bool = False  # minGRU, minLSTM: residual blocks with a feed-forward (charrnn.stack)
 
     def __post_init__(self):
         if self.cell not in CELLS:
@@ -51,13 +52,17 @@ class ModelConfig:
             _positive_int(name, getattr(self, name))
         if self.embed_dim is not None:
             _positive_int("embed_dim", self.embed_dim)
-        if not isinstance(self.layer_norm, bool):
-            raise UsageError(f"layer_norm must be true or false, got {self.layer_norm!r}")
-        if self.layer_norm and not self.spec.layer_norm:
-            built = [s for s in REGISTRY.values() if s.layer_norm]
-            raise UsageError(f"layer norm is built for the {' and '.join(s.label for s in built)}"
-                             f", not the {self.cell}; use "
-                             f"{' or '.join('--cell ' + s.name for s in built)} or --no-layer-norm")
+        for option, name in (("layer_norm", "layer norm"), ("block", "the block")):
+            on = getattr(self, option)
+            if not isinstance(on, bool):
+                raise UsageError(f"{option} must be true or false, got {on!r}")
+            if on and not getattr(self.spec, option):
+                built = [s for s in REGISTRY.values() if getattr(s, option)]
+                flag = "--" + option.replace("_", "-")
+                raise UsageError(f"{name} is built for the "
+                                 f"{' and '.join(s.label for s in built)}, not the {self.cell}; "
+                                 f"use {' or '.join('--cell ' + s.name for s in built)} or "
+                                 f"--no-{flag[2:]}")
         for name in REGULARISERS:
             p = getattr(self, name)
             if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0.0 <= p < 1.0:
@@ -205,7 +210,8 @@ MS_CHARS = 20_000  # training characters whose gradients give dynamic evaluation
 # ModelConfig or TrainConfig each sets.
 MODEL_OPTIONS = {"cell": "cell", "layers": "num_layers", "hidden": "hidden_size",
                  "embed_dim": "embed_dim", "dropout": "dropout", "nonlinearity": "nonlinearity",
-                 "weight_drop": "weight_drop", "layer_norm": "layer_norm"}
+                 "weight_drop": "weight_drop", "layer_norm": "layer_norm",
+                 "block": "block"}
 TRAIN_OPTIONS = {**{k: k for k in ("seq_len", "batch_size", "optimizer", "lr", "lr_schedule",
                                    "clip", "clip_mode", "val_frac", "max_steps", "max_time",
                                    "eval_every", "patience", "seed", "threads", "decay_frac",

@@ -109,8 +109,10 @@ def read(path, cell=None, nonlinearity="tanh", vocab=None, as_bytes=False):
 
 
 def _shape_of(tensors, cell, V):
-    """ModelConfig size fields read off a state_dict's tensors: layers, hidden, embedding."""
+    """ModelConfig size fields read off a state_dict's tensors: layers, hidden, embedding, and
+    whether the layers are blocks (charrnn.stack)."""
     from .cells import REGISTRY
+    from .stack import OUT_NORM
 
     G = REGISTRY[cell].G
     layers = sorted(int(m.group(1)) for m in map(_LAYER.match, tensors) if m)
@@ -124,7 +126,7 @@ def _shape_of(tensors, cell, V):
                          f"({G} x {H} rows); check --cell")
     enc = tensors.get("encoder.weight")
     return dict(vocab_size=V, hidden_size=H, num_layers=layers[-1] + 1,
-                embed_dim=None if enc is None else int(enc.shape[1]))
+                embed_dim=None if enc is None else int(enc.shape[1]), block=OUT_NORM in tensors)
 
 
 def _first_line(e):

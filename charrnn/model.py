@@ -11,9 +11,9 @@ import numpy as np
 from . import optim, threadpool
 from .cells import kernel_id
 from .front import Masks, ModelFront, allocate, pass_shapes, state_widths
-from .kernels import common, norm, packed, recurrence
+from .kernels import block, common, norm, packed, recurrence
 from .params import ParamLayout, init_params
-from .stack import DECODER_BIAS, DECODER_WEIGHT, ENCODER, layers, matrices
+from .stack import DECODER_BIAS, DECODER_WEIGHT, ENCODER, FF, OUT_NORM, layers, matrices
 
 
 def one_hot_table(config, P, out, hat, rstd):
@@ -33,6 +33,77 @@ def norm_buffers(config, dtype, *rows):
     (*rows, GH) and (*rows, G), or with their last axis 0 without layer norm."""
     GH, G = (config.gates * config.hidden_size, config.gates) if config.layer_norm else (0, 0)
     return np.zeros((*rows, GH), dtype), np.zeros((*rows, G), dtype)
+
+
+class _Block:
+    """A pass's buffers for the block (--block, charrnn.stack), N rows: per layer, the rms
+    norms' (out, hat, rstd) of the cell's input (None in layer 0) and of the feed-forward's, the
+    feed-forward's pre-activations and GELU (N, F), and the layer's output (N, H); the top's
+    norm; and backward's scratch."""
+
+    def __init__(self, config, N, dtype):
+        H = config.hidden_size
+        F = FF * H
+        z = lambda *shape: np.zeros(shape, dtype)  # noqa: E731
+        rms = lambda: (z(N, H), z(N, H), z(N))  # noqa: E731  out, hat, rstd
+        self.norm_in = [rms() if layer.norm_in else None for layer in layers(config)]
+        self.ff_norm = [rms() for _ in range(config.num_layers)]
+        self.ff_pre = [z(N, F) for _ in range(config.num_layers)]
+        self.ff_act = [z(N, F) for _ in range(config.num_layers)]
+        self.outs = [z(N, H) for _ in range(config.num_layers)]
+        self.top = rms()
+        self.dstream, self.dnorm, self.dff = z(N, H), z(N, H), z(N, F)  # dL/d the stream, ...
+        # (F/NR, N, NR): the GELU's output packed for W2's gradient (kernels.packed)
+        self.scratch = (z(F // packed.NR, N, packed.NR)
+                        if packed.packable(dtype, F, per_step=False) else z(0, 0))
+
+    def cell_input(self, k, layer, P, x):
+        """What layer k's cell reads: x, or in layers above 0 rms(x)."""
+        if not layer.norm_in:
+            return x
+        block.rms_forward(*self.norm_in[k], x, P[layer.norm_in])
+        return self.norm_in[k][0]
+
+    def forward(self, k, layer, P, W, x, h):
+        """Layer k's output from its input x and its cell's h (N, H): the residual y = x + h
+        (layer 0: h), then y + the feed-forward of rms(y)."""
+        out = self.outs[k]
+        if layer.norm_in:
+            np.add(x, h, out=out)
+        else:
+            out[...] = h
+        yn = self.ff_norm[k][0]
+        block.rms_forward(*self.ff_norm[k], out, P[layer.ff_norm])
+        common.linear_forward(self.ff_pre[k], yn, W[layer.ff_w1][0], P[layer.ff_b1])
+        block.gelu_forward(self.ff_act[k], self.ff_pre[k])
+        block.residual_forward(out, self.ff_act[k], W[layer.ff_w2][0], P[layer.ff_b2])
+        return out
+
+    def top_forward(self, P, x):
+        """The decoder's input: rms(x) of the top layer's output."""
+        block.rms_forward(*self.top, x, P[OUT_NORM])
+        return self.top[0]
+
+    def top_backward(self, P, D):
+        """dstream = dL/d the top layer's output, from dnorm = dL/d the decoder's input."""
+        self.dstream[...] = 0.0
+        block.rms_backward(self.dstream, self.dnorm, *self.top[1:], P[OUT_NORM], D[OUT_NORM])
+
+    def backward(self, k, layer, P, W, D, scratch):
+        """dstream: dL/d layer k's output in, dL/d y out (the cell's dL/dh, and the
+        residual's share of dL/dx)."""
+        common.linear_backward(self.dff, D[layer.ff_w2], D[layer.ff_b2], self.dstream,
+                               self.ff_act[k], W[layer.ff_w2][1], self.scratch)
+        block.gelu_backward(self.dff, self.ff_pre[k])
+        common.linear_backward(self.dnorm, D[layer.ff_w1], D[layer.ff_b1], self.dff,
+                               self.ff_norm[k][0], W[layer.ff_w1][1], scratch)
+        block.rms_backward(self.dstream, self.dnorm, *self.ff_norm[k][1:], P[layer.ff_norm],
+                           D[layer.ff_norm])
+
+    def input_backward(self, k, layer, P, D):
+        """dstream += dL/dx through the cell's rms(x), from dnorm = dL/d rms(x)."""
+        block.rms_backward(self.dstream, self.dnorm, *self.norm_in[k][1:], P[layer.norm_in],
+                           D[layer.norm_in])
 
 
 def _add_all(total, parts):
@@ -76,6 +147,7 @@ class _Pass:
         self.no_scratch = z(0, 0)  # BLAS for the rest
         self.ids = np.zeros(N, np.int32)
         self.targets = np.zeros(N, np.int32)
+        self.block = _Block(config, N, dtype) if config.block else None
         self.train = False
 
     def draw_masks(self, rng, given=None):
@@ -106,18 +178,20 @@ class _Pass:
                 one_hot_table(cfg, P, self.w_ih0_t, *self.table_norm)
                 common.embedding_forward(gates, self.w_ih0_t, self.ids)
             else:
-                norm.pre_activations(gates, x, W[layer.w_ih][0], *self.norm_ih[k],
+                norm.pre_activations(gates, self.block.cell_input(k, layer, P, x) if self.block
+                                     else x, W[layer.w_ih][0], *self.norm_ih[k],
                                      P.get(layer.norm_ih, self.no_gain), P[layer.b_ih])
             self.hs[k][0], self.cs[k][0] = h0[k], c0[k]
             recurrence.forward(self.cell, self.gates[k], self.hg[k], self.hs[k], self.cs[k],
                                W.get(layer.w_hh, self.no_hh)[0], P.get(layer.b_hh, self.no_gain),
                                *self.norm_hh[k], P.get(layer.norm_hh, self.no_gain))
-            x = self.hs[k][1:].reshape(N, -1)
+            h = self.hs[k][1:].reshape(N, -1)
+            x = self.block.forward(k, layer, P, W, x, h) if self.block else h
             if self.train:
                 np.multiply(x, self.masks[k].reshape(N, -1), out=self.dropped[k])
                 x = self.dropped[k]
-        self.top = x
-        common.linear_forward(self.logits, x, W[DECODER_WEIGHT][0], P[DECODER_BIAS])
+        self.top = self.block.top_forward(P, x) if self.block else x
+        common.linear_forward(self.logits, self.top, W[DECODER_WEIGHT][0], P[DECODER_BIAS])
         if weights is None:
             return common.softmax_cross_entropy(self.logits, self.targets, scale, train)
         total = common.softmax_cross_entropy(self.logits, self.targets, 1.0, train)
@@ -130,15 +204,20 @@ class _Pass:
     def backward(self, P, W, D):
         """Add the gradients of the last forward into D (views of a zeroed flat buffer);
         leaves dh0, dc0 (L, B, H) holding the gradient of the initial state."""
-        cfg, N = self.config, self.N
+        cfg, N, blk = self.config, self.N, self.block
         L = cfg.num_layers
-        common.linear_backward(self.dhs[L - 1].reshape(N, -1), D[DECODER_WEIGHT],
-                               D[DECODER_BIAS], self.logits, self.top, W[DECODER_WEIGHT][1],
-                               self.scratch)
+        common.linear_backward(blk.dnorm if blk else self.dhs[L - 1].reshape(N, -1),
+                               D[DECODER_WEIGHT], D[DECODER_BIAS], self.logits, self.top,
+                               W[DECODER_WEIGHT][1], self.scratch)
+        if blk:
+            blk.top_backward(P, D)
         for layer in reversed(self.layers):
             k = layer.index
             if self.train:
-                common.scale_by_mask(self.dhs[k], self.masks[k])
+                common.scale_by_mask(blk.dstream if blk else self.dhs[k], self.masks[k])
+            if blk:  # through the feed-forward: the cell's dL/dh
+                blk.backward(k, layer, P, W, D, self.scratch)
+                self.dhs[k].reshape(N, -1)[...] = blk.dstream
             recurrence.backward(self.cell, self.gates[k], self.hg[k], self.dhs[k], self.dh0[k],
                                 self.dc0[k], self.hs[k], self.cs[k],
                                 W.get(layer.w_hh, self.no_hh)[1],
@@ -154,7 +233,11 @@ class _Pass:
             if layer.norm_ih and not layer.one_hot:  # to d(x @ W_ih.T); db with it
                 norm.backward(dgates, *self.norm_ih[k], P[layer.norm_ih], D[layer.norm_ih], db)
                 db = db[:0]
-            if k > 0:
+            if k > 0 and blk:  # dstream, still dL/dy, gets the cell's share of dL/dx
+                common.linear_backward(blk.dnorm, dw, db, dgates, blk.norm_in[k][0],
+                                       W[layer.w_ih][1], self.scratch)
+                blk.input_backward(k, layer, P, D)
+            elif k > 0:
                 x = self.dropped[k - 1] if self.train else self.hs[k - 1][1:].reshape(N, -1)
                 common.linear_backward(self.dhs[k - 1].reshape(N, -1), dw, db, dgates, x,
                                        W[layer.w_ih][1], self.scratch)
@@ -179,7 +262,7 @@ class CharRNN(ModelFront):
 
     device = "cpu"  # charrnn.cuda.model.CudaCharRNN is the same model on the GPU
     ABILITIES = frozenset({"trace", "hidden_grads", "eval_grad", "precompile", "dynamic",
-                           "layer_norm"})
+                           "layer_norm", "block"})
 
     def __init__(self, config, dtype=np.float32, seed=0):
         self.config = config
@@ -328,8 +411,9 @@ class CharRNN(ModelFront):
             shard.forward(self.params, W, zeros, zeros, h0, c0, True, 0.25, False)
         if backward:
             shard.train = cfg.dropout > 0  # dropout's backward kernel too
-            shard.top = (shard.dropped[-1] if shard.train
-                         else shard.hs[-1][1:].reshape(shard.N, -1))  # as forward leaves it
+            shard.top = (shard.block.top[0] if shard.block else shard.dropped[-1]
+                         if shard.train else shard.hs[-1][1:].reshape(shard.N, -1))  # as
+            # forward leaves it
             shard.backward(self.params, W, self.layout.views(np.zeros_like(self.grad)))
 
     def _drop_connect(self, given=None):
@@ -410,6 +494,8 @@ class CharRNN(ModelFront):
         Q = state_widths(cfg)[1]  # hg's width
         hat, rstd = norm_buffers(cfg, self.dtype, B)  # layer norm's, each side in turn
         no_gain = np.zeros(0, self.dtype)
+        blk = _Block(cfg, B, self.dtype) if cfg.block else None
+        weights = {name: (P[name], None) for name, _ in matrices(cfg)}  # as _product_weights'
         for layer in layers(cfg):
             k = layer.index
             gates = np.empty((B, G * H), self.dtype)
@@ -418,13 +504,16 @@ class CharRNN(ModelFront):
                 one_hot_table(cfg, P, table, *norm_buffers(cfg, self.dtype, V))
                 gates[...] = table[ids]
             else:
-                norm.pre_activations(gates, x, P[layer.w_ih], hat, rstd,
-                                     P.get(layer.norm_ih, no_gain), P[layer.b_ih])
+                norm.pre_activations(gates, blk.cell_input(k, layer, P, x) if blk else x,
+                                     P[layer.w_ih], hat, rstd, P.get(layer.norm_ih, no_gain),
+                                     P[layer.b_ih])
             recurrence.step(self._cell, gates, np.empty((B, Q), self.dtype),
                             np.ascontiguousarray(h0[k], self.dtype),
                             np.ascontiguousarray(c0[k], self.dtype), h[k], c[k],
                             P.get(layer.w_hh, np.zeros((0, H), self.dtype)),
                             P.get(layer.b_hh, no_gain), hat, rstd, P.get(layer.norm_hh, no_gain))
-            x = h[k]
+            x = blk.forward(k, layer, P, weights, x, h[k]) if blk else h[k]
+        if blk:
+            x = blk.top_forward(P, x)
         logits = x @ P[DECODER_WEIGHT].T + P[DECODER_BIAS]
         return logits, self._pack_state(h, c)

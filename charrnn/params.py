@@ -5,7 +5,7 @@ clipping, zeroing and checkpointing each touch one array.
 """
 import numpy as np
 
-from .stack import ENCODER, layers, parameter_shapes
+from .stack import ENCODER, FF, gains, layers, parameter_shapes
 
 ALIGN = 16  # elements: each view starts on a 64-byte boundary in float32
 
@@ -35,18 +35,20 @@ class ParamLayout:
 
 
 def init_params(config, params, rng):
-    """PyTorch's defaults (uniform +-1/sqrt(H) for recurrent and decoder weights, N(0, 1)
-    embedding, layer-norm gains 1), then the cell's own gate biases (CellSpec.gate_bias: the
-    LSTM's forget gate starts at 1, so memories persist early in training)."""
+    """PyTorch's defaults (uniform +-1/sqrt(H) for recurrent and decoder weights, and as
+    nn.Linear's, +-1/sqrt(F), for the block's W2 and b2; N(0, 1) embedding, norms' gains 1),
+    then the cell's own gate biases (CellSpec.gate_bias: the LSTM's forget gate starts at 1, so
+    memories persist early in training)."""
     H = config.hidden_size
-    bound = 1.0 / np.sqrt(H)
-    gains = {name for layer in layers(config) for name in (layer.norm_ih, layer.norm_hh)}
+    unit = set(gains(config))
+    wide = {name for layer in layers(config) for name in (layer.ff_w2, layer.ff_b2) if name}
     for name, p in params.items():
         if name == ENCODER:
             p[...] = rng.standard_normal(p.shape)
-        elif name in gains:
+        elif name in unit:
             p[...] = 0.0  # gain 1
         else:
+            bound = 1.0 / np.sqrt(FF * H if name in wide else H)
             p[...] = rng.uniform(-bound, bound, p.shape)
     for gate, value in config.spec.gate_bias:
         for layer in layers(config):

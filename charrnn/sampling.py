@@ -18,7 +18,7 @@ from .dynamic import MS_ARRAY, Adapting
 from .errors import UsageError
 from .kernels import packed
 from .kernels.sampling import beam_search, loop
-from .stack import DECODER_BIAS, DECODER_WEIGHT, ENCODER, layers
+from .stack import DECODER_BIAS, DECODER_WEIGHT, ENCODER, FF, OUT_NORM, layers
 from .cells import kernel_id
 from .front import state_widths
 from .model import norm_buffers, one_hot_table
@@ -285,16 +285,16 @@ class Sampler(SamplerFront):
     either engine: charrnn.load_sampler)."""
 
     device = "cpu"
-    ABILITIES = frozenset({"beam", "dynamic", "layer_norm"})
+    ABILITIES = frozenset({"beam", "dynamic", "layer_norm", "block"})
 
     def __init__(self, model, vocab):
         super().__init__(model, vocab)
         threads()  # pins BLAS to one thread: its threading only slows these small products
-        offs = model.layout.offsets  # the compiled loop's: (L, 6) in stack.WEIGHTS' order
+        offs = model.layout.offsets  # the compiled loop's: (L, 12) in stack.WEIGHTS' order
         self._layer_offs = np.array([[offs.get(w, -1) for w in layer.weights]  # -1: none
                                      for layer in layers(model.config)], np.int64)
         self._head_offs = np.array([offs.get(ENCODER, -1), offs[DECODER_WEIGHT],
-                                    offs[DECODER_BIAS]], np.int64)
+                                    offs[DECODER_BIAS], offs.get(OUT_NORM, -1)], np.int64)
 
     def _log_prob(self, ids):
         h, c, ws = self._buffers(1)
@@ -326,6 +326,7 @@ class Sampler(SamplerFront):
         cfg, dt, P = self.model.config, self.model.dtype, self.model.params
         L, H, GH, V = cfg.num_layers, cfg.hidden_size, cfg.gates * cfg.hidden_size, cfg.vocab_size
         Hc, Q = state_widths(cfg)  # c's and hg's widths (see kernels.recurrence)
+        Hb = H if cfg.block else 0  # the block's buffers' width
         h, c = np.zeros((L, B, H), dt), np.zeros((L, B, Hc), dt)  # the state, zero at start
         table = np.empty((0 if cfg.embed_dim else V, GH), dt)  # (V, GH): one-hot gates
         if not cfg.embed_dim:
@@ -334,7 +335,9 @@ class Sampler(SamplerFront):
               np.empty((B, H), dt), np.empty((B, Hc), dt),  # next h, next c
               np.empty((B, cfg.embed_dim or 0), dt), np.empty((B, V), dt),  # x0, logits
               np.empty(V), np.empty(V, np.int64),  # probabilities (float64), ranking
-              table, *norm_buffers(cfg, dt, B))  # layer norm's hat, rstd
+              table, *norm_buffers(cfg, dt, B),  # layer norm's hat, rstd
+              np.empty((B, Hb), dt), np.empty((B, Hb), dt),  # the block's stream, its norm
+              np.empty((B, FF * Hb), dt), np.empty((B, Hb), dt), np.empty(B, dt))  # ff, hat, rstd
         return h, c, ws
 
     def _primed(self, B, prime_ids, opts):

@@ -3,9 +3,10 @@ characters/s at batch 1 and at batch 32, each cell as a ratio to the GRU of that
 
 For each GRU shape given (default: the 3-minute default 2x256 and the 20-minute 2x512), every
 other cell gets the same layers and the hidden size (a multiple of 16) whose parameter count
-comes nearest the GRU's. Training is bench.py's step (Adam, clip 5, B=50, T=50, V=65, float32, one-hot input);
-configurations are interleaved within each repeat, and figures are medians over repeats (of
-the per-repeat ratios, for ratios). Usage: python scripts/bench_cells.py --help
+comes nearest the GRU's (NAME+block: the cell in the block, --block). Training is bench.py's
+step (Adam, clip 5, B=50, T=50, V=65, float32, one-hot input); configurations are
+interleaved within each repeat, and figures are medians over repeats (of the per-repeat
+ratios, for ratios). Usage: python scripts/bench_cells.py --help
 """
 import argparse
 import statistics
@@ -18,9 +19,16 @@ from charrnn.params import ParamLayout
 VOCAB = Vocab("\n" + "".join(map(chr, range(32, 96))))  # V = 65
 
 
+def model_config(cell, layers, hidden):
+    """cell: a cell's name, or NAME+block for the cell in the block (--block)."""
+    name, _, option = cell.partition("+")
+    assert name in REGISTRY and option in ("", "block"), cell
+    return ModelConfig(vocab_size=bench.V, cell=name, num_layers=layers, hidden_size=hidden,
+                       block=option == "block")
+
+
 def parameters(cell, layers, hidden):
-    config = ModelConfig(vocab_size=bench.V, cell=cell, num_layers=layers, hidden_size=hidden)
-    return ParamLayout(config).count
+    return ParamLayout(model_config(cell, layers, hidden)).count
 
 
 def matched(cell, layers, count):
@@ -34,7 +42,7 @@ class Config:
     def __init__(self, cell, layers, hidden, steps):
         self.name = f"{cell}-{layers}x{hidden}"
         self.params = parameters(cell, layers, hidden)
-        config = ModelConfig(vocab_size=bench.V, cell=cell, num_layers=layers, hidden_size=hidden)
+        config = model_config(cell, layers, hidden)
         model = CharRNN(config, dtype="float32")
         self.train = bench.trainer(bench.charrnn_step(model), bench.batches())
         self.sampler = Sampler(model, VOCAB)
@@ -55,7 +63,8 @@ class Config:
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--shapes", default="2x256,2x512", help="GRU shapes LxH [%(default)s].")
-    p.add_argument("--cells", default="mingru,minlstm", help="Cells to match [%(default)s].")
+    p.add_argument("--cells", default="mingru,minlstm,mingru+block,minlstm+block",
+                   help="Cells to match; NAME+block: in the block [%(default)s].")
     p.add_argument("--repeats", type=int, default=5, help="Interleaved rounds [%(default)s].")
     p.add_argument("--steps", type=int, default=6, help="Training steps a round [%(default)s].")
     p.add_argument("--chars", type=int, default=2000, help="Characters a sample [%(default)s].")
@@ -68,7 +77,6 @@ def main():
         count = parameters("gru", L, H)
         group = [Config("gru", L, H, args.steps)]
         for cell in args.cells.split(","):
-            assert cell in REGISTRY, cell
             group.append(Config(cell, L, matched(cell, L, count), args.steps))
         groups.append(group)
     for r in range(args.repeats):

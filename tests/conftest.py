@@ -13,7 +13,7 @@ if "numba" in sys.modules:  # imported early by a plugin: make its config see th
 import pytest  # noqa: E402
 
 from charrnn.threadpool import set_threads  # noqa: E402
-from helpers import ARCHS, NORM_ARCHS, arch_id  # noqa: E402
+from helpers import ARCHS, BLOCK_ARCHS, NORM_ARCHS, arch_id  # noqa: E402
 
 @pytest.fixture(scope="session", autouse=True)
 def private_cache(tmp_path_factory):
@@ -35,6 +35,6 @@ def one_shard():
     set_threads(1)
 
 
-@pytest.fixture(params=ARCHS + NORM_ARCHS, ids=arch_id)
+@pytest.fixture(params=ARCHS + NORM_ARCHS + BLOCK_ARCHS, ids=arch_id)
 def arch(request):
     return request.param

@@ -21,9 +21,14 @@ NORM_ARCHS = [dict(cell="gru", num_layers=2, embed_dim=embed, nonlinearity="tanh
                    layer_norm=True) for embed in (None, 3)]
 
 
+# minGRU and minLSTM in the block (CPU only), one-hot and embedding input; likewise.
+BLOCK_ARCHS = [dict(cell=cell, num_layers=2, embed_dim=embed, nonlinearity="tanh", block=True)
+               for cell in ("mingru", "minlstm") for embed in (None, 3)]
+
+
 def arch_id(a):
     return (f"{a['cell']}-{a['nonlinearity']}-L{a['num_layers']}-E{a['embed_dim']}"
-            + ("-norm" if a.get("layer_norm") else ""))
+            + ("-norm" if a.get("layer_norm") else "") + ("-block" if a.get("block") else ""))
 
 
 def make_model(arch, dropout=0.0, V=5, H=4, dtype=np.float64, seed=0, weight_drop=0.0):

@@ -59,6 +59,24 @@ def minlstm(gx, gh, h, c, H, nonlinearity):
 CELLS = {"lstm": lstm, "gru": gru, "rnn": rnn, "mingru": mingru, "minlstm": minlstm}
 
 
+def rms(x, gain):
+    """RMS norm of each row of x, gain stored as gain - 1."""
+    return x / np.sqrt((x ** 2).mean(1, keepdims=True) + 1e-6) * (1 + gain)
+
+
+def gelu(a):
+    """GELU, its tanh form."""
+    return 0.5 * a * (1 + np.tanh(np.sqrt(2 / np.pi) * (a + 0.044715 * a ** 3)))
+
+
+def block(params, k, y):
+    """The block's layer output from y, the cell's output plus its input (charrnn.stack)."""
+    p = {name: params[f"rnn.{name}_l{k}"] for name in ("ff_norm", "ff_weight1", "ff_bias1",
+                                                         "ff_weight2", "ff_bias2")}
+    a = rms(y, p["ff_norm"]) @ p["ff_weight1"].T + p["ff_bias1"]
+    return y + gelu(a) @ p["ff_weight2"].T + p["ff_bias2"]
+
+
 def cell_step(cell, x, h, c, w_ih, w_hh, b_ih, b_hh, nonlinearity="tanh", norms=None):
     """One step of torch.nn.{LSTM,GRU,RNN} for a batch: x (B, in), h, c (B, H). norms: the
     (x side, h side) layer-norm gains - 1, each (G*H,), or None."""
@@ -92,6 +110,8 @@ def loss(config, params, inputs, targets, h0, c0, masks=None, weights=None, nudg
         if config.embed_dim:
             x = x @ params["encoder.weight"]
         for k in range(L):
+            if config.block and k:  # the block: the cell reads rms(x) (charrnn.stack)
+                x_in, x = x, rms(x, params[f"rnn.norm_l{k}"])
             h[k], c[k] = cell_step(config.cell, x, h[k], c[k], params[f"rnn.weight_ih_l{k}"],
                                    params.get(f"rnn.weight_hh_l{k}"), params[f"rnn.bias_ih_l{k}"],
                                    params.get(f"rnn.bias_hh_l{k}"), config.nonlinearity,
@@ -99,7 +119,10 @@ def loss(config, params, inputs, targets, h0, c0, masks=None, weights=None, nudg
                                    if config.layer_norm else None)
             if nudge is not None and nudge[:2] == (k, t):
                 h[k] = h[k] + nudge[2]
-            x = h[k] * masks[k][t] if masks is not None else h[k]
+            x = block(params, k, x_in + h[k] if k else h[k]) if config.block else h[k]
+            x = x * masks[k][t] if masks is not None else x
+        if config.block:
+            x = rms(x, params["rnn.out_norm"])
         logits = x @ params["decoder.weight"].T + params["decoder.bias"]
         logp = logits - logits.max(1, keepdims=True)
         logp -= np.log(np.exp(logp).sum(1, keepdims=True))

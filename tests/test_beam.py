@@ -16,7 +16,7 @@ import pytest
 
 from charrnn import Sampler, Vocab, checkpoint
 from charrnn.errors import UsageError
-from helpers import ARCHS, arch_id, make_model
+from helpers import ARCHS, BLOCK_ARCHS, arch_id, make_model
 
 VOCAB = Vocab("ab\ncd")  # V = 5; "\n" is the start character
 
@@ -109,7 +109,7 @@ def test_a_wider_beam_can_score_lower_beyond_two_characters():
     assert (g, t) == pytest.approx((s.log_prob(greedy)[0], s.log_prob(two)[0]), rel=1e-12)
 
 
-@pytest.mark.parametrize("arch", ARCHS, ids=arch_id)
+@pytest.mark.parametrize("arch", ARCHS + BLOCK_ARCHS, ids=arch_id)
 def test_one_beam_is_temperature_zero(arch):
     s = Sampler(sharp(arch, 4), VOCAB)
     for prime in ("", "a", "cab\nd"):

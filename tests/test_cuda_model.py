@@ -185,13 +185,15 @@ def test_seeded_sampling_repeats_streams_and_batches():
     assert gpu.sample(0) == ""
 
 
-def test_layer_norm_is_refused_in_one_line():
+@pytest.mark.parametrize("option, name", [(dict(cell="gru", layer_norm=True), "layer norm"),
+                                          (dict(cell="mingru", block=True), "the block")])
+def test_cpu_only_options_are_refused_in_one_line(option, name):
     from charrnn.cuda.model import CudaCharRNN
     from charrnn.cuda.sampling import CudaSampler
     from charrnn.errors import UsageError
 
-    cfg = ModelConfig(vocab_size=V, hidden_size=H, cell="gru", layer_norm=True)
-    with pytest.raises(UsageError, match="layer norm, which runs on the CPU only"):
+    cfg = ModelConfig(vocab_size=V, hidden_size=H, **option)
+    with pytest.raises(UsageError, match=f"{name}, which runs on the CPU only"):
         CudaCharRNN(cfg)
     with pytest.raises(UsageError, match="--device cpu"):
         CudaSampler(CharRNN(cfg), VOCAB)

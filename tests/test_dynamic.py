@@ -13,7 +13,7 @@ from charrnn.config import MS_CHARS, DynamicConfig
 from charrnn.dynamic import (MS_ARRAY, Adapting, dynamic_loss, mean_squared_gradients,
                              segments, static_loss)
 from charrnn.errors import UsageError
-from helpers import ARCHS, CONFIG, MODEL, arch_id, make_model, write_corpus
+from helpers import ARCHS, BLOCK_ARCHS, CONFIG, MODEL, arch_id, make_model, write_corpus
 
 V = 5
 VOCAB = Vocab("ab\ncd")  # "\n" is the start character
@@ -79,7 +79,7 @@ def test_two_segments_against_a_hand_computed_update():
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("arch", ARCHS, ids=arch_id)
+@pytest.mark.parametrize("arch", ARCHS + BLOCK_ARCHS, ids=arch_id)
 def test_eta_zero_is_static_evaluation_exactly(arch, dtype):
     model = make_model(arch, dropout=0.2, V=V, H=8, dtype=dtype, seed=7)
     ids = text_ids(157, seed=1)

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from safetensors.numpy import load_file, save_file
 
-from helpers import ARCHS, arch_id
+from helpers import ARCHS, BLOCK_ARCHS, arch_id
 
 from charrnn import CharRNN, ModelConfig, Vocab, checkpoint
 from charrnn.errors import UsageError
@@ -56,7 +56,7 @@ def small_model(arch, vocab, dtype=np.float32, seed=0):
 VOCAB = Vocab.from_text(TEXT)
 
 
-@pytest.mark.parametrize("arch", ARCHS, ids=arch_id)
+@pytest.mark.parametrize("arch", ARCHS + BLOCK_ARCHS, ids=arch_id)
 def test_readme_snippet_loads_an_export_into_pytorch_with_the_same_logits(arch, tmp_path,
                                                                          monkeypatch):
     torch = torch_or_skip()
@@ -112,15 +112,19 @@ def test_metadata_rebuilds_the_model(tmp_path):
     assert meta["charrnn_version"] == __version__
 
 
-@pytest.mark.parametrize("cell", ["gru", "rnn"])
-def test_a_pytorch_state_dict_imports_then_exports_unchanged(cell, tmp_path):
+@pytest.mark.parametrize("cell, block", [("gru", False), ("rnn", False), ("minlstm", True)])
+def test_a_pytorch_state_dict_imports_then_exports_unchanged(cell, block, tmp_path):
     torch = torch_or_skip()
     from safetensors.torch import save_file as torch_save
 
     torch.manual_seed(0)
     scope = {}
     exec(readme_snippet().split("\n\nwith safe_open")[0], scope)  # the module only
-    net = scope["CharRNN"](cell, len(VOCAB), 12, 2, embed_dim=4, nonlinearity="relu")
+    net = scope["CharRNN"](cell, len(VOCAB), 12, 2, embed_dim=4, nonlinearity="relu",
+                           block=block)
+    if cell.startswith("min"):  # MinRNN leaves its parameters to the caller
+        for p in net.parameters():
+            torch.nn.init.uniform_(p, -0.3, 0.3)
     torch_save(net.state_dict(), tmp_path / "torch.safetensors")
     (tmp_path / "vocab.txt").write_text("".join(VOCAB.chars), encoding="utf-8", newline="")
     done = cli("import", tmp_path / "torch.safetensors", "-o", tmp_path / "run", "--cell", cell,
@@ -129,6 +133,7 @@ def test_a_pytorch_state_dict_imports_then_exports_unchanged(cell, tmp_path):
     info = json.loads(cli("info", tmp_path / "run", "--json").stdout)
     assert info["model"]["hidden_size"] == 12 and info["model"]["num_layers"] == 2
     assert info["model"]["embed_dim"] == 4 and info["model"]["nonlinearity"] == "relu"
+    assert info["model"]["block"] == block
     assert cli("export", tmp_path / "run", "-o", tmp_path / "out.safetensors").returncode == 0
     out = load_file(tmp_path / "out.safetensors")
     for name, t in net.state_dict().items():

@@ -71,6 +71,9 @@ BAD_INPUT = [
     (["train", "{d}/corpus.txt", "--weight-drop", "1"], 2, "weight_drop must be in [0, 1)"),
     (["train", "{d}/corpus.txt", "--layer-norm", "--cell", "lstm"], 2,
      "layer norm is built for the GRU, not the lstm"),
+    (["train", "{d}/corpus.txt", "--block", "--cell", "gru"], 2,
+     "the block is built for the minGRU and minLSTM, not the gru; use --cell mingru or "
+     "--cell minlstm or --no-block"),
     (["train", "{d}/corpus.txt", "--decay-frac", "0"], 2, "decay_frac must be in (0, 1]"),
     (["train", "{d}/corpus.txt", "--weight-decay", "-1"], 2, "weight_decay must be >= 0"),
     (["train", "{d}/corpus.txt", "--min-lr-frac", "1.5"], 2, "min_lr_frac must be in [0, 1]"),

@@ -4,10 +4,10 @@ the rows (charrnn.sampling's Sampler validates
 and allocates; charrnn.cuda.sampling is the GPU twin). Dimension letters: B rows, T characters,
 L layers, H hidden, G gates, V vocabulary, E embedding (0 for one-hot input).
 
-Weights arrive as the model's flat parameter buffer plus element offsets (layer_offs (L, 6),
-each layer's in charrnn.stack.WEIGHTS' order, -1 for none; head_offs the encoder's and the
-decoder's), so one compiled function serves any number of layers; views are cut from the
-buffer inside. In float32 on
+Weights arrive as the model's flat parameter buffer plus element offsets (layer_offs (L, 12),
+each layer's in charrnn.stack.WEIGHTS' order, -1 for none; head_offs the encoder's, the
+decoder's and the block's top norm's), so one compiled function serves any number of layers;
+views are cut from the buffer inside. In float32 on
 AVX-512 or AVX2 the recurrent and input matrices are also packed for packed's micro-kernel
 (pflat, offsets poffs): for one row it streams the weights faster than BLAS's gemv, for
 several it is a small matrix product.
@@ -20,6 +20,7 @@ from numba import types
 from numba.extending import overload
 
 from . import assign, borrow, kernel, packed
+from .block import gelu_forward, residual_forward, rms_forward
 from .common import embedding_forward, exp, linear_forward, row_max, row_sum
 from .norm import pre_activations
 from .recurrence import step
@@ -182,13 +183,18 @@ def _feed_impl(cell, flat, layer_offs, head_offs, pflat, poffs, h, c, ids, ws, d
         return None
 
     def impl(cell, flat, layer_offs, head_offs, pflat, poffs, h, c, ids, ws, decode):
-        gates, hg, hn, cn, x0, logits, p, order, w0t, hat, rstd = ws
+        gates, hg, hn, cn, x0, logits, p, order, w0t, hat, rstd, xs, xn, ff, bhat, brstd = ws
         L, H, GH, E, V = h.shape[0], hn.shape[1], gates.shape[1], x0.shape[1], logits.shape[1]
-        R = hat.shape[1]  # GH with layer norm, else 0
+        R, F = hat.shape[1], ff.shape[1]  # GH with layer norm, else 0; the block's F, else 0
+        blocks = xs.shape[1] > 0  # the block's stream xs (B, H) is each layer's input
         for k in range(L):
-            w_ih, w_hh, b_ih, b_hh, n_ih, n_hh = layer_offs[k]
+            w_ih, w_hh, b_ih, b_hh, n_ih, n_hh, n_in, f_n, f_w1, f_b1, f_w2, f_b2 = layer_offs[k]
             if k > 0:
-                pre_activations(gates, h[k - 1], operand(flat, w_ih, pflat, poffs[k, 1], GH, H),
+                x = h[k - 1]
+                if blocks:
+                    rms_forward(xn, bhat, brstd, xs, flat[n_in: n_in + H])
+                    x = xn
+                pre_activations(gates, x, operand(flat, w_ih, pflat, poffs[k, 1], GH, H),
                                 hat, rstd, flat[n_ih: n_ih + R], flat[b_ih: b_ih + GH])
             elif E > 0:
                 embedding_forward(x0, view(flat, head_offs[0], V, E), ids)
@@ -203,9 +209,22 @@ def _feed_impl(cell, flat, layer_offs, head_offs, pflat, poffs, h, c, ids, ws, d
             for b in range(hn.shape[0]):
                 assign(h[k, b], hn[b])
                 assign(c[k, b], cn[b])
+                if blocks and k == 0:  # the stream: h, then plus each layer's h
+                    assign(xs[b], hn[b])
+                elif blocks:
+                    for j in range(H):
+                        xs[b, j] += hn[b, j]
+            if blocks:  # the feed-forward sublayer
+                rms_forward(xn, bhat, brstd, xs, flat[f_n: f_n + H])
+                linear_forward(ff, xn, view(flat, f_w1, F, H), flat[f_b1: f_b1 + F])
+                gelu_forward(ff, ff)
+                residual_forward(xs, ff, view(flat, f_w2, H, F), flat[f_b2: f_b2 + H])
         if decode:
-            dec_w, dec_b = head_offs[1], head_offs[2]
-            linear_forward(logits, h[L - 1], view(flat, dec_w, V, H), flat[dec_b: dec_b + V])
+            dec_w, dec_b, top = head_offs[1], head_offs[2], h[L - 1]
+            if blocks:
+                rms_forward(xn, bhat, brstd, xs, flat[head_offs[3]: head_offs[3] + H])
+                top = xn
+            linear_forward(logits, top, view(flat, dec_w, V, H), flat[dec_b: dec_b + V])
     return impl
 
 

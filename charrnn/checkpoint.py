@@ -87,7 +87,7 @@ def save(path, meta, arrays):
                 crc = zlib.crc32(blob, zlib.crc32(bytes(pad), crc))
             f.write(_CRC.pack(crc))
     except CannotWrite as e:
-        raise e.instead(kept="any checkpoint there before is intact") from None
+        raise e.instead(kept="the previous checkpoint (if any) is intact") from None
 
 
 def _open(path):

@@ -51,7 +51,7 @@ def append_line(path, line):
     back off, so the file holds whole lines only."""
     data, size = memoryview((line + "\n").encode()), None
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)  # as open(): umask
     except OSError as e:
         raise CannotWrite(path, e) from None
     try:

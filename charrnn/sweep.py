@@ -202,7 +202,11 @@ def sweep(corpus, space_path=None, out=None, samples=1, max_time=None, max_steps
             f"sweep interrupted with {ended} of {len(results)} trials ended; continue it with: "
             f"charrnn sweep {state['corpus']} --out {state['out']} --resume")
     rows = _table(state, results)
-    _write(state, rows)
+    try:
+        _write(state, rows)
+    except CannotWrite as e:  # the trials are done and kept: only the table is to write
+        raise e.instead(then=f"write it with: charrnn sweep {state['corpus']} --out "
+                             f"{state['out']} --resume") from None
     return rows
 
 

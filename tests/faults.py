@@ -12,6 +12,8 @@ data, as a disk that fills up midway does; a failing close closes the file first
 
     with Faults([tmp_path]) as f: ...            # count: f.ops is [(op, path), ...]
     with Faults([tmp_path], 7, errno.EIO): ...   # the 7th write raises OSError(EIO)
+
+Faults.stream counts a stream's writes too (a command's standard output).
 """
 import builtins
 import errno as errnos
@@ -36,9 +38,9 @@ class Faults:
     OSError(`err`). After the block: `ops` lists every write seen as (op, path) and `fired`
     is the (op, path) that failed, or None."""
 
-    def __init__(self, roots, fail_at=None, err=errnos.ENOSPC, streams=()):
+    def __init__(self, roots, fail_at=None, err=errnos.ENOSPC):
         self.roots = [os.path.abspath(r) + os.sep for r in roots]
-        self.fail_at, self.err, self.streams = fail_at, err, list(streams)
+        self.fail_at, self.err = fail_at, err
         self.ops, self.fired = [], None
 
     # --- counting ------------------------------------------------------------------------------
@@ -61,6 +63,14 @@ class Faults:
 
     def error(self, path=None):
         return OSError(self.err, os.strerror(self.err), *([os.fsdecode(path)] if path else []))
+
+    def stream(self, write, name):
+        """A stream's write method, counting each non-empty write as a write to `name`."""
+        def counted(data):
+            if len(data) and self.point("write", name):
+                raise self.error()
+            return write(data)
+        return counted
 
     # --- the patched primitives ----------------------------------------------------------------
     def _open(self, file, mode="r", *args, **kwargs):

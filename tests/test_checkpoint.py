@@ -16,9 +16,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from charrnn import checkpoint
+from charrnn import checkpoint, files
 from charrnn.checkpoint import FORMAT_NAME, MAGIC, load, read_meta, save
-from charrnn.errors import CheckpointError
+from charrnn.errors import CannotWrite, CheckpointError
 
 DTYPES = [np.float32, np.float64, np.int32, np.int64, np.uint8, np.uint32, np.uint64, np.bool_]
 
@@ -302,9 +302,9 @@ def test_failed_save_keeps_previous_checkpoint(tmp_path, monkeypatch, how):
     if how == "fsync":
         monkeypatch.setattr(os, "fsync", enospc)
     else:
-        monkeypatch.setattr(checkpoint, "open", lambda p, mode: FullDisk(open(p, mode), 1000),
+        monkeypatch.setattr(files, "open", lambda p, mode: FullDisk(open(p, mode), 1000),
                             raising=False)
-    with pytest.raises(CheckpointError, match="No space left.*previous checkpoint .* intact") as e:
+    with pytest.raises(CannotWrite, match="No space left.*previous checkpoint .* intact") as e:
         save(path, {"old": False}, {"big": np.zeros(10_000)})
     assert "\n" not in str(e.value)
     assert path.read_bytes() == before

@@ -12,6 +12,7 @@ alike), is failed at its first and its last occurrence in the command's run. The
 writes tried per command is the README's (Reliability); `python scripts/fault_table.py`
 writes it there, and test_the_readme_lists_the_fault_points fails when it is stale.
 """
+import contextlib
 import csv
 import errno
 import fcntl
@@ -203,7 +204,7 @@ def invoke(case, root, d, faults):
                 case.run(root, d)
         except CharRNNError as e:  # as the command line shows it
             return Outcome(e.exit_code, f"error: {e}\n")
-        except BaseException as e:  # noqa: BLE001 -- what the harness is there to find
+        except BaseException as e:  # anything else: what the harness is there to find
             return Outcome(1, "", e)
         return Outcome(0, "")
     runner = _Runner(faults if case.stdout else None)
@@ -220,24 +221,13 @@ class _Runner(CliRunner):
         super().__init__()
         self.faults = faults
 
+    @contextlib.contextmanager
     def isolation(self, *args, **kwargs):
-        import contextlib
-
-        @contextlib.contextmanager
-        def isolated():
-            with CliRunner.isolation(self, *args, **kwargs) as streams:
-                if self.faults is not None:
-                    buffer = sys.stdout.buffer
-                    real = buffer.write
-
-                    def write(data, faults=self.faults):
-                        if len(data) and faults.point("write", "<stdout>"):
-                            raise faults.error()
-                        return real(data)
-
-                    buffer.write = write
-                yield streams
-        return isolated()
+        with super().isolation(*args, **kwargs) as streams:
+            if self.faults is not None:
+                out = sys.stdout.buffer
+                out.write = self.faults.stream(out.write, "<stdout>")
+            yield streams
 
 
 # --- what must hold after a fault ---------------------------------------------------------------

@@ -30,6 +30,9 @@ ARCHS = {  # name: (model fields, threads)
     "rnn-relu-embed": ({"cell": "rnn", "nonlinearity": "relu", "num_layers": 2,
                         "hidden_size": 32, "embed_dim": 16}, 1),
     "rnn-tanh": ({"cell": "rnn", "num_layers": 1, "hidden_size": 40}, 1),
+    "mingru": ({"cell": "mingru", "num_layers": 2, "hidden_size": 48}, 2),
+    "minlstm-block": ({"cell": "minlstm", "num_layers": 2, "hidden_size": 32, "block": True,
+                       "dropout": 0.1}, 2),
 }
 
 

@@ -138,11 +138,17 @@ def render(data):
 
 
 def write_page(path, data):
-    """Write the page atomically (a temporary file renamed into place)."""
+    """Write the page atomically."""
+    write_atomically(path, render(data).encode("utf-8"))
+
+
+def write_atomically(path, data):
+    """Write bytes to path atomically (a temporary file renamed into place: the whole file or
+    the old one); a one-line error when it cannot."""
     tmp = f"{path}.tmp{os.getpid()}"
     try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(render(data))
+        with open(tmp, "wb") as f:
+            f.write(data)
         os.replace(tmp, path)
     except OSError as e:
         if os.path.exists(tmp):

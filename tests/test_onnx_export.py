@@ -177,3 +177,17 @@ def test_the_plain_package_does_not_import_onnx():
             "print('onnx' in sys.modules)")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0 and done.stdout == "False\n", done.stderr
+
+
+def test_a_cell_without_an_onnx_form_is_refused_in_one_line(tmp_path, monkeypatch):
+    from charrnn import onnx_export
+
+    monkeypatch.delitem(onnx_export.COEFFICIENTS, "mingru")  # as a new cell would come
+    model = small_model(dict(cell="mingru", num_layers=1, embed_dim=None), VOCAB)
+    save_model(tmp_path / "m.ckpt", model, VOCAB, {})
+    done = CliRunner().invoke(cli, ["export", str(tmp_path / "m.ckpt"), "-o",
+                                    str(tmp_path / "m.onnx")])
+    assert done.exit_code == 2
+    assert done.stderr == "error: the minGRU has no ONNX form yet; export it as safetensors " \
+                          "or html\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.ckpt"]

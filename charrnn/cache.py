@@ -20,17 +20,16 @@ a half-written array behind. Ids are ordered by code point, as ``Vocab.from_text
 N below is a length in characters, V the vocabulary size.
 """
 import codecs
-import contextlib
 import hashlib
 import json
 import os
-import secrets
 import time
 from pathlib import Path
 
 import numpy as np
 
-from .errors import CharRNNError, UsageError
+from .errors import CannotWrite, CharRNNError, UsageError
+from .files import atomic_write
 from .vocab import Vocab
 
 CHUNK_BYTES = 1 << 22  # bytes read and decoded at a time: bounds the memory of a pass
@@ -54,25 +53,6 @@ def cache_dir() -> Path:
 def ids_dtype(vocab_size: int) -> np.dtype:
     """The smallest unsigned integer type that holds ids ``0 .. vocab_size - 1``."""
     return np.dtype("u1" if vocab_size <= 1 << 8 else "u2" if vocab_size <= 1 << 16 else "<u4")
-
-
-@contextlib.contextmanager
-def atomic_write(path: Path, fsync: bool = True):
-    """A binary file to write ``path`` through: a temporary file beside it, renamed over it
-    only when the block ends without an error (and removed when it does not)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-    try:
-        with open(tmp, "xb") as f:
-            yield f
-            f.flush()
-            if fsync:
-                os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def file_sha256(path) -> str:
@@ -288,7 +268,7 @@ def encoded_file(path, encoding=None, errors=None, as_bytes=False, log=None):
             meta["mtime_ns"] = st.st_mtime_ns  # same bytes, touched: keep the array
             try:
                 _write_json(meta_path, meta)
-            except OSError:
+            except CannotWrite:
                 pass
         if meta["mtime_ns"] == st.st_mtime_ns:
             ids = np.memmap(ids_path, dtype=ids_dtype(len(vocab)), mode="r", shape=(meta["chars"],))
@@ -313,8 +293,8 @@ def encoded_file(path, encoding=None, errors=None, as_bytes=False, log=None):
                     "size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": sha, "chars": n,
                     "dtype": dtype.name, "vocab": vocab.to_dict()}
             _write_json(meta_path, meta)
-        except OSError as e:  # a full disk, say: the temporary file is gone already
-            problem = e.strerror or str(e)
+        except CannotWrite as e:  # a full disk, say: the temporary file is gone already
+            problem = e.error.strerror or str(e.error)
     if problem:
         log(f"warning: cannot write the encoding cache in {ids_path.parent} ({problem}); "
             "encoding in memory this time; free space or set CHARRNN_CACHE elsewhere")

@@ -17,7 +17,6 @@ Loading checks every size against the file size before allocating, so a hostile 
 file raises CheckpointError and never executes code or allocates more than the file holds.
 """
 
-import contextlib
 import json
 import math
 import os
@@ -26,7 +25,8 @@ import zlib
 
 import numpy as np
 
-from charrnn.errors import CheckpointError
+from charrnn.errors import CannotWrite, CheckpointError
+from charrnn.files import atomic_write
 
 FORMAT_NAME = "charrnn-checkpoint"
 FORMAT_VERSION = 1
@@ -53,7 +53,7 @@ def save(path, meta, arrays):
     """Write `meta` (a JSON-able dict) and named numeric `arrays` to `path`, atomically.
 
     The target is replaced only by a rename of a fully written, fsynced temporary file, so a
-    crash or a full disk leaves any previous checkpoint at `path` intact.
+    crash or a full disk leaves any previous checkpoint at `path` intact (CannotWrite says so).
     """
     path = os.fspath(path)
     blobs, entries, end = [], [], 0
@@ -75,34 +75,19 @@ def save(path, meta, arrays):
         raise CheckpointError(f"cannot save checkpoint meta: {e}; keep it to JSON types") from None
     text += b" " * (_aligned(_PREFIX.size + len(text)) - _PREFIX.size - len(text))
 
-    directory, name = os.path.split(os.path.abspath(path))
-    tmp = os.path.join(directory, f".{name}.tmp-{os.getpid()}")
     try:
-        with open(tmp, "wb") as f:
+        with atomic_write(path) as f:
             head = _PREFIX.pack(MAGIC, FORMAT_VERSION, len(text)) + text
             f.write(head)
             crc = zlib.crc32(head)
             for pad, blob in blobs:
-                f.write(bytes(pad))
+                if pad:
+                    f.write(bytes(pad))
                 f.write(blob)
                 crc = zlib.crc32(blob, zlib.crc32(bytes(pad), crc))
             f.write(_CRC.pack(crc))
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException as e:
-        with contextlib.suppress(FileNotFoundError):
-            os.remove(tmp)
-        if not isinstance(e, Exception):
-            raise
-        raise CheckpointError(f"could not write checkpoint {path}: {e}; "
-                              "the previous checkpoint (if any) is intact") from e
-    with contextlib.suppress(OSError):  # some systems cannot fsync a directory; the rename is done
-        fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(fd)  # make the rename itself durable
-        finally:
-            os.close(fd)
+    except CannotWrite as e:
+        raise e.instead(kept="the previous checkpoint (if any) is intact") from None
 
 
 def _open(path):

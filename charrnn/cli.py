@@ -9,11 +9,11 @@ from click.core import ParameterSource
 
 from . import __version__
 from .cells import REGISTRY
-from .config import (CELLS, CLIP_MODES, DEFAULT_MAX_TIME, MODEL_OPTIONS, MS_CHARS,
-                     NONLINEARITIES, OPTIMIZER_NAMES, SCHEDULES, TRAIN_OPTIONS, DynamicConfig,
-                     ModelConfig, TrainConfig)
+from .config import (CELLS, CLIP_MODES, DEFAULT_MAX_TIME, DOWNLOAD_TIMEOUT, MODEL_OPTIONS,
+                     MS_CHARS, NONLINEARITIES, OPTIMIZER_NAMES, SCHEDULES, TRAIN_OPTIONS,
+                     DynamicConfig, ModelConfig, TrainConfig)
 from .devices import DEVICES
-from .errors import CharRNNError
+from .errors import CannotWrite, CharRNNError
 
 _T, _M = TrainConfig(), ModelConfig(vocab_size=1)
 
@@ -58,6 +58,17 @@ class _Group(click.Group):
 @click.option("--debug", is_flag=True, help="Show full tracebacks for errors.")
 def cli(debug):
     """Train character-level RNN, LSTM and GRU language models, and sample from them."""
+
+
+def _echo(message=None, nl=True):
+    """click.echo to standard output; a write that fails (a full disk behind a redirection)
+    is CannotWrite. A closed pipe (| head) is left to Python."""
+    try:
+        click.echo(message, nl=nl)
+    except BrokenPipeError:
+        raise
+    except OSError as e:
+        raise CannotWrite("standard output", e) from None
 
 
 def device_option(verb):
@@ -347,9 +358,9 @@ def _check_beam(ctx, beam, length_norm, num_samples):
 def _write(pieces, newline):
     """Print a sample's pieces as they come, the prime first: text, or bytes (--raw)."""
     for piece in pieces:
-        click.echo(piece, nl=False)
+        _echo(piece, nl=False)
     if newline:
-        click.echo()
+        _echo()
 
 
 def _unescape(text):
@@ -432,7 +443,7 @@ def sweep_command(corpus, space_path, samples, max_time, max_steps, budget, out,
     rows = sweep(corpus, space_path, out, samples, max_time, max_steps, budget, address,
                  cpus_per_trial, not no_early_stop, resume, say)
     for line in format_table(rows):
-        click.echo(line)
+        _echo(line)
 
 
 @cli.command("eval")
@@ -459,18 +470,18 @@ def evaluate(ctx, target, file, dynamic, ms_from, eta, decay, seq_len, as_json):
                    dynamic_chars_per_sec=r.dynamic_chars_per_sec,
                    **{k: getattr(settings, k) for k in ("eta", "decay", "eps", "seq_len")})
     if as_json:
-        click.echo(json.dumps(row))
+        _echo(json.dumps(row))
         return
     if r.loss is None:
-        click.echo(f"{file}: too little known text to evaluate ({r.unknown_chars} unknown "
+        _echo(f"{file}: too little known text to evaluate ({r.unknown_chars} unknown "
                    "characters)")
         return
     tail = f"over {r.chars} characters ({r.unknown_chars} outside the vocabulary, skipped)"
     if not dynamic:
-        click.echo(f"{file}: {r.loss:.4f} nats/char, {r.bpc:.4f} bits/char {tail}")
+        _echo(f"{file}: {r.loss:.4f} nats/char, {r.bpc:.4f} bits/char {tail}")
         return
     gain = 100 * (1 - r.dynamic_loss / r.loss)
-    click.echo(f"{file}: static {r.bpc:.4f} bits/char ({r.loss:.4f} nats), dynamic "
+    _echo(f"{file}: static {r.bpc:.4f} bits/char ({r.loss:.4f} nats), dynamic "
                f"{r.dynamic_bpc:.4f} bits/char ({r.dynamic_loss:.4f} nats), {gain:.1f}% fewer, "
                f"{tail}; {seq_len}-character segments, eta {eta:g}, lambda {decay:g}, "
                f"{r.dynamic_chars_per_sec:,.0f} characters/s dynamic, "
@@ -498,12 +509,12 @@ def info(target, as_json):
            "best_val_loss": meta.get("best_val_loss"), "corpus": meta.get("corpus"),
            "charrnn_version": meta.get("charrnn_version")}
     if as_json:
-        click.echo(json.dumps(row))
+        _echo(json.dumps(row))
         return
     for key, value in row.items():
         if isinstance(value, dict):
             value = ", ".join(f"{k}={v}" for k, v in value.items())
-        click.echo(f"{key}: {value}")
+        _echo(f"{key}: {value}")
 
 
 @cli.command()
@@ -550,6 +561,7 @@ def import_model(file, out, cell, nonlinearity, vocab_file, as_bytes, overwrite)
     module) into a checkpoint that sample, eval, info and train --init-from take."""
     from . import checkpoint
     from .errors import UsageError
+    from .files import make_dirs
     from .interop import read
     from .vocab import Vocab
 
@@ -563,13 +575,9 @@ def import_model(file, out, cell, nonlinearity, vocab_file, as_bytes, overwrite)
     target = os.path.join(out, "best.ckpt")
     if os.path.exists(target) and not overwrite:
         raise UsageError(f"{out} already holds a checkpoint; pass --overwrite or another --out")
-    try:
-        os.makedirs(out, exist_ok=True)
-        checkpoint.save_model(target, model, vocab, {"imported_from": os.path.abspath(file),
-                                                     "corpus": {"bytes": as_bytes}})
-    except OSError as e:
-        raise UsageError(f"cannot write {target} ({e.strerror}); give a writable --out") \
-            from None
+    make_dirs(out)
+    checkpoint.save_model(target, model, vocab, {"imported_from": os.path.abspath(file),
+                                                 "corpus": {"bytes": as_bytes}})
     click.echo(f"wrote {target} ({model.config.cell}, {model.layout.count:,} parameters, "
                f"{len(vocab)} characters)", err=True)
 
@@ -583,12 +591,12 @@ def import_model(file, out, cell, nonlinearity, vocab_file, as_bytes, overwrite)
 def plot(runs, output, x_axis):
     """Training curves of one or more RUNS (run directories, or a folder of them): loss,
     learning rate and gradient norm, from each run's metrics.jsonl."""
-    from .page import check_writable
+    from .files import check_writable
     from .plots import plot_curves, runs_in
 
     check_writable(output)
     plot_curves(runs_in(runs), output, x_axis)
-    click.echo(output)
+    _echo(output)
 
 
 @cli.command()
@@ -628,7 +636,8 @@ def gradflow(runs, text, output, max_chars, max_lag):
     """Gradient flow through time of the models in RUNS (checkpoints or run directories) on
     one text: how far back one character's loss reaches, per layer, in one figure."""
     from .analysis import analyze
-    from .page import check_writable, describe, load_for_analysis
+    from .files import check_writable
+    from .page import describe, load_for_analysis
     from .plots import plot_gradient_flow
 
     check_writable(output)
@@ -641,7 +650,7 @@ def gradflow(runs, text, output, max_chars, max_lag):
         flows.append((f"{os.path.basename(os.path.normpath(run))}: {describe(model.config)}",
                       a.gradient_flow))
     plot_gradient_flow(flows, output)
-    click.echo(output)
+    _echo(output)
 
 
 @cli.group()
@@ -659,29 +668,33 @@ def corpus_list(as_json):
     for name, entry in catalog().items():
         row = {"name": name, **entry, "status": status(name)}
         if as_json:
-            click.echo(json.dumps(row))
+            _echo(json.dumps(row))
             continue
         size = f"{entry['text_size'] / 1e6:.1f} MB" if entry.get("text_size") else "-"
         check = ("" if entry.get("builtin") else "sha256 in catalog" if entry.get("sha256")
                  else "sha256 trusted on first use")
-        click.echo(f"{name:<16} {size:>9}  {row['status']:<16} {check}")
-        click.echo(f"    {entry['description']}; licence: {entry['licence']}")
+        _echo(f"{name:<16} {size:>9}  {row['status']:<16} {check}")
+        _echo(f"    {entry['description']}; licence: {entry['licence']}")
     if not as_json:
-        click.echo(f"cache: {cache_dir()} (set CHARRNN_CACHE to move it)")
+        _echo(f"cache: {cache_dir()} (set CHARRNN_CACHE to move it)")
 
 
 @corpus.command("get")
 @click.argument("name")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), default=None,
               help="Also write the text to this file.")
+@click.option("--timeout", type=Duration(), default=DOWNLOAD_TIMEOUT, show_default=True,
+              help="How long to wait for the server to connect or send more, e.g. 30s or 2m: "
+                   "a server that sends nothing in that time is given up, one that stalls "
+                   "midway is tried again (3 more tries, each resuming the download).")
 @quiet_option
-def corpus_get(name, output, quiet):
+def corpus_get(name, output, timeout, quiet):
     """Download corpus NAME into the cache, verify its SHA-256, unpack it; print its path."""
     from .corpora import get
 
     path = get(name, out=output, progress=False if quiet else None,
-               log=(lambda line: None) if quiet else None)
-    click.echo(str(path))
+               log=(lambda line: None) if quiet else None, timeout=timeout)
+    _echo(str(path))
     if not quiet and output is None:
         click.echo(f"train on it with: charrnn train {name}", err=True)
 

@@ -219,6 +219,7 @@ TRAIN_OPTIONS = {**{k: k for k in ("seq_len", "batch_size", "optimizer", "lr", "
                  "warmup": "warmup_steps"}
 
 DEFAULT_MAX_TIME = 600.0  # seconds: `charrnn train`'s budget when no --max-steps or --max-time
+DOWNLOAD_TIMEOUT = 30.0  # seconds a download waits for a server to connect or send more
 
 
 def with_default_budget(config):

@@ -32,8 +32,10 @@ from pathlib import Path
 from tqdm import tqdm
 
 from . import __version__
-from .cache import atomic_write, cache_dir, file_sha256
-from .errors import CharRNNError, UsageError
+from .cache import cache_dir, file_sha256
+from .config import DOWNLOAD_TIMEOUT
+from .errors import CannotWrite, CharRNNError, UsageError
+from .files import atomic_write, make_dirs, write_atomic
 
 
 _SKIPPED_DIRS = frozenset({"site-packages", "dist-packages", "test", "tests", "idle_test"})
@@ -71,8 +73,8 @@ CATALOG = Path(__file__).with_name("catalog.json")
 UNPACK_FORMATS = ("none", "zip")
 RETRIES = 3  # further tries after a dropped or failed connection, each resuming the download
 BACKOFF_S = 1.0  # seconds before the first retry, doubling after each
-TIMEOUT_S = 30.0  # socket timeout of a connection or a read
 _READ = 1 << 16
+_RESUME = "run the same command again: the download resumes"
 
 
 def _catalog_error(path, problem):
@@ -189,12 +191,14 @@ def status(name: str) -> str:
 # ---- fetching --------------------------------------------------------------------------------
 
 
-def get(name, out=None, progress=None, log=None) -> Path:
+def get(name, out=None, progress=None, log=None, timeout=None) -> Path:
     """Download, verify and unpack a catalog corpus into the cache; return its text's path.
 
     With ``out``, also copy the text there (for ``python-stdlib``, write the generated text).
     progress: show a progress bar (default: when stderr is a terminal). log: a function that
-    takes a line of text (default: print to stderr).
+    takes a line of text (default: print to stderr). timeout: seconds to wait for the server
+    to connect or send more (default config.DOWNLOAD_TIMEOUT): a server that sends nothing in
+    that time is given up at once, one that stalls midway is tried again (resuming).
     """
     log = log or (lambda line: print(line, file=sys.stderr))
     e = entry(name)
@@ -202,17 +206,18 @@ def get(name, out=None, progress=None, log=None) -> Path:
         if out is None:
             raise UsageError(f"{name} is built in: there is nothing to download; train on it "
                              f"with charrnn train {name}, or write it out with -o FILE")
-        _write_atomic(Path(out), BUILTINS[name]().encode("utf-8"))
+        write_atomic(Path(out), BUILTINS[name]().encode("utf-8"), fsync=False)
         log(f"wrote {name} to {out}")
         return Path(out)
     p = _paths(name, e)
-    p["lock"].parent.mkdir(parents=True, exist_ok=True)
+    make_dirs(p["lock"].parent)
     with _locked(p["lock"]):
         text = cached_text(name)
         if text:
             log(f"{name} is already downloaded: {text}")
         else:
-            text = _fetch(name, e, p, sys.stderr.isatty() if progress is None else progress, log)
+            text = _fetch(name, e, p, sys.stderr.isatty() if progress is None else progress, log,
+                          DOWNLOAD_TIMEOUT if timeout is None else timeout)
     if out is not None:
         _copy_atomic(text, Path(out))
         log(f"copied {name} to {out}")
@@ -220,12 +225,12 @@ def get(name, out=None, progress=None, log=None) -> Path:
     return text
 
 
-def _fetch(name, e, p, progress, log):
+def _fetch(name, e, p, progress, log, timeout):
     trusted = _read_trusted(p["trusted"])
     expected = e.get("sha256") or trusted.get(e["url"])
     archive = p["archive"]
     if not (archive.exists() and expected and file_sha256(archive) == expected):
-        _download(name, e["url"], p["part"], e.get("size"), progress, log)
+        _download(name, e["url"], p["part"], e.get("size"), progress, log, timeout)
         got = file_sha256(p["part"])
         size = p["part"].stat().st_size
         if (expected and got != expected) or (e.get("size") and size != e["size"]):
@@ -235,11 +240,16 @@ def _fetch(name, e, p, progress, log):
                 f"checksum mismatch for {name}: expected {want}, got sha256 {got} ({size} bytes) "
                 f"from {e['url']}; the bad download was removed; run the same command to try "
                 "again, and if it fails again the source has changed: report it")
-        os.replace(p["part"], archive)
+        try:
+            os.replace(p["part"], archive)
+        except OSError as err:
+            raise CannotWrite(archive, err, then=_RESUME) from None
     else:
         got = expected
     try:
         _unpack(name, e, archive, p["text"])
+    except CannotWrite:  # the archive is sound: keep it
+        raise
     except CharRNNError:
         archive.unlink(missing_ok=True)
         raise
@@ -251,29 +261,29 @@ def _fetch(name, e, p, progress, log):
     else:
         how = "sha256 trusted on first use (this download)"
         trusted[e["url"]] = got
-        _write_atomic(p["trusted"], json.dumps(trusted, indent=1).encode())
+        write_atomic(p["trusted"], json.dumps(trusted, indent=1).encode(), fsync=False)
         log(f"warning: the catalog has no SHA-256 for {name}, so this first download is trusted: "
             f"sha256 {got}, recorded in {p['trusted']}; later downloads must match it. "
             "Please compare it with the source and report it so it can go in the catalog.")
     record = {"name": name, "url": e["url"], "sha256": got, "verified_by": how,
               "text_size": p["text"].stat().st_size, "licence": e["licence"],
               "fetched": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
-    _write_atomic(p["record"], json.dumps(record, indent=1).encode())
+    write_atomic(p["record"], json.dumps(record, indent=1).encode(), fsync=False)
     log(f"{name}: {record['text_size']} bytes of text in {p['text']} ({how})")
     return p["text"]
 
 
-def _download(name, url, part, size, progress, log):
+def _download(name, url, part, size, progress, log, timeout):
     """Fetch ``url`` into ``part``, resuming whatever is already there, until complete."""
-    part.parent.mkdir(parents=True, exist_ok=True)
-    problem = None
+    make_dirs(part.parent)
+    host, problem = urllib.parse.urlsplit(url).netloc, None
     for attempt in range(RETRIES + 1):
         if attempt:
             time.sleep(BACKOFF_S * 2 ** (attempt - 1))
             log(f"{problem}; retrying ({attempt} of {RETRIES})")
         have = part.stat().st_size if part.exists() else 0
         try:
-            _request(name, url, part, have, size, progress)
+            _request(name, url, part, have, size, progress, timeout)
             return
         except urllib.error.HTTPError as e:
             if e.code == 416 and have and size == have:
@@ -286,15 +296,28 @@ def _download(name, url, part, size, progress, log):
             else:
                 raise CharRNNError(f"cannot download {name}: HTTP {e.code} {e.reason} from {url}; "
                                    "check the URL in the catalog, or try again later") from None
-        except urllib.error.URLError as e:  # no connection at all: retrying will not help
-            raise CharRNNError(f"cannot reach {urllib.parse.urlsplit(url).netloc} to download "
-                               f"{name} ({e.reason}); check your internet connection, or fetch "
-                               f"{url} some other way and train on the file") from None
-        except (OSError, http.client.HTTPException) as e:  # resets, timeouts, short reads
+        except (urllib.error.URLError, TimeoutError) as e:
+            if not _timed_out(e):  # no connection at all: retrying will not help
+                raise CharRNNError(
+                    f"cannot reach {host} to download {name} ({e.reason}); check your internet "
+                    f"connection, or fetch {url} some other way and train on the file") from None
+            if (part.stat().st_size if part.exists() else 0) == have:  # not a byte: no answer
+                raise CharRNNError(
+                    f"no answer from {host} in {timeout:g} s to download {name}; check your "
+                    "connection and run the same command again (it resumes the download, "
+                    f"{have} bytes so far), with a longer --timeout if the server is slow") \
+                    from None
+            problem = f"download of {name} stalled (nothing for {timeout:g} s)"
+        except (OSError, http.client.HTTPException) as e:  # resets, short reads
             problem = f"download of {name} interrupted ({_reason(e)})"
     have = part.stat().st_size if part.exists() else 0
     raise CharRNNError(f"{problem}; gave up after {RETRIES + 1} tries with {have} bytes kept in "
                        f"{part}; run the same command again to resume")
+
+
+def _timed_out(e):
+    """Whether urllib's error is a timeout: a read's own, or a connection's (its reason)."""
+    return isinstance(e, TimeoutError) or isinstance(getattr(e, "reason", None), TimeoutError)
 
 
 def _reason(e):
@@ -304,26 +327,45 @@ def _reason(e):
     return str(e) or type(e).__name__
 
 
-def _request(name, url, part, have, size, progress):
+def _request(name, url, part, have, size, progress, timeout):
     headers = {"User-Agent": f"charrnn/{__version__}"}
     if have:
         headers["Range"] = f"bytes={have}-"
     with urllib.request.urlopen(urllib.request.Request(url, headers=headers),
-                                timeout=TIMEOUT_S) as resp:
+                                timeout=timeout) as resp:
         if have and not (resp.status == 206 and resp.headers.get("Content-Range", "")
                          .startswith(f"bytes {have}-")):
             have = 0  # the server sent the whole file: start over
         length = resp.headers.get("Content-Length")
         total = have + int(length) if length and length.isdigit() else size
-        with open(part, "ab" if have else "wb") as f, \
-                tqdm(total=total, initial=have, unit="B", unit_scale=True, unit_divisor=1024,
-                     desc=name, disable=not progress, file=sys.stderr, dynamic_ncols=True) as bar:
-            while chunk := resp.read(_READ):
-                f.write(chunk)
-                bar.update(len(chunk))
-            got = f.tell()
+        with tqdm(total=total, initial=have, unit="B", unit_scale=True, unit_divisor=1024,
+                  desc=name, disable=not progress, file=sys.stderr, dynamic_ncols=True) as bar:
+            got = _receive(resp, part, have, bar)
     if total is not None and got != total:
         raise http.client.IncompleteRead(b"", total - got)
+
+
+def _receive(resp, part, have, bar):
+    """Append the response to ``part`` (from scratch unless ``have``); its size at the end.
+    Network errors propagate as they are (they are retried); a local write fails as
+    CannotWrite, which no retry helps."""
+    try:
+        f = open(part, "ab" if have else "wb")
+    except OSError as e:
+        raise CannotWrite(part, e, then=_RESUME) from None
+    try:
+        while chunk := resp.read(_READ):
+            try:
+                f.write(chunk)
+            except OSError as e:
+                raise CannotWrite(part, e, then=_RESUME) from None
+            bar.update(len(chunk))
+        return f.tell()
+    finally:
+        try:
+            f.close()
+        except OSError as e:
+            raise CannotWrite(part, e, then=_RESUME) from None
 
 
 def _unpack(name, e, archive, text):
@@ -365,11 +407,6 @@ def _read_trusted(path):
         return {}
 
 
-def _write_atomic(path, data: bytes):
-    with atomic_write(path, fsync=False) as f:
-        f.write(data)
-
-
 def _copy_atomic(src, dst):
     if dst.is_dir():
         raise UsageError(f"-o {dst} is a directory; give a file name")
@@ -385,7 +422,11 @@ def _locked(path):
     except ImportError:  # no flock on this system: go ahead unlocked
         yield
         return
-    with open(path, "a") as f:
+    try:
+        f = open(path, "a")
+    except OSError as e:
+        raise CannotWrite(path, e) from None
+    with f:
         fcntl.flock(f, fcntl.LOCK_EX)
         try:
             yield

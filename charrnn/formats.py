@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from .errors import UsageError
-from .page import check_writable, write_atomically
+from .files import check_writable, write_atomic
 
 
 def _safetensors(path, model, vocab, as_bytes, half):
@@ -18,13 +18,13 @@ def _safetensors(path, model, vocab, as_bytes, half):
 def _onnx(path, model, vocab, as_bytes, half):
     from .onnx_export import serialized
 
-    write_atomically(path, serialized(model, vocab, as_bytes))
+    write_atomic(path, serialized(model, vocab, as_bytes))
 
 
 def _html(path, model, vocab, as_bytes, half):
     from .webpage import render
 
-    write_atomically(path, render(model, vocab, as_bytes, half).encode("utf-8"))
+    write_atomic(path, render(model, vocab, as_bytes, half).encode("utf-8"))
 
 
 @dataclass(frozen=True)

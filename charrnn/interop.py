@@ -25,10 +25,10 @@ _LAYER = re.compile(r"rnn\.weight_ih_l(\d+)$")
 def export(path, model, vocab, as_bytes=False):
     """Write `model` and `vocab` to the safetensors file `path`, atomically (a complete file or
     the old one)."""
-    from safetensors import SafetensorError
-    from safetensors.numpy import save_file
+    from safetensors.numpy import save
 
     from . import __version__
+    from .files import check_writable, write_atomic
 
     spec = model.config.spec
     if model.config.layer_norm:
@@ -39,17 +39,8 @@ def export(path, model, vocab, as_bytes=False):
     meta = {"format": "pt", "charrnn_version": __version__,
             "model": json.dumps(model.config.to_dict()), "vocab": json.dumps(vocab.to_dict()),
             "bytes": "true" if as_bytes else "false"}
-    path = os.fspath(path)
-    tmp = f"{path}.tmp-{os.getpid()}"
-    try:
-        save_file(tensors, tmp, metadata=meta)
-        os.replace(tmp, path)
-    except (SafetensorError, OSError) as e:
-        raise UsageError(f"cannot write {path} ({_first_line(e)}); check that its directory "
-                         "exists and is writable") from None
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    check_writable(path)
+    write_atomic(path, save(tensors, metadata=meta))
 
 
 def read(path, cell=None, nonlinearity="tanh", vocab=None, as_bytes=False):

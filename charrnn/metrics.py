@@ -3,6 +3,8 @@ that charrnn plot marks; and the window of steps whose means fill the next row."
 import json
 import os
 
+from .files import append_line
+
 
 class MetricsLog:
     """Appends rows and events to out/metrics.jsonl (the one writer of that file)."""
@@ -16,8 +18,7 @@ class MetricsLog:
             os.remove(self.path)
 
     def row(self, row):
-        with open(self.path, "a") as f:
-            f.write(json.dumps(row) + "\n")
+        append_line(self.path, json.dumps(row))
 
     def event(self, kind, step, elapsed, **fields):
         """An event ("resume", "shape", "dropout", "warning", "decay" or "early_stop") at

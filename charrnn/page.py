@@ -19,6 +19,7 @@ import numpy as np
 
 from .analysis import TOP, analyze
 from .errors import UsageError
+from .files import check_writable, write_atomic
 
 FINDER_ROWS = 10  # units listed per feature
 LEVELS = 64
@@ -138,22 +139,8 @@ def render(data):
 
 
 def write_page(path, data):
-    """Write the page atomically."""
-    write_atomically(path, render(data).encode("utf-8"))
-
-
-def write_atomically(path, data):
-    """Write bytes to path atomically (a temporary file renamed into place: the whole file or
-    the old one); a one-line error when it cannot."""
-    tmp = f"{path}.tmp{os.getpid()}"
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except OSError as e:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise UsageError(f"cannot write {path} ({e.strerror}); choose another -o") from None
+    """Write the page atomically (a temporary file renamed into place)."""
+    write_atomic(path, render(data).encode("utf-8"), fsync=False)
 
 
 def load_for_analysis(target, text_source):
@@ -167,14 +154,6 @@ def load_for_analysis(target, text_source):
     corpus = meta.get("corpus") if isinstance(meta.get("corpus"), dict) else {}
     _, text = read_corpus(text_source, encoding="latin-1" if corpus.get("bytes") else None)
     return model, vocab, meta, path, text
-
-
-def check_writable(path):
-    """A one-line error now, not after the work, when `path` cannot be written."""
-    folder = os.path.dirname(os.path.abspath(path))
-    if os.path.isdir(path) or not os.path.isdir(folder) or not os.access(folder, os.W_OK):
-        raise UsageError(f"cannot write {path} (not a writable file location); choose "
-                         "another -o")
 
 
 def inspect(target, text_source, out, max_chars=20_000, max_mb=9.5, max_lag=100):

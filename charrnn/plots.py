@@ -185,14 +185,11 @@ def plot_gradient_flow(flows, out):
 
 def _save(fig, out, plt):
     """Save atomically, as a PNG whatever the name says."""
-    tmp = f"{out}.tmp{os.getpid()}"
+    from .files import atomic_write
+
     try:
         fig.tight_layout()
-        fig.savefig(tmp, dpi=110, format="png")
-        os.replace(tmp, out)
-    except OSError as e:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise UsageError(f"cannot write {out} ({e.strerror}); choose another -o") from None
+        with atomic_write(out, fsync=False) as f:
+            fig.savefig(f, dpi=110, format="png")
     finally:
         plt.close(fig)

@@ -12,25 +12,33 @@ Ray is an optional extra (charrnn[sweep]) and imported only here, when a sweep r
 statistics reporting is left off (RAY_USAGE_STATS_ENABLED=0) unless the caller's environment
 turns it on.
 """
+import contextlib
 import csv
 import importlib.util
+import io
 import json
 import logging
 import math
 import os
 import re
 import shutil
+import socket
 import time
 import tomllib
 
 from .config import MODEL_OPTIONS, TRAIN_OPTIONS, ModelConfig, TrainConfig
-from .errors import CharRNNError, UsageError
+from .errors import CannotWrite, CharRNNError, UsageError
+from .files import make_dirs, write_atomic
 
 RAY_VERSION = "2.60.0"  # the version tested; charrnn[sweep] pins it
 DISTRIBUTIONS = ("uniform", "loguniform", "randint", "choice")
 SET_BY_SWEEP = ("threads", "max_steps", "max_time")  # per-trial budget and CPU share
 SEARCHABLE = tuple(k for k in (*MODEL_OPTIONS, *TRAIN_OPTIONS) if k not in SET_BY_SWEEP)
 STATE = "sweep.json"
+PROBE_S = 3.0  # seconds an address has to answer (and then to speak) before it is given up
+# HTTP/2's client preface and an empty SETTINGS frame: a gRPC server (Ray's GCS, Ray Client)
+# answers with a SETTINGS frame of its own (type 4, the fourth byte of its 9-byte header)
+_HTTP2_HELLO = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0])
 
 
 class SweepInterrupted(CharRNNError):
@@ -121,22 +129,26 @@ def _tune_space(space):
 
 # --- one trial (in a Ray worker) --------------------------------------------------------------
 def _trial(params, state):
-    """Train one trial into SWEEP_DIR/<trial id>, reporting every evaluation to Tune; a trial
-    restarted by --resume continues its own run from last.ckpt."""
+    """Train one trial into SWEEP_DIR/<trial id>, reporting every evaluation to Tune."""
     from ray import tune
-
-    from .training import train
-
-    out = os.path.join(state["out"], tune.get_context().get_trial_id())
-    model, config = settings(params)
-    config.update(threads=state["cpus_per_trial"], max_steps=state["max_steps"],
-                  max_time=state["max_time"])
-    resume = os.path.exists(os.path.join(out, "last.ckpt"))
 
     def report(row):
         tune.report({"val_loss": row["val_loss"], "step": row["step"],
                      "elapsed_s": row["elapsed_s"], "train_loss": row["train_loss"]})
 
+    run_trial(os.path.join(state["out"], tune.get_context().get_trial_id()), params, state,
+              report)
+
+
+def run_trial(out, params, state, report):
+    """One trial's training into `out`, each evaluation's row to `report`; a trial restarted
+    by --resume continues its own run from last.ckpt."""
+    from .training import train
+
+    model, config = settings(params)
+    config.update(threads=state["cpus_per_trial"], max_steps=state["max_steps"],
+                  max_time=state["max_time"])
+    resume = os.path.exists(os.path.join(out, "last.ckpt"))
     train(state["corpus"], out=out, model=model, config=config, resume=resume,
           overwrite=not resume, progress=False, log=lambda line: None, on_eval=report)
 
@@ -155,12 +167,14 @@ def sweep(corpus, space_path=None, out=None, samples=1, max_time=None, max_steps
     address: a Ray cluster (default: RAY_ADDRESS, else Ray started on this machine with one
     trial per cpus_per_trial cores). budget: seconds for the whole sweep."""
     check_ray()
+    address = address or os.environ.get("RAY_ADDRESS") or None
+    if address:
+        check_address(address)
     if resume:
         state = _read_state(out)
     else:
         state = _new_state(corpus, space_path, out, samples, max_time, max_steps, budget,
                            cpus_per_trial, early_stop)
-    address = address or os.environ.get("RAY_ADDRESS") or None
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # so that verbose=0 prints nothing
     import ray
@@ -188,8 +202,44 @@ def sweep(corpus, space_path=None, out=None, samples=1, max_time=None, max_steps
             f"sweep interrupted with {ended} of {len(results)} trials ended; continue it with: "
             f"charrnn sweep {state['corpus']} --out {state['out']} --resume")
     rows = _table(state, results)
-    _write(state, rows)
+    try:
+        _write(state, rows)
+    except CannotWrite as e:  # the trials are done and kept: only the table is to write
+        raise e.instead(then=f"write it with: charrnn sweep {state['corpus']} --out "
+                             f"{state['out']} --resume") from None
     return rows
+
+
+def check_address(address, timeout=PROBE_S):
+    """A one-line UsageError within about 2 x `timeout` seconds when nothing answers at a Ray
+    cluster's address (host:port, or Ray Client's ray://host:port) or what answers does not
+    speak gRPC as Ray does; Ray itself would wait minutes before saying so. "auto" and
+    "local" are left to Ray."""
+    if address in ("auto", "local"):
+        return
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    host = host.strip("[]")  # an IPv6 address, [::1]:6379
+    if not host or not port.isdigit():
+        raise UsageError(f"--address {address} is not host:port; give a Ray cluster's, e.g. "
+                         "10.0.0.1:6379, or leave out --address to run on this machine")
+    hint = (f"start a cluster there with `ray start --head --port={port}`, or leave out "
+            "--address to run on this machine")
+    try:
+        s = socket.create_connection((host, int(port)), timeout=timeout)
+    except OSError as e:
+        raise UsageError(f"no Ray cluster answers at {address} ({e.strerror or e}); "
+                         f"{hint}") from None
+    head = b""
+    with s:
+        try:
+            s.sendall(_HTTP2_HELLO)
+            while len(head) < 9 and (more := s.recv(9 - len(head))):
+                head += more
+        except OSError:  # silence (a timeout) or a reset: not gRPC either way
+            pass
+    if len(head) < 9 or head[3] != 4:
+        raise UsageError(f"what answers at {address} is not a Ray cluster (it does not speak "
+                         f"gRPC as Ray's head node does); check the address, or {hint}")
 
 
 def _new_state(corpus, space_path, out, samples, max_time, max_steps, budget, cpus_per_trial,
@@ -211,9 +261,8 @@ def _new_state(corpus, space_path, out, samples, max_time, max_steps, budget, cp
              "space": space, "out": out, "samples": samples, "max_time": max_time,
              "max_steps": max_steps, "budget": budget, "cpus_per_trial": cpus_per_trial,
              "early_stop": early_stop, "eval_every": TrainConfig().eval_every}
-    os.makedirs(out, exist_ok=True)
-    with open(os.path.join(out, STATE), "w") as f:
-        json.dump(state, f, indent=1)
+    make_dirs(out)
+    write_atomic(os.path.join(out, STATE), json.dumps(state, indent=1).encode())
     return state
 
 
@@ -333,28 +382,44 @@ def _records(run):
 
 
 def _write(state, rows):
-    """trials.csv, and the best trial's checkpoints copied to best/ (atomically replaced)."""
+    """trials.csv, and the best trial's checkpoints copied to best/, each replaced whole."""
     out = state["out"]
     if rows:
-        with open(os.path.join(out, "trials.csv.tmp"), "w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=list(rows[0]))
-            w.writeheader()
-            w.writerows(rows)
-        os.replace(os.path.join(out, "trials.csv.tmp"), os.path.join(out, "trials.csv"))
-    best = rows[0] if rows and rows[0]["best_val_loss"] is not None else None
-    if best is None:
-        return
-    staging = os.path.join(out, "best.tmp")
-    shutil.rmtree(staging, ignore_errors=True)
-    os.makedirs(staging)
-    for name in ("best.ckpt", "last.ckpt"):
-        src = os.path.join(best["run_dir"], name)
-        if os.path.exists(src):
-            shutil.copy2(src, staging)
-    with open(os.path.join(staging, "trial.json"), "w") as f:
-        json.dump(best, f, indent=1)
-    shutil.rmtree(os.path.join(out, "best"), ignore_errors=True)
-    os.replace(staging, os.path.join(out, "best"))
+        text = io.StringIO(newline="")
+        w = csv.DictWriter(text, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+        write_atomic(os.path.join(out, "trials.csv"), text.getvalue().encode())
+    if rows and rows[0]["best_val_loss"] is not None:
+        _write_best(os.path.join(out, "best"), rows[0])
+
+
+def _write_best(final, best):
+    """best/: the trial's checkpoints and its row, put together in a staging folder that then
+    takes the old one's place (kept until the new one is there)."""
+    staging, old = f"{final}.tmp", f"{final}.old.tmp"
+    for leftover in (staging, old):  # of a sweep stopped midway
+        shutil.rmtree(leftover, ignore_errors=True)
+    try:
+        os.makedirs(staging)
+        for name in ("best.ckpt", "last.ckpt"):
+            src = os.path.join(best["run_dir"], name)
+            if os.path.exists(src):
+                shutil.copy2(src, staging)
+        with open(os.path.join(staging, "trial.json"), "w") as f:
+            json.dump(best, f, indent=1)
+        if os.path.exists(final):
+            os.rename(final, old)
+        try:
+            os.rename(staging, final)
+        except OSError:
+            with contextlib.suppress(OSError):
+                os.rename(old, final)
+            raise
+    except OSError as e:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise CannotWrite(final, e) from None
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def format_table(rows):

@@ -17,7 +17,7 @@ from .config import MS_CHARS, DynamicConfig, TrainConfig, with_default_budget
 from .data import corpus_name, load_corpus
 from .devices import check_device
 from .dynamic import MS_ARRAY, mean_squared_gradients
-from .errors import CharRNNError, UsageError
+from .errors import CannotWrite, CharRNNError, UsageError
 from .evaluation import evaluate_text
 from .lock import RunLock
 from .metrics import MetricsLog, Window
@@ -107,10 +107,17 @@ def train(corpus, out=None, model=None, config=None, resume=False, overwrite=Fal
             data = load_corpus(corpus, encoding, errors, as_bytes, log)
             state = RunState.fine_tune(origin, data, model or {}, cfg, vocab, unknown, log,
                                        device)
-    with RunLock(out):  # one writer per run directory
-        if not resume:  # --overwrite: a new run, a new log
-            MetricsLog(out).clear()
-        return Trainer(state).run(out, corpus, progress, log, on_eval)
+    trainer = Trainer(state)
+    try:
+        with RunLock(out):  # one writer per run directory
+            if not resume:  # --overwrite: a new run, a new log
+                MetricsLog(out).clear()
+            return trainer.run(out, corpus, progress, log, on_eval)
+    except CannotWrite as e:  # a full disk, say: what was kept, and how to go on
+        if resume or trainer.saved:
+            raise e.instead(then=f"resume with: charrnn train {corpus} --out {out} "
+                                 "--resume") from None
+        raise
 
 
 class Trainer:
@@ -118,7 +125,7 @@ class Trainer:
     each evaluation, saves checkpoints and writes the metrics log."""
 
     def __init__(self, state):
-        self.state = state
+        self.state, self.saved = state, False  # saved: a checkpoint of this run is on disk
 
     def run(self, out, corpus, progress, log, on_eval=None):
         """Train until the budget is spent, early stopping ends the run or a signal stops
@@ -204,6 +211,7 @@ class Trainer:
                "grad_norm": window.norm, "chars_per_sec": window.chars_per_sec(),
                "elapsed_s": run.elapsed}
         run.save(last)
+        self.saved = True
         if improved:
             run.save(best)
         metrics.row(row)

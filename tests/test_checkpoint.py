@@ -16,9 +16,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from charrnn import checkpoint
+from charrnn import checkpoint, files
 from charrnn.checkpoint import FORMAT_NAME, MAGIC, load, read_meta, save
-from charrnn.errors import CheckpointError
+from charrnn.errors import CannotWrite, CheckpointError
 
 DTYPES = [np.float32, np.float64, np.int32, np.int64, np.uint8, np.uint32, np.uint64, np.bool_]
 
@@ -302,9 +302,9 @@ def test_failed_save_keeps_previous_checkpoint(tmp_path, monkeypatch, how):
     if how == "fsync":
         monkeypatch.setattr(os, "fsync", enospc)
     else:
-        monkeypatch.setattr(checkpoint, "open", lambda p, mode: FullDisk(open(p, mode), 1000),
+        monkeypatch.setattr(files, "open", lambda p, mode: FullDisk(open(p, mode), 1000),
                             raising=False)
-    with pytest.raises(CheckpointError, match="No space left.*previous checkpoint .* intact") as e:
+    with pytest.raises(CannotWrite, match="No space left.*previous checkpoint .* intact") as e:
         save(path, {"old": False}, {"big": np.zeros(10_000)})
     assert "\n" not in str(e.value)
     assert path.read_bytes() == before
@@ -325,7 +325,7 @@ def test_interrupted_save_cleans_up_and_propagates(tmp_path, monkeypatch):
 SLOW_SAVER = """
 import sys, time
 import numpy as np
-from charrnn import checkpoint
+from charrnn import checkpoint, files
 
 target, marker = sys.argv[1:]
 
@@ -352,7 +352,7 @@ class Slow:
         return n
 
 
-checkpoint.open = lambda path, mode: Slow(open(path, mode))
+files.open = lambda path, mode: Slow(open(path, mode))  # checkpoint.save writes through it
 arrays = {f"a{i}": np.full(1 << 20, i, np.float32) for i in range(50)}  # 200 MB
 checkpoint.save(target, {"new": True}, arrays)
 """
@@ -371,7 +371,7 @@ def test_sigkill_during_save_keeps_previous_checkpoint(tmp_path):
             assert proc.poll() is None, "the saver exited before it was killed"
             assert time.monotonic() < deadline, "the saver never started writing"
             time.sleep(0.01)
-        tmp = tmp_path / f".m.ckpt.tmp-{proc.pid}"
+        tmp, = tmp_path.glob(f".m.ckpt.{proc.pid}.*.tmp")
         partial = tmp.stat().st_size
         proc.send_signal(signal.SIGKILL)
         assert proc.wait(timeout=10) == -signal.SIGKILL

@@ -288,3 +288,25 @@ def test_builtin_corpus_get_writes_its_text(env, tmp_path):
 def test_corpus_commands_have_help(command):
     result = CliRunner().invoke(cli, [*command, "--help"])
     assert result.exit_code == 0 and "Usage:" in result.output
+
+
+def test_a_server_that_never_answers_times_out_in_one_line(env, tmp_path, monkeypatch):
+    import socket
+    import time
+
+    silent = socket.create_server(("127.0.0.1", 0))  # connects, then never says a word
+    host = f"127.0.0.1:{silent.getsockname()[1]}"
+    entries = {"silent": {"description": "d", "licence": "l", "sha256": None,
+                          "url": f"http://{host}/x.txt",
+                          "unpack": {"format": "none"}}}
+    (tmp_path / "silent.json").write_text(json.dumps({"format": 1, "corpora": entries}))
+    monkeypatch.setenv("CHARRNN_CATALOG", str(tmp_path / "silent.json"))
+    with silent:
+        t0 = time.monotonic()
+        result = CliRunner().invoke(cli, ["corpus", "get", "silent", "--timeout", "0.5"])
+    assert time.monotonic() - t0 < 5
+    assert result.exit_code == 1 and result.stderr.count("\n") == 1, result.stderr
+    assert result.stderr.startswith(f"error: no answer from {host} in 0.5 s to download "
+                                    "silent;")
+    assert "run the same command again (it resumes" in result.stderr
+    assert "--timeout" in result.stderr

@@ -82,3 +82,21 @@ def test_two_trainings_into_one_directory_one_refuses(tmp_path):
         first.send_signal(signal.SIGINT)
         first.wait(timeout=60)
     assert first.returncode == 128 + signal.SIGINT  # interrupted, checkpoint saved
+
+
+def test_a_full_disk_at_the_lock_is_one_line_and_leaves_it_free(tmp_path, monkeypatch):
+    """A --resume into a run on a full disk: the pid cannot be written; one line, no lock."""
+    import errno
+
+    from charrnn.errors import CannotWrite
+
+    def full(fd, data):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "write", full)
+    with pytest.raises(CannotWrite, match=r"\.lock \(No space left on device\); free some"):
+        with RunLock(tmp_path):
+            pass
+    monkeypatch.undo()
+    with RunLock(tmp_path):  # released: the next run takes it
+        pass

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from charrnn import CharRNN, ModelConfig, Vocab, checkpoint, train
 from charrnn.cli import cli
-from charrnn.errors import CharRNNError, CheckpointError, UsageError
+from charrnn.errors import CannotWrite, CharRNNError, CheckpointError, UsageError
 from helpers import CONFIG, MODEL, params, write_corpus
 
 TINY = ["--hidden", "8", "--layers", "1", "--batch-size", "4", "--seq-len", "8", "--quiet"]
@@ -125,7 +125,7 @@ def test_a_full_disk_during_training_keeps_the_previous_checkpoint(tmp_path, mon
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(checkpoint.os, "fsync", full)
-    with pytest.raises(CheckpointError, match="No space left.*intact"):
+    with pytest.raises(CannotWrite, match="No space left.*intact.*--resume"):
         train(str(corpus), out=out, config={"max_steps": 50}, resume=True, progress=False)
     monkeypatch.undo()
     assert (out / "last.ckpt").read_bytes() == before

@@ -211,3 +211,28 @@ def test_usage_statistics_stay_off():
 
     assert os.environ["RAY_USAGE_STATS_ENABLED"] == "0"  # conftest.py, as in .ci/run
     assert "RAY_USAGE_STATS_ENABLED" in sweep.__doc__
+
+
+@pytest.mark.parametrize("listening", [False, True], ids=["nothing", "not-ray"])
+def test_an_address_without_a_ray_cluster_is_one_line_within_seconds(files, tmp_path,
+                                                                      listening):
+    from click.testing import CliRunner
+
+    from charrnn.cli import cli
+
+    server = socket.create_server(("127.0.0.1", 0)) if listening else None  # silent TCP
+    port = server.getsockname()[1] if listening else free_port()
+    try:
+        t0 = time.monotonic()
+        res = CliRunner().invoke(cli, ["sweep", str(files / "corpus.txt"), "--space",
+                                       str(files / "space.toml"), "--max-steps", "5", "--out",
+                                       str(tmp_path / "out"), "--address", f"127.0.0.1:{port}"])
+        took = time.monotonic() - t0
+    finally:
+        if server:
+            server.close()
+    assert res.exit_code == 2 and res.stderr.count("\n") == 1, res.stderr
+    said = ("is not a Ray cluster" if listening else "no Ray cluster answers at")
+    assert said in res.stderr and f"127.0.0.1:{port}" in res.stderr
+    assert f"ray start --head --port={port}" in res.stderr
+    assert took < 10 and not (tmp_path / "out").exists()

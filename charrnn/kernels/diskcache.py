@@ -6,9 +6,15 @@ else, when that is not writable (a read-only install), a user-wide directory
 (``~/.cache/numba`` on Linux). A stale entry (charrnn's source changed, or another Numba) is
 already recompiled by Numba; a damaged one (a truncated write, a disk error, garbage) makes it
 raise while unpickling. Here any entry that cannot be read is treated as missing: the kernel is
-compiled again and the entry rewritten.
+compiled again and the entry rewritten. An entry that cannot be written (a full disk, a
+read-only folder) is left out, with one warning line per process: Numba itself would raise,
+ending the command that only wanted the kernel.
 """
+import sys
+
 from numba.core.caching import FunctionCache, IndexDataCacheFile
+
+_warned = []  # the folder already warned about, once per process
 
 
 class _CacheFile(IndexDataCacheFile):
@@ -39,6 +45,16 @@ class SafeCache(FunctionCache):
             return super()._load_overload(sig, target_context)
         except Exception:  # data that unpickles but cannot be rebuilt into code
             return None
+
+    def save_overload(self, sig, data):
+        try:
+            super().save_overload(sig, data)
+        except OSError as e:  # Numba removed its temporary file; the kernel runs from memory
+            if not _warned:
+                _warned.append(self._cache_path)
+                print(f"warning: cannot write Numba's cache in {self._cache_path} "
+                      f"({e.strerror or e}); kernels compile again next time; free some space "
+                      "or set NUMBA_CACHE_DIR to a writable folder", file=sys.stderr)
 
 
 def make_safe(dispatcher):

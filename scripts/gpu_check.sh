@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# The GPU check, for a machine with an NVIDIA GPU (issue 45): installs charrnn with the [cuda]
+# and [test] extras into .venv-gpu, runs the CUDA tests on the hardware (not the simulator),
+# then the GPU benchmark (scripts/bench_gpu.py). Writes gpu_check/{tests.txt,bench.json,
+# bench.md} (or $OUT/... when OUT is set, as on a lent device machine). Under 8 minutes.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+out="${OUT:-gpu_check}"
+mkdir -p "$out"
+nvidia-smi | tee "$out/nvidia-smi.txt"
+python3 -m venv .venv-gpu && . .venv-gpu/bin/activate \
+  && pip install -q -e '.[test,cuda]' || exit 1
+NUMBA_ENABLE_CUDASIM=0 timeout 240 python -m pytest -q tests/test_cuda_device.py \
+  tests/test_cuda_kernels.py tests/test_cuda_model.py tests/test_cuda_ptx.py 2>&1 \
+  | tee "$out/tests.txt" | tail -5
+tests=${PIPESTATUS[0]}
+NUMBA_ENABLE_CUDASIM=0 timeout 200 python scripts/bench_gpu.py --json "$out/bench.json" \
+  | tee "$out/bench.md"
+bench=${PIPESTATUS[0]}
+echo "tests exit $tests, benchmark exit $bench; figures in $out/"
+[ "$tests" = 0 ] && [ "$bench" = 0 ]

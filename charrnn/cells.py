@@ -38,6 +38,9 @@ class CellSpec:
     # alone (kernels.scan); its h side (hg) holds (a, b)
     block: bool = False  # --block is built for it: each layer a residual block with a
     # feed-forward sublayer (charrnn.stack, kernels.block)
+    onnx: Optional[tuple] = None  # (ONNX operator, its gate blocks as indices into `gates`,
+    # ((attribute, value), ...)): each layer is that operator (charrnn.onnx_export); None:
+    # basic operators
 
     @property
     def G(self):
@@ -59,7 +62,8 @@ LSTM = CellSpec(
            ("output gate", "The LSTM output gate o: how much of the cell's memory reaches the "
             "hidden state (white 0, green 1).")),
     carries_c=True, h_side_apart=False,
-    torch_module="LSTM", gate_bias=((1, 1.0),))  # a forget-gate bias of 1: memories persist
+    torch_module="LSTM", gate_bias=((1, 1.0),),  # a forget-gate bias of 1: memories persist
+    onnx=("LSTM", (0, 3, 1, 2), ()))  # ONNX's gates: i, o, f, c
 GRU = CellSpec(
     name="gru", label="GRU", gates=("reset gate", "update gate", "candidate"),
     shown=(("reset gate", "The GRU reset gate r: how much of the previous state the candidate "
@@ -67,10 +71,11 @@ GRU = CellSpec(
            ("update gate", "The GRU update gate z: how much of the previous state is kept "
             "rather than replaced (white 0, green 1).")),
     carries_c=False, h_side_apart=True,  # r scales W_hn h
-    torch_module="GRU", layer_norm=True)
+    torch_module="GRU", layer_norm=True,
+    onnx=("GRU", (1, 0, 2), (("linear_before_reset", 1),)))  # z, r, h; r scales W_hn h + b_hn
 RNN = CellSpec(
     name="rnn", label="RNN", gates=("hidden",), shown=(), carries_c=False, h_side_apart=False,
-    torch_module="RNN", nonlinearities=("tanh", "relu"))
+    torch_module="RNN", nonlinearities=("tanh", "relu"), onnx=("RNN", (0,), ()))
 
 MINGRU = CellSpec(
     name="mingru", label="minGRU", gates=("update gate", "candidate"),

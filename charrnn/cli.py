@@ -520,19 +520,27 @@ def info(target, as_json):
 @cli.command()
 @click.argument("target", required=False)
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
-              help="The .safetensors file to write.")
-def export(target, output):
+              help="The file to write: .safetensors (PyTorch), .onnx, or .html (a page that "
+                   "runs the model in a browser).")
+@click.option("--format", "fmt", default=None, metavar="[safetensors|onnx|html]",
+              help="The file's format.  [default: from the output's suffix, else safetensors]")
+@click.option("--half", is_flag=True,
+              help="html: float16 weights, for a page half the size.")
+def export(target, output, fmt, half):
     """Write the model in TARGET (checkpoint or run directory) to a safetensors file that loads
-    into PyTorch (see README, Models in and out)."""
+    into PyTorch, an ONNX file for onnxruntime, or one HTML page that writes with the model in
+    any browser, offline (see README, Models in and out)."""
     from .bytemodel import is_byte_model
     from .checkpoint import load_model, resolve
-    from .interop import export as write
+    from .formats import choose
+    from .formats import export as write
 
+    fmt = choose(output, fmt, half)
     path = resolve(target)
     model, vocab, meta, _ = load_model(path)
-    write(output, model, vocab, as_bytes=is_byte_model(meta))
+    write(output, fmt, model, vocab, as_bytes=is_byte_model(meta), half=half)
     click.echo(f"wrote {output} ({model.config.cell}, {model.layout.count:,} parameters, "
-               f"{len(vocab)} characters)", err=True)
+               f"{len(vocab)} characters, {os.path.getsize(output) / 1e6:.2f} MB)", err=True)
 
 
 @cli.command("import")

@@ -28,6 +28,12 @@ def _is_int(x):
     return isinstance(x, (int, np.integer)) and not isinstance(x, bool)
 
 
+def start_id(vocab):
+    """The id fed first when there is no prime (or before a scored text): that of "\\n" if the
+    vocabulary has it, else 0."""
+    return int(vocab.encode("\n")[0]) if "\n" in vocab else 0
+
+
 def check_settings(n, temperature, top_k, top_p, seed):
     if not _is_int(n) or n < 0:
         raise UsageError(f"the number of characters must be an integer >= 0, got {n!r}")
@@ -69,7 +75,7 @@ class SamplerFront(Engine):
             raise UsageError(f"the vocabulary has {len(vocab)} characters but the model expects "
                              f"{cfg.vocab_size}; pass the vocabulary the model was trained with")
         self.model, self.vocab = model, vocab
-        self._start = int(vocab.encode("\n")[0]) if "\n" in vocab else 0
+        self._start = start_id(vocab)
         self._cell = kernel_id(cfg)
         self.bytes = False  # a model of raw bytes: each character is one byte (bytemodel)
         self.ms = None  # dynamic evaluation's mean squared gradients (charrnn.dynamic)

@@ -1,4 +1,5 @@
 import os
+import shutil
 import sys
 
 # numba.cuda runs on the CUDA simulator in tests unless NUMBA_ENABLE_CUDASIM=0 is set (a real
@@ -14,6 +15,8 @@ import pytest  # noqa: E402
 
 from charrnn.threadpool import set_threads  # noqa: E402
 from helpers import ARCHS, BLOCK_ARCHS, NORM_ARCHS, arch_id  # noqa: E402
+
+CHROMIUM, DRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 
 @pytest.fixture(scope="session", autouse=True)
 def private_cache(tmp_path_factory):
@@ -38,3 +41,27 @@ def one_shard():
 @pytest.fixture(params=ARCHS + NORM_ARCHS + BLOCK_ARCHS, ids=arch_id)
 def arch(request):
     return request.param
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """Debian's Chromium, headless, driven by selenium through its chromedriver (nothing is
+    downloaded), its console logged for console_errors (helpers.py)."""
+    if not (shutil.which(CHROMIUM) and shutil.which(DRIVER)):
+        if os.environ.get("CI"):
+            pytest.fail("Chromium and chromedriver must be installed in CI (.ci/run does it)")
+        pytest.skip("needs Debian's chromium and chromium-driver (apt-get install chromium "
+                    "chromium-driver); CI installs them")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=1400,900",
+                "--disable-background-networking", "--disable-component-update",
+                "--no-first-run", "--disable-sync"):
+        options.add_argument(arg)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(service=Service(DRIVER), options=options)
+    yield driver
+    driver.quit()

@@ -1,5 +1,8 @@
 """Helpers shared by the test modules (fixtures live in conftest.py): the engine tests' tiny
-models and batches, and the training tests' tiny corpus and settings."""
+models and batches, the training tests' tiny corpus and settings, and the pages' browser
+helpers."""
+import time
+
 import numpy as np
 import pytest
 
@@ -26,6 +29,12 @@ BLOCK_ARCHS = [dict(cell=cell, num_layers=2, embed_dim=embed, nonlinearity="tanh
                for cell in ("mingru", "minlstm") for embed in (None, 3)]
 
 
+# What the exports run (charrnn.onnx_export, charrnn.webpage): every architecture above in 1, 2
+# and 3 layers.
+EXPORT_ARCHS = [dict(a, num_layers=n) for a in ARCHS + NORM_ARCHS + BLOCK_ARCHS
+                if a["num_layers"] == 2 for n in (1, 2, 3)]
+
+
 def arch_id(a):
     return (f"{a['cell']}-{a['nonlinearity']}-L{a['num_layers']}-E{a['embed_dim']}"
             + ("-norm" if a.get("layer_norm") else "") + ("-block" if a.get("block") else ""))
@@ -35,6 +44,16 @@ def make_model(arch, dropout=0.0, V=5, H=4, dtype=np.float64, seed=0, weight_dro
     cfg = ModelConfig(vocab_size=V, hidden_size=H, dropout=dropout, weight_drop=weight_drop,
                       **arch)
     return CharRNN(cfg, dtype=dtype, seed=seed)
+
+
+def small_model(arch, vocab, dtype=np.float32, seed=0, hidden=16):
+    """A model of `arch` whose weights are wider than initialisation's, for logits that vary."""
+    model = CharRNN(ModelConfig(vocab_size=len(vocab), hidden_size=hidden, **arch), dtype, seed)
+    rng = np.random.default_rng(seed)
+    bound = 0.25 if arch.get("nonlinearity") == "relu" else 0.6  # relu: no blow-up over 200
+    for p in model.named_parameters().values():
+        p[...] = rng.uniform(-bound, bound, p.shape)
+    return model
 
 
 def refuses_weight_drop(arch):
@@ -76,3 +95,18 @@ def write_corpus(path, n=6000, seed=0):
 def params(path):
     model, _, _, _ = checkpoint.load_model(path)
     return model.flat.copy()
+
+
+def console_errors(browser):
+    """The errors the browser's console logged since the last call."""
+    return [e for e in browser.get_log("browser") if e["level"] in ("SEVERE", "ERROR")]
+
+
+def load(browser, path):
+    """Open the page at `path` from file:// and wait until it says it is ready."""
+    browser.get(f"file://{path}")
+    deadline = time.time() + 10
+    while not browser.execute_script("return document.body.dataset.ready") and \
+            time.time() < deadline:
+        time.sleep(0.05)
+    assert browser.execute_script("return document.body.dataset.ready") == "1"

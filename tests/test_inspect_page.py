@@ -1,41 +1,18 @@
 """The inspect page in a real browser: Debian's Chromium, headless, driven by selenium through
-/usr/bin/chromedriver (nothing downloaded), loading the page from file:// with no network.
-.ci/run installs both; outside CI a machine without them skips these tests, saying so."""
-import os
-import shutil
+/usr/bin/chromedriver (nothing downloaded; the browser fixture, conftest.py), loading the page
+from file:// with no network. .ci/run installs both; outside CI a machine without them skips
+these tests, saying so."""
 import time
 
 import pytest
+from helpers import console_errors, load
 
 from charrnn import CharRNN, ModelConfig, Vocab
 from charrnn.checkpoint import save_model
 from charrnn.page import inspect
 
-CHROMIUM, DRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 TEXT = ('He said "not now" and left. (She [waited]) "Then when?" she asked;\n'
         '    indented "quoted (text)" here\nand "more" of it, "again".\n') * 10
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not (shutil.which(CHROMIUM) and shutil.which(DRIVER)):
-        if os.environ.get("CI"):
-            pytest.fail("Chromium and chromedriver must be installed in CI (.ci/run does it)")
-        pytest.skip("needs Debian's chromium and chromium-driver (apt-get install chromium "
-                    "chromium-driver); CI installs them")
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=1400,900",
-                "--disable-background-networking", "--disable-component-update",
-                "--no-first-run", "--disable-sync"):
-        options.add_argument(arg)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(service=Service(DRIVER), options=options)
-    yield driver
-    driver.quit()
 
 
 def make_page(tmp_path, cell):
@@ -47,15 +24,6 @@ def make_page(tmp_path, cell):
     out = tmp_path / f"{cell}.html"
     inspect(str(tmp_path / "m.ckpt"), str(tmp_path / "text.txt"), str(out), max_lag=30)
     return out
-
-
-def load(browser, path):
-    browser.get(f"file://{path}")
-    deadline = time.time() + 10
-    while not browser.execute_script("return document.body.dataset.ready") and \
-            time.time() < deadline:
-        time.sleep(0.05)
-    assert browser.execute_script("return document.body.dataset.ready") == "1"
 
 
 def shown(browser, expected):
@@ -70,10 +38,6 @@ def shown(browser, expected):
 def colours(browser):
     return browser.execute_script(
         "return Array.from(document.querySelectorAll('#text span'), s => s.style.backgroundColor)")
-
-
-def console_errors(browser):
-    return [e for e in browser.get_log("browser") if e["level"] in ("SEVERE", "ERROR")]
 
 
 @pytest.mark.parametrize("cell", ["lstm", "gru"])

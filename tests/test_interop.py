@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 from safetensors.numpy import load_file, save_file
 
-from helpers import ARCHS, BLOCK_ARCHS, arch_id
+from helpers import ARCHS, BLOCK_ARCHS, arch_id, small_model
 
-from charrnn import CharRNN, ModelConfig, Vocab, checkpoint
+from charrnn import Vocab, checkpoint
 from charrnn.errors import UsageError
 from charrnn.interop import export
 
@@ -42,15 +42,6 @@ def readme_snippet():
 def cli(*args):
     return subprocess.run([sys.executable, "-m", "charrnn", *map(str, args)],
                           capture_output=True, text=True)
-
-
-def small_model(arch, vocab, dtype=np.float32, seed=0):
-    model = CharRNN(ModelConfig(vocab_size=len(vocab), hidden_size=16, **arch), dtype, seed)
-    rng = np.random.default_rng(seed)
-    bound = 0.25 if arch.get("nonlinearity") == "relu" else 0.6  # relu: no blow-up over 200
-    for p in model.named_parameters().values():  # wider than init: logits that vary
-        p[...] = rng.uniform(-bound, bound, p.shape)
-    return model
 
 
 VOCAB = Vocab.from_text(TEXT)

@@ -1,0 +1,60 @@
+"""charrnn export's formats, and which one an output gets: safetensors for PyTorch
+(charrnn.interop), ONNX for onnxruntime and the other runtimes (charrnn.onnx_export), or one
+HTML page that runs the model in a browser (charrnn.webpage)."""
+import os
+from dataclasses import dataclass
+from typing import Callable
+
+from .errors import UsageError
+from .files import check_writable, write_atomic
+
+
+def _safetensors(path, model, vocab, as_bytes, half):
+    from .interop import export
+
+    export(path, model, vocab, as_bytes)
+
+
+def _onnx(path, model, vocab, as_bytes, half):
+    from .onnx_export import serialized
+
+    write_atomic(path, serialized(model, vocab, as_bytes))
+
+
+def _html(path, model, vocab, as_bytes, half):
+    from .webpage import render
+
+    write_atomic(path, render(model, vocab, as_bytes, half).encode("utf-8"))
+
+
+@dataclass(frozen=True)
+class Format:
+    write: Callable  # write(path, model, vocab, as_bytes, half)
+    suffixes: tuple  # output names that choose it
+    half: bool = False  # takes --half: float16 weights
+
+
+FORMATS = {"safetensors": Format(_safetensors, (".safetensors",)),
+           "onnx": Format(_onnx, (".onnx",)),
+           "html": Format(_html, (".html", ".htm"), half=True)}
+DEFAULT = "safetensors"
+
+
+def choose(path, name=None, half=False):
+    """The format for output `path`: `name`, or the one its suffix names, else safetensors;
+    a one-line UsageError, before any work, for an unknown name, a --half the format cannot
+    take, or a path that cannot be written."""
+    if name is None:
+        suffix = os.path.splitext(os.fspath(path))[1].lower()
+        name = next((n for n, f in FORMATS.items() if suffix in f.suffixes), DEFAULT)
+    if name not in FORMATS:
+        raise UsageError(f"unknown format {name!r}; choose {', '.join(FORMATS)}")
+    if half and not FORMATS[name].half:
+        raise UsageError(f"--half (float16 weights) is for the html page, not {name}; drop it")
+    check_writable(path)
+    return name
+
+
+def export(path, name, model, vocab, as_bytes=False, half=False):
+    """Write `model` and `vocab` to `path` in format `name` (from choose), atomically."""
+    FORMATS[name].write(path, model, vocab, as_bytes, half)

@@ -183,6 +183,9 @@ CASES = [
     Case("corpus get", lambda r, d: ["corpus", "get", "tiny", "-o", r / "tiny.txt", "-q"],
          label="`charrnn corpus get` (a zip, trusted on first use, and `-o`)"),
     Case("export", lambda r, d: ["export", d / "run", "-o", r / "model.safetensors"]),
+    Case("export --format onnx", lambda r, d: ["export", d / "run", "-o", r / "model.onnx"]),
+    Case("export --format html", lambda r, d: ["export", d / "run", "-o", r / "page.html",
+                                               "--half"]),
     Case("import", lambda r, d: ["import", d / "model.safetensors", "-o", r / "imported"]),
     Case("plot", lambda r, d: ["plot", d / "run", "-o", r / "curves.png"]),
     Case("inspect", lambda r, d: ["inspect", d / "run", d / "corpus.txt", "-o",
@@ -265,6 +268,10 @@ def valid(path):
         from safetensors.numpy import load
 
         load(data)
+    elif name.endswith(".onnx"):
+        import onnx
+
+        onnx.load_model_from_string(data)
     elif name.endswith(".png"):
         assert data.startswith(b"\x89PNG") and data.endswith(b"IEND\xaeB`\x82"), path
     elif name.endswith(".html"):

@@ -12,6 +12,7 @@ if "numba" in sys.modules:  # imported early by a plugin: make its config see th
 
 import pytest  # noqa: E402
 
+from browser import browser  # noqa: E402,F401  (the pages' tests' fixture)
 from charrnn.threadpool import set_threads  # noqa: E402
 from helpers import ARCHS, BLOCK_ARCHS, NORM_ARCHS, arch_id  # noqa: E402
 

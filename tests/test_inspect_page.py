@@ -1,41 +1,17 @@
 """The inspect page in a real browser: Debian's Chromium, headless, driven by selenium through
 /usr/bin/chromedriver (nothing downloaded), loading the page from file:// with no network.
 .ci/run installs both; outside CI a machine without them skips these tests, saying so."""
-import os
-import shutil
 import time
 
 import pytest
 
+from browser import console_errors
 from charrnn import CharRNN, ModelConfig, Vocab
 from charrnn.checkpoint import save_model
 from charrnn.page import inspect
 
-CHROMIUM, DRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 TEXT = ('He said "not now" and left. (She [waited]) "Then when?" she asked;\n'
         '    indented "quoted (text)" here\nand "more" of it, "again".\n') * 10
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not (shutil.which(CHROMIUM) and shutil.which(DRIVER)):
-        if os.environ.get("CI"):
-            pytest.fail("Chromium and chromedriver must be installed in CI (.ci/run does it)")
-        pytest.skip("needs Debian's chromium and chromium-driver (apt-get install chromium "
-                    "chromium-driver); CI installs them")
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=1400,900",
-                "--disable-background-networking", "--disable-component-update",
-                "--no-first-run", "--disable-sync"):
-        options.add_argument(arg)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(service=Service(DRIVER), options=options)
-    yield driver
-    driver.quit()
 
 
 def make_page(tmp_path, cell):
@@ -70,10 +46,6 @@ def shown(browser, expected):
 def colours(browser):
     return browser.execute_script(
         "return Array.from(document.querySelectorAll('#text span'), s => s.style.backgroundColor)")
-
-
-def console_errors(browser):
-    return [e for e in browser.get_log("browser") if e["level"] in ("SEVERE", "ERROR")]
 
 
 @pytest.mark.parametrize("cell", ["lstm", "gru"])

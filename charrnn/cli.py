@@ -644,7 +644,8 @@ def gradflow(runs, text, output, max_chars, max_lag):
 @click.option("--port", type=int, default=_S.port, show_default=True,
               help="Port to listen on (0: any free one).")
 @click.option("--api-key", envvar=API_KEY_ENV, default=None, show_envvar=True,
-              help="Every request must carry 'Authorization: Bearer KEY' [default: none].")
+              help="Every request but the page's must carry 'Authorization: Bearer KEY' "
+                   "(the variable keeps it out of the process list) [default: none].")
 @click.option("--max-streams", type=int, default=_S.max_streams, show_default=True,
               help="Streams per model generated at once (the continuous batch's rows).")
 @click.option("--max-queue", type=int, default=_S.max_queue, show_default=True,

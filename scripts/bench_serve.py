@@ -38,7 +38,7 @@ from charrnn.cells import REGISTRY
 
 CONFIGS = {"gru-2x256": ("gru", 2, 256), "gru-2x512": ("gru", 2, 512)}  # cell, layers, H
 V = 65
-PROMPT = "The quick brown fox "  # each request's prompt: the model reads it in first
+PROMPT = "THE QUICK BROWN FOX "  # each request's prompt (the vocabulary: "\n", 32-95)
 
 
 def parse_args():
@@ -155,7 +155,8 @@ async def stream(host, port, body, on_text):
                      % len(data) + data)
         head = await reader.readuntil(b"\r\n\r\n")
         if not head.startswith(b"HTTP/1.1 200"):
-            raise RuntimeError(head.decode(errors="replace"))
+            status, body = head.splitlines()[0].decode(), (await reader.read()).decode()
+            raise SystemExit(f"error: the server answered {status}: {body}")
         while True:
             size = int((await reader.readline()).strip(), 16)
             if size == 0:
@@ -199,9 +200,7 @@ async def load(server, clients, warmup, seconds, max_tokens):
     cpu0, mine0 = server.cpu(), resource.getrusage(resource.RUSAGE_SELF)
     await asyncio.sleep(max(end - time.perf_counter(), 0))
     cpu1, mine1 = server.cpu(), resource.getrusage(resource.RUSAGE_SELF)
-    for task in tasks:
-        task.cancel()
-    await asyncio.gather(*tasks, return_exceptions=True)
+    await stop(tasks)
     mine = (mine1.ru_utime + mine1.ru_stime) - (mine0.ru_utime + mine0.ru_stime)
     return chars[0], ttft, gaps, (cpu1 - cpu0) / seconds, mine / seconds
 
@@ -227,15 +226,23 @@ async def hold(server, n, max_tokens):
     deadline = time.monotonic() + 60
     while (await get_json(server.host, server.port, "/health"))["models"][server.name][
             "streams"] < n:
-        if time.monotonic() > deadline:
+        if any(task.done() for task in tasks) or time.monotonic() > deadline:
+            await stop(tasks)
             raise SystemExit("error: the streams did not all go live")
         await asyncio.sleep(0.1)
     await asyncio.sleep(0.5)
     rss = statistics.median([server.rss() for _ in range(5)])
+    await stop(tasks)
+    return rss
+
+
+async def stop(tasks):
+    """Cancel the clients (their connections close); a client's own failure is raised."""
     for task in tasks:
         task.cancel()
-    await asyncio.gather(*tasks, return_exceptions=True)
-    return rss
+    for result in await asyncio.gather(*tasks, return_exceptions=True):
+        if not isinstance(result, asyncio.CancelledError) and result is not None:
+            raise result
 
 
 def bench_config(name, args, peak, root):

@@ -34,7 +34,7 @@ def serve(runs, limits, api_key=None, say=print):
     if not loopback(limits.host) and not api_key:
         say(f"warning: listening on {limits.host} without an API key: anyone who can reach "
             "this machine can use the models; give --api-key (or CHARRNN_API_KEY)")
-    with Compiling("serving loop", say):
+    with Compiling("the serving loop", say):
         app = create_app(runs, limits, api_key)
     config = uvicorn.Config(app, host=limits.host, port=limits.port, log_level="warning",
                             access_log=False, lifespan="on",

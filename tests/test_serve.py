@@ -145,6 +145,27 @@ def test_the_page_is_served(server):
         page.text.split("<script")[1]  # no CDN: everything inline
 
 
+def test_a_byte_model_reads_and_writes_utf8(tmp_path):
+    from charrnn import CharRNN, ModelConfig, Vocab
+    from charrnn.checkpoint import save_model
+    from charrnn.kernels import packed
+
+    model = CharRNN(ModelConfig(vocab_size=256, hidden_size=packed.NR, num_layers=2),
+                    dtype=np.float32, seed=4)
+    (tmp_path / "bytes").mkdir()
+    save_model(tmp_path / "bytes" / "best.ckpt", model, Vocab([chr(i) for i in range(256)]),
+               {"corpus": {"bytes": True}})
+    sampler = Sampler.load(str(tmp_path / "bytes"))
+    with serving([tmp_path / "bytes"]) as (url, _):
+        body = {"model": "bytes", "prompt": "é", "max_tokens": 30, "seed": 5, "echo": True}
+        answer = post(url, body).json()
+        assert answer["choices"][0]["text"] == "é" + sampler.sample(30, prime="é", seed=5)
+        assert answer["usage"]["prompt_tokens"] == 2  # bytes
+        events, done = sse(post(url, {**body, "stream": True, "echo": False}).text.splitlines())
+        assert done and "".join(c["text"] for e in events for c in e["choices"]) == \
+            sampler.sample(30, prime="é", seed=5)
+
+
 # --- bad requests: a 4xx in OpenAI's shape, naming the fix -----------------------------------
 BAD = [
     (b"{not json", 400, None, "not valid JSON"),

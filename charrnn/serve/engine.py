@@ -225,6 +225,7 @@ class Engine:
                 while self._waiting and self._waiting[0].rows <= free:
                     joining.append(self._waiting.popleft())
                     self._waiting_rows -= joining[-1].rows
+                    self._live_rows += joining[-1].rows  # live from now, for submit()
                     free -= joining[-1].rows
                 due = self._closing or (self._deadline is not None
                                         and time.monotonic() >= self._deadline)
@@ -275,12 +276,7 @@ class Engine:
                 rows.append(Row(key, ids, c.temperature, c.top_k, c.top_p, c.seed_of(i),
                                 c.logprobs is not None))
                 streams.append((key, Stream(job, i, self)))
-        try:
-            self.batch.join(rows)
-        except UsageError as e:  # settings protocol.parse let through: none should be
-            for job in {id(s.job): s.job for _, s in streams}.values():
-                events.add(job, ("error", ApiError(400, str(e))))
-            return
+        self.batch.join(rows)  # settings protocol.parse has checked
         self._streams.update(streams)
 
     def _step(self, events):

@@ -12,11 +12,12 @@ devices imports.)
     layer_norm    models with --layer-norm
     block         models with --block
     beam          beam search (samplers)
+    rows          continuous batching: rows that join and leave between steps (charrnn.batching)
 """
 from .errors import UsageError
 
 NAMES = frozenset({"trace", "hidden_grads", "eval_grad", "precompile", "dynamic", "layer_norm",
-                   "block", "beam"})  # the optional abilities, as above
+                   "block", "beam", "rows"})  # the optional abilities, as above
 
 
 class Engine:

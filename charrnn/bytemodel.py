@@ -56,13 +56,20 @@ def text_of(data):
     return _decoder().decode(data) if isinstance(data, (bytes, bytearray)) else data
 
 
+def decoder(prime=""):
+    """decode(chunk, final=False): a byte model's text chunks (each character one byte: its
+    latin-1 code point) as the UTF-8 text they spell, decoded incrementally: a character split
+    across chunks comes out whole, invalid sequences as U+FFFD; final flushes what is left.
+    prime: the characters before the chunks, whose text is not given back, but whose
+    unfinished last character the chunks may finish."""
+    d = _decoder()
+    d.decode(raw_of(prime))
+    return lambda chunk, final=False: d.decode(raw_of(chunk), final=final)
+
+
 def utf8(chunks, prime=""):
-    """A byte model's text chunks (each character one byte: its latin-1 code point) as the
-    UTF-8 text they spell, decoded incrementally: a character split across chunks comes out
-    whole, invalid sequences as U+FFFD. prime: the characters before the chunks, whose text
-    (text_of's) is not yielded, but whose unfinished last character the chunks may finish."""
-    decoder = _decoder()
-    decoder.decode(raw_of(prime))
+    """decoder()'s text of each chunk, then of the end."""
+    decode = decoder(prime)
     for chunk in chunks:
-        yield decoder.decode(raw_of(chunk))
-    yield decoder.decode(b"", final=True)
+        yield decode(chunk)
+    yield decode("", final=True)

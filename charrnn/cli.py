@@ -9,13 +9,13 @@ from click.core import ParameterSource
 
 from . import __version__
 from .cells import REGISTRY
-from .config import (CELLS, CLIP_MODES, DEFAULT_MAX_TIME, DOWNLOAD_TIMEOUT, MODEL_OPTIONS,
-                     MS_CHARS, NONLINEARITIES, OPTIMIZER_NAMES, SCHEDULES, TRAIN_OPTIONS,
-                     DynamicConfig, ModelConfig, TrainConfig)
+from .config import (API_KEY_ENV, CELLS, CLIP_MODES, DEFAULT_MAX_TIME, DOWNLOAD_TIMEOUT,
+                     MODEL_OPTIONS, MS_CHARS, NONLINEARITIES, OPTIMIZER_NAMES, SCHEDULES,
+                     TRAIN_OPTIONS, DynamicConfig, ModelConfig, ServeConfig, TrainConfig)
 from .devices import DEVICES
 from .errors import CannotWrite, CharRNNError
 
-_T, _M = TrainConfig(), ModelConfig(vocab_size=1)
+_T, _M, _S = TrainConfig(), ModelConfig(vocab_size=1), ServeConfig()
 
 
 class Duration(click.ParamType):
@@ -651,6 +651,42 @@ def gradflow(runs, text, output, max_chars, max_lag):
                       a.gradient_flow))
     plot_gradient_flow(flows, output)
     _echo(output)
+
+
+@cli.command()
+@click.argument("runs", nargs=-1, required=True)
+@click.option("--host", default=_S.host, show_default=True,
+              help="Address to listen on: the default serves this machine only; any other "
+                   "serves the network (give --api-key then).")
+@click.option("--port", type=int, default=_S.port, show_default=True,
+              help="Port to listen on (0: any free one).")
+@click.option("--api-key", envvar=API_KEY_ENV, default=None, show_envvar=True,
+              help="Every request but the page's must carry 'Authorization: Bearer KEY' "
+                   "(the variable keeps it out of the process list) [default: none].")
+@click.option("--max-streams", type=int, default=_S.max_streams, show_default=True,
+              help="Streams per model generated at once (the continuous batch's rows).")
+@click.option("--max-queue", type=int, default=_S.max_queue, show_default=True,
+              help="Streams per model that may wait for a row; beyond, requests get 429.")
+@click.option("--max-tokens", type=int, default=_S.max_tokens, show_default=True,
+              help="The most characters a request may ask for (its max_tokens).")
+@click.option("--max-prompt", type=int, default=_S.max_prompt, show_default=True,
+              help="The longest prompt, in characters.")
+@click.option("--grace", type=float, default=_S.grace, show_default=True,
+              help="Seconds live streams get to finish after SIGTERM; then they end, "
+                   "finish_reason \"length\".")
+def serve(runs, host, port, api_key, max_streams, max_queue, max_tokens, max_prompt, grace):
+    """Serve the models in RUNS (run directories or checkpoints, each named by its directory)
+    over HTTP: OpenAI's POST /v1/completions, streamed or not, with continuous batching;
+    GET /v1/models, GET /health, and a page to try them at /. Needs the serve extra."""
+    from .errors import UsageError
+
+    limits = ServeConfig(host, port, max_streams, max_queue, max_tokens, max_prompt, grace)
+    try:
+        from .serve.server import serve as run_server
+    except ImportError as e:
+        raise UsageError(f"charrnn serve needs the serve extra ({e.name.split('.')[0]} is "
+                         "missing): pip install 'charrnn[serve]'") from None
+    run_server(runs, limits, api_key, say=lambda line: click.echo(line, err=True))
 
 
 @cli.group()

@@ -203,6 +203,40 @@ class DynamicConfig:
         _positive_int("seq_len", self.seq_len)
 
 
+@dataclass(frozen=True)
+class ServeConfig:
+    """charrnn serve's limits and listening address (charrnn.serve). Lengths in characters
+    (a byte model's in bytes), times in seconds."""
+
+    host: str = "127.0.0.1"  # loopback only; any other address serves the network
+    port: int = 8000
+    max_streams: int = 64  # live streams per model: the continuous batch's rows
+    max_queue: int = 256  # streams waiting per model for a row; beyond, a request gets 429
+    max_tokens: int = 4096  # the most a request's max_tokens may ask for
+    max_prompt: int = 16_384  # the longest prompt
+    grace: float = 10.0  # after SIGTERM: live streams' time to finish, then they end
+
+    def __post_init__(self):
+        if not isinstance(self.host, str) or not self.host:
+            raise UsageError(f"host must be an address or name, got {self.host!r}")
+        if isinstance(self.port, bool) or not isinstance(self.port, int) \
+                or not 0 <= self.port <= 65535:
+            raise UsageError(f"port must be an integer from 0 (any free port) to 65535, "
+                             f"got {self.port!r}")
+        for name in ("max_streams", "max_tokens", "max_prompt"):
+            _positive_int(name, getattr(self, name))
+        if isinstance(self.max_queue, bool) or not isinstance(self.max_queue, int) \
+                or self.max_queue < 0:
+            raise UsageError(f"max_queue must be a whole number >= 0, got {self.max_queue!r}")
+        if (isinstance(self.grace, bool) or not isinstance(self.grace, (int, float))
+                or not math.isfinite(self.grace) or self.grace < 0):
+            raise UsageError(f"grace must be a finite number of seconds >= 0, "
+                             f"got {self.grace!r}")
+
+
+API_KEY_ENV = "CHARRNN_API_KEY"  # charrnn serve's API key, when --api-key is not given
+
+
 MS_CHARS = 20_000  # training characters whose gradients give dynamic evaluation's MS
 
 

@@ -291,7 +291,7 @@ class Sampler(SamplerFront):
     either engine: charrnn.load_sampler)."""
 
     device = "cpu"
-    ABILITIES = frozenset({"beam", "dynamic", "layer_norm", "block"})
+    ABILITIES = frozenset({"beam", "dynamic", "layer_norm", "block", "rows"})
 
     def __init__(self, model, vocab):
         super().__init__(model, vocab)
@@ -314,29 +314,46 @@ class Sampler(SamplerFront):
         """The sampling loop's leading arguments: flat parameters, their offsets, and the
         packed matrices with their offsets (L, 2) (none where not packable)."""
         cfg = self.model.config
-        L, H, GH = cfg.num_layers, cfg.hidden_size, cfg.gates * cfg.hidden_size
+        L = cfg.num_layers
         pflat, poffs = np.zeros((0, 0), self.model.dtype), np.zeros((L, 2), np.int64)
-        if packed.packable(self.model.dtype, GH):
+        if self._packs():
             stack = layers(cfg)
             mats = ([(layer.index, 0, layer.w_hh) for layer in stack if layer.w_hh]
-                    + [(layer.index, 1, layer.w_ih) for layer in stack[1:]])  # (layer, column)
-            pflat = np.empty(len(mats) * GH * H, np.float32)
-            for i, (k, j, name) in enumerate(mats):
-                poffs[k, j] = i * GH * H
-                w = self.model.params[name]  # (GH, H)
-                packed.pack(w, True, pflat[i * GH * H: (i + 1) * GH * H].reshape(
-                    packed.packed_shape(w, True)))
+                    + [(layer.index, 1, layer.w_ih) for layer in stack
+                       if not layer.one_hot])  # (layer, column, name)
+            ends = np.cumsum([0] + [self.model.params[name].size for _, _, name in mats])
+            pflat = np.empty(ends[-1], np.float32)
+            for (k, j, name), lo, hi in zip(mats, ends, ends[1:]):
+                poffs[k, j] = lo
+                w = self.model.params[name]  # (GH, H), or layer 0's (GH, E)
+                packed.pack(w, True, pflat[lo:hi].reshape(packed.packed_shape(w, True)))
         return self.model.flat, self._layer_offs, self._head_offs, pflat, poffs
 
-    def _buffers(self, B):
-        cfg, dt, P = self.model.config, self.model.dtype, self.model.params
+    def _packs(self):
+        """Whether the loop's products take the packed micro-kernel (kernels.packed): float32,
+        G*H a multiple of its panel width, on AVX2 or AVX-512."""
+        cfg = self.model.config
+        return packed.packable(self.model.dtype, cfg.gates * cfg.hidden_size)
+
+    def _table(self):
+        """(V, GH): a one-hot input's gates per character, from the weights as they are now
+        ((0, GH) with an embedding)."""
+        cfg, dt = self.model.config, self.model.dtype
+        table = np.empty((0 if cfg.embed_dim else cfg.vocab_size, cfg.gates * cfg.hidden_size),
+                         dt)
+        if not cfg.embed_dim:
+            one_hot_table(cfg, self.model.params, table, *norm_buffers(cfg, dt, cfg.vocab_size))
+        return table
+
+    def _buffers(self, B, table=None):
+        """B rows' zero state h, c and the loop's buffers ws (table: _table()'s, made anew if
+        not given)."""
+        cfg, dt = self.model.config, self.model.dtype
         L, H, GH, V = cfg.num_layers, cfg.hidden_size, cfg.gates * cfg.hidden_size, cfg.vocab_size
         Hc, Q = state_widths(cfg)  # c's and hg's widths (see kernels.recurrence)
         Hb = H if cfg.block else 0  # the block's buffers' width
         h, c = np.zeros((L, B, H), dt), np.zeros((L, B, Hc), dt)  # the state, zero at start
-        table = np.empty((0 if cfg.embed_dim else V, GH), dt)  # (V, GH): one-hot gates
-        if not cfg.embed_dim:
-            one_hot_table(cfg, P, table, *norm_buffers(cfg, dt, V))
+        table = self._table() if table is None else table
         ws = (np.empty((B, GH), dt), np.empty((B, Q), dt),  # gates, hg
               np.empty((B, H), dt), np.empty((B, Hc), dt),  # next h, next c
               np.empty((B, cfg.embed_dim or 0), dt), np.empty((B, V), dt),  # x0, logits

@@ -148,3 +148,32 @@ def test_the_cli_starts_without_numba_and_the_public_names_resolve():
             "import charrnn.training; from charrnn import train, Sampler, load_sampler; "
             "assert callable(train) and train.__module__ == 'charrnn.training'")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_the_package_and_the_cli_import_no_web_framework():
+    """The web stack is charrnn serve's alone (the [serve] extra): neither `import charrnn`, its
+    engines, nor `charrnn --help` and `charrnn serve --help` load it."""
+    import subprocess
+    import sys
+
+    web = "('starlette', 'uvicorn', 'httpx', 'anyio', 'h11')"
+    code = ("import sys, charrnn, charrnn.cli, charrnn.sampling, charrnn.batching\n"
+            "from click.testing import CliRunner\n"
+            "for args in (['--help'], ['serve', '--help']):\n"
+            "    assert CliRunner().invoke(charrnn.cli.cli, args).exit_code == 0\n"
+            f"loaded = [m for m in {web} if m in sys.modules]\n"
+            "assert not loaded, loaded")
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_serve_without_its_extra_says_what_to_install():
+    import subprocess
+    import sys
+
+    code = ("import sys; sys.modules['starlette'] = None\n"
+            "from charrnn.cli import cli\n"
+            "cli(['serve', 'runs/x'], prog_name='charrnn')")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 2
+    assert result.stderr == ("error: charrnn serve needs the serve extra (starlette is "
+                             "missing): pip install 'charrnn[serve]'\n")

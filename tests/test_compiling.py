@@ -225,3 +225,34 @@ def test_read_only_package_caches_in_the_user_directory(monkeypatch):
         for d, _, _ in os.walk(base):
             os.chmod(d, 0o755)
         shutil.rmtree(base)
+
+
+ONE_STEP = """
+import numpy as np
+from charrnn import cells
+from charrnn.kernels import packed, recurrence
+rnn = [spec.name for spec, _ in cells.KERNELS].index("rnn")  # G = 1: gates (B, H)
+w = np.ones((16, 16), np.float32)
+bp = np.empty(packed.packed_shape(w, True), np.float32)
+packed.pack(w, True, bp)
+z = lambda *s: np.zeros(s, np.float32)
+recurrence.for_cell(rnn)[2](z(2, 16), z(2, 0), z(2, 16), z(2, 0), z(2, 16), z(2, 0), bp,
+                            z(16), z(2, 0), z(2, 0), z(0))
+"""
+
+
+def test_an_edit_to_one_kernel_source_compiles_its_callers_again(tmp_path, numba_cache,
+                                                                 monkeypatch):
+    """A kernel's cached code holds copies of the kernels it calls from other files: after an
+    edit to packed.py, recurrence.py's step must not run the old product from the cache."""
+    src = tmp_path / "charrnn"
+    shutil.copytree(os.path.dirname(charrnn.__file__), src,
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    env = dict(os.environ, PYTHONPATH=str(tmp_path))
+    monkeypatch.chdir(tmp_path)  # python -c puts the working directory first on its path
+    assert any("one_step" in d for d in compiles_in(ONE_STEP, env))
+    assert compiles_in(ONE_STEP, env) == []
+    packed_py = src / "kernels" / "packed.py"
+    os.utime(packed_py, (time.time() + 10, time.time() + 10))  # as an edit leaves it
+    again = compiles_in(ONE_STEP, env)
+    assert any("one_step" in d for d in again), again

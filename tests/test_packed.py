@@ -97,6 +97,30 @@ def test_one_row_blas_path_matches_float64(dtype):
     np.testing.assert_allclose(c, want, rtol=0, atol=1e-5 if dtype == np.float32 else 1e-12)
 
 
+@pytest.mark.parametrize("K", [5, 300, 600])  # 600: three blocks of KC for the many-row tiles
+@pytest.mark.parametrize("bias", [True, False])
+def test_a_row_comes_out_the_same_alone_or_among_others(K, bias):
+    """Batch invariance: each row's product is the same bits whatever rows are beside it, so a
+    served stream samples what it would alone. 7 panels: the one-row path's groups of PANELS
+    and its remainder."""
+    rng = np.random.default_rng(K)
+    N, M = 7 * packed.NR, 23
+    a, w = (rng.standard_normal(s).astype(np.float32) for s in ((M, K), (N, K)))
+    b = rng.standard_normal(N).astype(np.float32) if bias else np.zeros(0, np.float32)
+    bp = packed_operand(w, True)
+    start = rng.standard_normal((M, N)).astype(np.float32)
+    together = start.copy()
+    packed.product(a, bp, together, b)
+    for m in range(M):
+        alone = start[m: m + 1].copy()
+        packed.product(a[m: m + 1], bp, alone, b)
+        np.testing.assert_array_equal(alone[0], together[m])
+    for rows in (2, 5, 13):  # and among fewer
+        some = start[:rows].copy()
+        packed.product(a[:rows], bp, some, b)
+        np.testing.assert_array_equal(some, together[:rows])
+
+
 def test_packed_product_reads_row_views_of_wider_arrays():
     rng = np.random.default_rng(0)
     wide = rng.standard_normal((9, 200)).astype(np.float32)

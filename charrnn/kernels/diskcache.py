@@ -9,12 +9,33 @@ raise while unpickling. Here any entry that cannot be read is treated as missing
 compiled again and the entry rewritten. An entry that cannot be written (a full disk, a
 read-only folder) is left out, with one warning line per process: Numba itself would raise,
 ending the command that only wanted the kernel.
+
+Numba stamps an entry with its own source file only, yet a kernel's compiled code holds a copy
+of every kernel it calls, from other files: an edit to packed.py would leave every caller's
+entry running the old product. So entries here are stamped with every kernel source as well
+(KERNEL_SOURCES): an edit to any of them compiles them all again.
 """
+import os
 import sys
+from functools import lru_cache
 
 from numba.core.caching import FunctionCache, IndexDataCacheFile
 
 _warned = []  # the folder already warned about, once per process
+_PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+KERNEL_SOURCES = ("kernels", "cells.py")  # under charrnn/: what compiled code is built from
+
+
+@lru_cache(maxsize=None)
+def _sources_stamp():
+    """(path, mtime, size) of every kernel source: part of every entry's stamp."""
+    paths = []
+    for name in KERNEL_SOURCES:
+        root = os.path.join(_PACKAGE, name)
+        paths += ([os.path.join(root, f) for f in sorted(os.listdir(root)) if f.endswith(".py")]
+                  if os.path.isdir(root) else [root])
+    return tuple((os.path.relpath(p, _PACKAGE), os.stat(p).st_mtime, os.stat(p).st_size)
+                 for p in paths)
 
 
 class _CacheFile(IndexDataCacheFile):
@@ -38,7 +59,7 @@ class SafeCache(FunctionCache):
         super().__init__(py_func)
         old = self._cache_file
         self._cache_file = _CacheFile(old._cache_path, old._index_name[: -len(".nbi")],
-                                      old._source_stamp)
+                                      (old._source_stamp, _sources_stamp()))
 
     def _load_overload(self, sig, target_context):
         try:

@@ -12,8 +12,11 @@ per k, one broadcast of a per row and VECS vector loads of the panel fill the ve
 (AVX-512: 16 lanes, 4 vectors, 24 accumulators of 32 registers; AVX2: 8 lanes, 2 vectors, 12
 accumulators of 16). K runs in blocks of KC so a panel block stays in cache while every row
 tile passes over it. One row (batch-1 sampling) has no reuse to block for: it streams the
-panels, and its tile keeps several sets of accumulators (k mod ku) so that eight chains of
-multiply-adds hide their latency.
+panels, several side by side (PANELS) so that eight chains of multiply-adds hide their latency.
+
+Batch invariance: every element of c is one chain of fused multiply-adds in k order, in every
+tile (a KC block's partial sum is stored and read back unchanged), so a row's result is the same
+bits whatever rows are beside it: the rows of a served batch each sample what they would alone.
 
 Uses: forward h_prev @ W_hh.T (Bmat = W_hh.T), backward dgates @ W_hh (Bmat = W_hh), the same for
 W_ih above layer 0, and weight gradients dgates.T @ x (Bmat = x, the layer's input).
@@ -72,13 +75,15 @@ def pack(w, trans, bp):
                 assign(panel[k], w[k, nb * NR: (nb + 1) * NR])
 
 
-def _make_tile(m, ku=1):
-    """tile(c, a, bp, i, nb, k0, k1, bias): c[i:i+m, nb*NR:(nb+1)*NR] += a[i:i+m, k0:k1] @
-    bp[nb, k0:k1], or, if bias (N,) is not empty, = bias[nb*NR:(nb+1)*NR] + the same product
-    (c is then not read). Float32; c 2-D and bp 3-D with unit stride along their last axis, a
-    2-D with any strides (a.T of a weight gradient's dgates reads down its columns). Offsets,
-    not views: a view costs an atomic reference count up and down, and per tile that adds up.
-    ku sets of accumulators take k in turn (k mod ku) and are summed at the end."""
+def _make_tile(m, panels=1):
+    """tile(c, a, bp, i, nb, k0, k1, bias): c[i:i+m, nb*NR:(nb+panels)*NR] += a[i:i+m, k0:k1] @
+    bp[nb:nb+panels, k0:k1], or, if bias (N,) is not empty, = bias[nb*NR:(nb+panels)*NR] + the
+    same product (c is then not read). Float32; c 2-D and bp 3-D with unit stride along their
+    last axis, a 2-D with any strides (a.T of a weight gradient's dgates reads down its
+    columns). Offsets, not views: a view costs an atomic reference count up and down, and per
+    tile that adds up. Every element is one chain of multiply-adds in k order, whatever m and
+    panels, so a row's result does not depend on the rows beside it (batch invariance); the
+    one-row tile gets its independent chains from several panels side by side."""
 
     @intrinsic
     def tile(typingctx, c, a, bp, i, nb, k0, k1, bias):
@@ -113,63 +118,52 @@ def _make_tile(m, ku=1):
 
             c0 = at(cc, (i0, ldc), (nb0, const(NR)))  # c[i, nb * NR]
             a0 = at(aa, (i0, a_row), (kb, a_col))  # a[i, k0]
-            p0 = at(pp, (nb0, stride(pp, 0)), (kb, ldp))  # bp[nb, k0, 0]
+            p0s = [at(pp, (builder.add(nb0, const(q)), stride(pp, 0)), (kb, ldp))
+                   for q in range(panels)]  # bp[nb + q, k0, 0]
             K = builder.sub(ke, kb)
             fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vec, [vec] * 3),
                                                  f"llvm.fma.v{LANES}f32")
             splat = ir.Constant(ir.VectorType(ir.IntType(32), LANES), [0] * LANES)
             undef = ir.Constant(vec, ir.Undefined)
-            c_ptrs = [vptr(c0, builder.add(builder.mul(const(r), ldc), const(v * LANES)))
-                      for r in range(m) for v in range(VECS)]
-            accs = [[cgutils.alloca_once(builder, vec) for _ in c_ptrs]  # registers after
-                    for _ in range(ku)]                                  # mem2reg
-            for acc_u in accs[1:]:
-                for acc in acc_u:
-                    builder.store(ir.Constant(vec, [0.0] * LANES), acc)
+            cols = [q * NR + v * LANES for q in range(panels) for v in range(VECS)]
+            c_ptrs = [vptr(c0, builder.add(builder.mul(const(r), ldc), const(col)))
+                      for r in range(m) for col in cols]
+            accs = [cgutils.alloca_once(builder, vec) for _ in c_ptrs]  # registers after mem2reg
             has_bias = builder.icmp_signed(">", builder.extract_value(bb.shape, 0), const(0))
             with builder.if_else(has_bias) as (from_bias, from_c):
                 with from_bias:
                     b0 = builder.gep(bb.data, [builder.mul(nb0, const(NR))])  # bias[nb * NR]
-                    for j, acc in enumerate(accs[0]):
-                        builder.store(builder.load(vptr(b0, const(j % VECS * LANES)), align=4),
-                                      acc)
+                    for j, acc in enumerate(accs):
+                        builder.store(builder.load(vptr(b0, const(cols[j % len(cols)])),
+                                                   align=4), acc)
                 with from_c:
-                    for acc, p in zip(accs[0], c_ptrs):
+                    for acc, p in zip(accs, c_ptrs):
                         builder.store(builder.load(p, align=4), acc)
 
-            def update(k, acc_u):  # acc_u[r, :] += a[r, k] * panel[k, :]
+            with cgutils.for_range(builder, K) as loop:  # acc[r, :] += a[r, k] * panels[k, :]
+                k = loop.index
                 prow, acol = builder.mul(k, ldp), builder.mul(k, a_col)
                 bs = [builder.load(vptr(p0, builder.add(prow, const(v * LANES))), align=4)
-                      for v in range(VECS)]
+                      for p0 in p0s for v in range(VECS)]
                 for r in range(m):
                     x = builder.load(builder.gep(a0, [builder.add(builder.mul(const(r), a_row),
                                                                   acol)]))
                     xs = builder.shuffle_vector(builder.insert_element(undef, x, const(0)),
                                                 undef, splat)
-                    for v in range(VECS):
-                        acc = acc_u[r * VECS + v]
-                        builder.store(builder.call(fma, [xs, bs[v], builder.load(acc)]), acc)
-
-            rounds = builder.sdiv(K, const(ku))
-            with cgutils.for_range(builder, rounds) as loop:
-                for u, acc_u in enumerate(accs):
-                    update(builder.add(builder.mul(loop.index, const(ku)), const(u)), acc_u)
-            tail = builder.mul(rounds, const(ku))
-            with cgutils.for_range(builder, builder.sub(K, tail)) as loop:
-                update(builder.add(tail, loop.index), accs[0])
-            for j, p in enumerate(c_ptrs):
-                total = builder.load(accs[0][j])
-                for acc_u in accs[1:]:
-                    total = builder.fadd(total, builder.load(acc_u[j]))
-                builder.store(total, p, align=4)
+                    for j, b in enumerate(bs):
+                        acc = accs[r * len(bs) + j]
+                        builder.store(builder.call(fma, [xs, b, builder.load(acc)]), acc)
+            for acc, p in zip(accs, c_ptrs):
+                builder.store(builder.load(acc), p, align=4)
             return context.get_dummy_value()
 
         return types.void(c, a, bp, i, nb, k0, k1, bias), codegen
     return tile
 
 
-_t1 = _make_tile(1, ku=8 // VECS)  # one row only when M == 1: see the module docstring
-_t2, _t3, _t4, _t5, _t6 = (_make_tile(m) for m in range(2, MR + 1))
+PANELS = 8 // VECS
+_t1, _t2, _t3, _t4, _t5, _t6 = (_make_tile(m) for m in range(1, MR + 1))
+_p2, _p3, _p4 = (_make_tile(1, q) for q in range(2, 5))  # one row, q panels (AVX2: 4)
 
 
 @kernel
@@ -202,9 +196,17 @@ def product(a, bp, c, bias):
     """c (M, N) += a (M, K) @ Bmat, bp (N / NR, K, NR) its panels; a may be strided (a.T).
     With bias (N,) not empty: c = bias + a @ Bmat, c's old values never read (K >= 1)."""
     K = bp.shape[1]
-    if c.shape[0] == 1:  # one row reuses nothing: stream whole panels
-        for nb in range(bp.shape[0]):
-            _t1(c, a, bp, 0, nb, 0, K, bias)
+    if c.shape[0] == 1:  # one row reuses nothing: stream whole panels, PANELS at a time
+        for nb in range(0, bp.shape[0], PANELS):
+            q = min(PANELS, bp.shape[0] - nb)
+            if q == 4:
+                _p4(c, a, bp, 0, nb, 0, K, bias)
+            elif q == 3:
+                _p3(c, a, bp, 0, nb, 0, K, bias)
+            elif q == 2:
+                _p2(c, a, bp, 0, nb, 0, K, bias)
+            else:
+                _t1(c, a, bp, 0, nb, 0, K, bias)
         return
     for k0 in range(0, K, KC):
         k1 = min(k0 + KC, K)

@@ -23,6 +23,7 @@ from . import assign, borrow, kernel, packed
 from .block import gelu_forward, residual_forward, rms_forward
 from .common import embedding_forward, exp, linear_forward, row_max, row_sum
 from .norm import pre_activations
+from .pcg import uniform
 from .recurrence import step
 
 
@@ -80,7 +81,8 @@ def rank(p, order):
 def pick(row, p, order, rng, temperature, top_k, top_p):
     """An id drawn from softmax(row / temperature) cut to the top_k (0: all) most likely, then
     to the smallest most-likely set holding top_p of their mass. temperature 0: argmax, no draw.
-    row (V,); p (V,) float64 and order (V,) integer scratch."""
+    row (V,); p (V,) float64 and order (V,) integer scratch; rng an np.random.Generator or one
+    row's stream (kernels.pcg), one draw per pick."""
     V = row.shape[0]
     if temperature == 0.0:
         return np.argmax(row)
@@ -103,7 +105,7 @@ def pick(row, p, order, rng, temperature, top_k, top_p):
                 break
     else:
         total = row_sum(p)
-    u = rng.random() * total
+    u = uniform(rng) * total
     acc = 0.0
     for i in range(m):
         v = order[V - 1 - i] if ranked else i
@@ -198,8 +200,8 @@ def _feed_impl(cell, flat, layer_offs, head_offs, pflat, poffs, h, c, ids, ws, d
                                 hat, rstd, flat[n_ih: n_ih + R], flat[b_ih: b_ih + GH])
             elif E > 0:
                 embedding_forward(x0, view(flat, head_offs[0], V, E), ids)
-                pre_activations(gates, x0, view(flat, w_ih, GH, E), hat, rstd,
-                                flat[n_ih: n_ih + R], flat[b_ih: b_ih + GH])
+                pre_activations(gates, x0, operand(flat, w_ih, pflat, poffs[0, 1], GH, E), hat,
+                                rstd, flat[n_ih: n_ih + R], flat[b_ih: b_ih + GH])
             else:  # one-hot input: gather rows of the x side's table (V, GH), as in training
                 embedding_forward(gates, w0t, ids)
             Q = GH if w_hh >= 0 else 0  # 0: a scan cell's W_hh and b_hh, none
@@ -224,7 +226,9 @@ def _feed_impl(cell, flat, layer_offs, head_offs, pflat, poffs, h, c, ids, ws, d
             if blocks:
                 rms_forward(xn, bhat, brstd, xs, flat[head_offs[3]: head_offs[3] + H])
                 top = xn
-            linear_forward(logits, top, view(flat, dec_w, V, H), flat[dec_b: dec_b + V])
+            for b in range(logits.shape[0]):  # a row at a time: BLAS rounds one row apart
+                linear_forward(logits[b: b + 1], top[b: b + 1], view(flat, dec_w, V, H),
+                               flat[dec_b: dec_b + V])  # from several (batch invariance)
     return impl
 
 
@@ -233,6 +237,13 @@ def loop(cell):
     run(flat, layer_offs, head_offs, pflat, poffs, h, c, ids, ws, text, logp, out, rng,
     temperature, top_k, top_p), for scoring, priming and sampling."""
     return _loops(cell)[0]
+
+
+def rows(cell):
+    """The continuous batch's loop (charrnn.batching), compiled for one cell id:
+    step(flat, layer_offs, head_offs, pflat, poffs, h, c, ids, ws, one, together, texts, out,
+    logp, streams, temperature, top_k, top_p)."""
+    return _loops(cell)[2]
 
 
 def beam_search(cell):
@@ -333,4 +344,52 @@ def _loops(cell):
                 return t + 1
         return T
 
-    return run, beam
+    @kernel
+    def step_rows(flat, layer_offs, head_offs, pflat, poffs, h, c, ids, ws, one, together,
+                  texts, out, logp, streams, temperature, top_k, top_p):
+        """run's loop for B rows that each go their own way: feed the pending ids (B,), then
+        each row's own text texts (B, T) (teacher forcing); then sample out (B, T'), each row
+        with its own settings temperature, top_k, top_p (B,) and its own random stream,
+        streams (B, pcg.WORDS). If logp (B, T + T', V) is non-empty it gets each row's log
+        softmax (float64) before each character it is fed or draws. ids ends as the characters
+        left pending. together: the rows go through the stack at once (every product but the
+        decoder's packed, which rounds a row the same with or without others); else one at a
+        time through one = (h, c, ids, ws) of a single row, as run goes for one row: either
+        way a row's characters are those it would draw alone."""
+        flat, layer_offs, head_offs, pflat, poffs, h, c, ids, texts, out, logp = borrow(
+            (flat, layer_offs, head_offs, pflat, poffs, h, c, ids, texts, out, logp))
+        ws = borrow(ws)
+        h1, c1, ids1 = borrow(one[:3])
+        ws1 = borrow(one[3])
+        logits, p, order = ws[5], ws[6], ws[7]
+        B, T, L = ids.shape[0], texts.shape[1], h.shape[0]
+        for t in range(T + out.shape[1]):
+            decode = t >= T or logp.shape[1] > 0
+            for g in range(1 if together else B):
+                hh, cc, ii, ww = h, c, ids, ws
+                if not together:  # row g through the single row's buffers
+                    for k in range(L):
+                        assign(h1[k, 0], h[k, g])
+                        assign(c1[k, 0], c[k, g])
+                    ids1[0] = ids[g]
+                    hh, cc, ii, ww = h1, c1, ids1, ws1
+                feed(cell, flat, layer_offs, head_offs, pflat, poffs, hh, cc, ii, ww, decode)
+                if not together:
+                    for k in range(L):
+                        assign(h[k, g], h1[k, 0])
+                        assign(c[k, g], c1[k, 0])
+                    if decode:
+                        assign(logits[g], ws1[5][0])
+            for b in range(B):
+                if logp.shape[1] > 0:
+                    mx, lz = log_norm(logits[b])
+                    for v in range(logits.shape[1]):
+                        logp[b, t, v] = logits[b, v] - mx - lz
+                if t < T:
+                    ids[b] = texts[b, t]
+                else:
+                    ids[b] = pick(logits[b], p, order, streams[b], temperature[b], top_k[b],
+                                  top_p[b])
+                    out[b, t - T] = ids[b]
+
+    return run, beam, step_rows

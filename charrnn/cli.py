@@ -504,8 +504,8 @@ def evaluate(ctx, target, file, dynamic, ms_from, eta, decay, seq_len, as_json):
         _echo(f"{file}: too little known text to evaluate ({r.unknown_chars} unknown "
                    "characters)")
         return
-    tail = (f"over {r.chars} characters{reading(r.direction)} ({r.unknown_chars} outside the "
-            "vocabulary, skipped)")
+    tail = (f"over {r.chars} characters ({r.unknown_chars} outside the vocabulary, "
+            f"skipped){reading(r.direction)}")
     if not dynamic:
         _echo(f"{file}: {r.loss:.4f} nats/char, {r.bpc:.4f} bits/char {tail}")
         return
@@ -740,6 +740,7 @@ def gradflow(runs, text, output, max_chars, max_lag):
     """Gradient flow through time of the models in RUNS (checkpoints or run directories) on
     one text: how far back one character's loss reaches, per layer, in one figure."""
     from .analysis import analyze
+    from .direction import of
     from .files import check_writable
     from .page import describe, load_for_analysis
     from .plots import plot_gradient_flow
@@ -747,8 +748,8 @@ def gradflow(runs, text, output, max_chars, max_lag):
     check_writable(output)
     flows = []
     for run in runs:
-        model, vocab, _, path, body = load_for_analysis(run, text)
-        a = analyze(model, vocab, body, max_chars, max_lag)
+        model, vocab, meta, path, body = load_for_analysis(run, text)
+        a = analyze(model, vocab, body, max_chars, max_lag, reads=of(meta))
         if a.gradient_flow is None:
             raise CharRNNError(f"{text} is too short for the gradient flow of {run}")
         flows.append((f"{os.path.basename(os.path.normpath(run))}: {describe(model.config)}",

@@ -48,5 +48,5 @@ def settled(given, saved, origin):
 
 
 def reading(direction):
-    """How a model of `direction` reads, for messages: '' forward, ' (read backward)'."""
-    return " (read backward, from the end)" if direction == BACKWARD else ""
+    """How a model of `direction` reads, for the end of a message: '' forward."""
+    return ", read backward from the end" if direction == BACKWARD else ""

@@ -76,7 +76,9 @@ def fill(pair, text, mask="_", max_fill=None, k=16):
 
 
 def _candidates(sampler, before, lengths, k):
-    """The fills the forward model's beam search finds after `before`, k of each length."""
+    """The fills the forward model's beam search finds after `before`, k (at most the
+    vocabulary's size) of each length."""
+    k = min(k, len(sampler.vocab))
     for n in lengths:
         yield from ([text for text, _ in sampler.beams(n, before, k)] if n else [""])
 

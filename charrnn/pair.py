@@ -51,7 +51,7 @@ class Pair:
         models together find most likely: a list of Filling (text, fills, forward, backward,
         score) best first. A run of n placeholders is a gap of n characters; with max_fill,
         every run is a gap of 0 to max_fill characters. See charrnn.filling for the search
-        (k: its beam width)."""
+        (k: its beam width, at most the vocabulary's size)."""
         from .filling import fill
 
         return fill(self, text, mask, max_fill, k)

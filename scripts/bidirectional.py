@@ -119,7 +119,7 @@ def main():
     ap.add_argument("--sizes", type=int, nargs="+", default=[1, 3, 8])
     ap.add_argument("--context", type=int, default=100, help="characters on each side")
     ap.add_argument("--beam", type=int, default=16)
-    ap.add_argument("--probe-chars", type=int, default=40_000)
+    ap.add_argument("--probe-chars", type=int, default=None, help="default: all of it")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", default=None, help="also write the figures to this file")
     args = ap.parse_args()

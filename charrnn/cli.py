@@ -490,8 +490,9 @@ def evaluate(ctx, target, file, dynamic, ms_from, eta, decay, seq_len, as_json):
     settings = _dynamic_settings(ctx, dynamic)
     r = score(target, file, dynamic=dynamic, settings=settings, ms_from=ms_from,
               log=lambda line: click.echo(line, err=True))
-    row = {"loss": r.loss, "bpc": r.bpc, "chars": r.chars, "unknown_chars": r.unknown_chars,
-           "direction": r.direction}
+    row = {"loss": r.loss, "bpc": r.bpc, "chars": r.chars, "unknown_chars": r.unknown_chars}
+    if r.direction == BACKWARD:  # a forward model's figures as they always were
+        row["direction"] = r.direction
     if dynamic:
         row.update(dynamic_loss=r.dynamic_loss, dynamic_bpc=r.dynamic_bpc,
                    static_chars_per_sec=r.chars_per_sec,

@@ -55,4 +55,4 @@ def states(sampler, ids, layers="top"):
         keep = h[max(-t, 0):]
         out[max(t, 0): max(t, 0) + len(keep)] = keep
         t += len(h)
-    return oriented(out, sampler.direction).reshape(len(ids), -1)
+    return oriented(out, sampler.direction).reshape(len(ids), len(chosen) * H)

@@ -157,16 +157,16 @@ def test_train_reverse_resume_eval_info_export_import(tmp_path, monkeypatch):
 
     held = tmp_path / "held.txt"
     held.write_text("the cat sat on the mat.\n" * 4)
-    row = json.loads(run("eval", tmp_path / "b", held, "--json").output)
+    row = json.loads(run("eval", tmp_path / "b", held, "--json").stdout)
     assert row["direction"] == BACKWARD
     model, vocab, _, _ = checkpoint.load_model(checkpoint.resolve(tmp_path / "b"))
     checkpoint.save_model(tmp_path / "as-forward.ckpt", model, vocab)
     (tmp_path / "reversed.txt").write_text(held.read_text()[::-1])
     assert row["loss"] == json.loads(run("eval", tmp_path / "as-forward.ckpt",
-                                         tmp_path / "reversed.txt", "--json").output)["loss"]
-    assert run("eval", tmp_path / "b", held).output.endswith(
+                                         tmp_path / "reversed.txt", "--json").stdout)["loss"]
+    assert run("eval", tmp_path / "b", held).stdout.endswith(
         "skipped), read backward from the end\n")
-    assert json.loads(run("info", tmp_path / "b", "--json").output)["direction"] == BACKWARD
+    assert json.loads(run("info", tmp_path / "b", "--json").stdout)["direction"] == BACKWARD
 
     done = run("export", tmp_path / "b", "-o", tmp_path / "b.safetensors")
     assert done.exit_code == 0 and "feed it the text reversed" in done.output
@@ -188,7 +188,7 @@ def test_sample_prints_a_backward_model_s_text_before_its_prime(pair_run):
                                     "--prime", "the end.", "--seed", "1"])
     assert done.exit_code == 0, done.output
     s = Sampler.load(pair_run / "run" / "backward")
-    assert done.output == s.sample(30, prime="the end.", seed=1) + "the end.\n"
+    assert done.stdout == s.sample(30, prime="the end.", seed=1) + "the end.\n"
     done = CliRunner().invoke(cli, ["sample", str(pair_run / "run" / "backward"), "--stream"])
     assert done.exit_code == 2 and "cannot stream" in done.output
     done = CliRunner().invoke(cli, ["sample", str(pair_run / "run")])
@@ -265,10 +265,10 @@ def test_fill_from_the_command_line(pair_run):
     done = CliRunner().invoke(cli, ["fill", str(pair_run / "run"), "the c_t s__ on", "--json",
                                     "--beam", "3", "--alternatives", "2"])
     assert done.exit_code == 0, done.output
-    rows = [json.loads(line) for line in done.output.splitlines()]
+    rows = [json.loads(line) for line in done.stdout.splitlines()]
     assert len(rows) == 2 and rows[0]["score"] >= rows[1]["score"]
     assert rows[0]["score"] == pytest.approx(rows[0]["forward"] + rows[0]["backward"])
-    text = CliRunner().invoke(cli, ["fill", str(pair_run / "run"), "the c_t s__ on"]).output
+    text = CliRunner().invoke(cli, ["fill", str(pair_run / "run"), "the c_t s__ on"]).stdout
     assert text == rows[0]["text"] + "\n" and len(text) == len("the c_t s__ on") + 1
 
 

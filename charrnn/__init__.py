@@ -5,9 +5,10 @@ not import Numba and compile nothing."""
 __version__ = "0.1.0"
 
 _PUBLIC = {"CharRNN": "model", "CharRNNError": "errors", "DynamicConfig": "config",
-           "EvalResult": "evaluation", "ModelConfig": "config", "Sampler": "sampling",
-           "TrainConfig": "config", "Vocab": "vocab", "evaluate": "evaluation",
-           "load_model": "checkpoint", "load_sampler": "devices", "train": "training"}
+           "EvalResult": "evaluation", "ModelConfig": "config", "Pair": "pair",
+           "Sampler": "sampling", "TrainConfig": "config", "Vocab": "vocab",
+           "evaluate": "evaluation", "load_model": "checkpoint", "load_pair": "pair",
+           "load_sampler": "devices", "train": "training", "train_pair": "pair"}
 __all__ = sorted(_PUBLIC) + ["__version__"]
 
 

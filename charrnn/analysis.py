@@ -1,10 +1,11 @@
 """Looking inside a model: the arrays behind the inspect page and the gradient-flow figure.
 
 `analyze(model, vocab, text)` reads a text the way the sampler does (from the zero state and
-the start character) and returns, per character, every layer's hidden state, LSTM cell state
-and gate values, the model's prediction of the next character, text features and how closely
-each unit tracks them, gate saturation, and how the gradient of a loss flows back through
-time. Dimension letters: L layers, n characters, H hidden, V vocabulary, K lags.
+the start character; a backward model from the text's end) and returns, per character, every
+layer's hidden state, LSTM cell state and gate values, the model's prediction of the next
+character, text features and how closely each unit tracks them, gate saturation, and how the
+gradient of a loss flows back through time. Dimension letters: L layers, n characters, H
+hidden, V vocabulary, K lags.
 """
 import math
 from dataclasses import dataclass
@@ -13,6 +14,7 @@ from typing import Optional
 import numpy as np
 
 from .abilities import require
+from .direction import BACKWARD, FORWARD, oriented
 from .errors import UsageError
 
 TOP = 5  # predictions kept per character
@@ -21,8 +23,10 @@ CHUNK = 1000  # characters per evaluation forward (the state carries over)
 
 @dataclass
 class Analysis:
-    """What `analyze` found. Per-character arrays are indexed by the character's position t:
-    states are those after reading character t; predictions are for character t + 1."""
+    """What `analyze` found. Per-character arrays are indexed by the character's position t in
+    reading order: states are those after reading character t; predictions are for character
+    t + 1 (a backward model's, which reads from the end: for character t - 1, and log_prob[t]
+    is log p(text[t] | text[t + 1:])). layers names the layers of the per-layer arrays."""
     text: str  # the analysed characters (those outside the vocabulary removed)
     skipped: int  # characters outside the vocabulary, removed
     units: dict  # quantity ("hidden", "cell" for LSTM's tanh(c)) -> (L, n, H) float32
@@ -34,6 +38,12 @@ class Analysis:
     correlations: dict  # feature name -> {quantity: (L, H) Pearson r, NaN where undefined}
     saturation: dict  # gate name -> (L, H, 2): fraction of steps below 0.1, above 0.9
     gradient_flow: Optional[np.ndarray]  # (L, K + 1) mean |d loss_t / d h_(t-k)|, k = 0..K
+    direction: str = FORWARD  # which way the predictions go (charrnn.direction)
+    layers: Optional[list] = None  # each layer's name; None: "1", "2", ...
+
+    def __post_init__(self):
+        if self.layers is None:
+            self.layers = [str(k + 1) for k in range(next(iter(self.units.values())).shape[0])]
 
     @property
     def bits_per_char(self):
@@ -46,10 +56,11 @@ class Analysis:
         return sorted(rows, key=lambda row: -abs(row[3]))[:count]
 
 
-def analyze(model, vocab, text, max_chars=20_000, max_lag=100, flow_positions=64):
+def analyze(model, vocab, text, max_chars=20_000, max_lag=100, flow_positions=64,
+            reads=FORWARD):
     """Analysis of `model` (a CPU CharRNN) over the first max_chars known characters of
-    `text`; the gradient flow over up to flow_positions positions and max_lag steps back (None
-    with max_lag 0)."""
+    `text`, read in direction `reads` (a backward model from the last of them); the gradient
+    flow over up to flow_positions positions and max_lag steps back (None with max_lag 0)."""
     require(model, "trace", "inspecting a model")
     if max_lag:
         require(model, "hidden_grads", "the gradient flow")
@@ -62,9 +73,11 @@ def analyze(model, vocab, text, max_chars=20_000, max_lag=100, flow_positions=64
                          f"({skipped} outside it); inspect it with text like the training text")
     ids = ids[:max_chars]
     used = vocab.decode(ids)
-    trace = _trace(model, vocab, ids)
-    units, gates = _quantities(model.config, trace)
-    logp, top_ids, top_p = _predictions(trace["logits"], ids)
+    read = oriented(ids, reads)  # in the model's order; results turned back to reading order
+    trace = _trace(model, vocab, read)
+    units, gates = ({k: oriented(v, reads, axis=1) for k, v in q.items()}
+                    for q in _quantities(model.config, trace))
+    logp, top_ids, top_p = (oriented(a, reads) for a in _predictions(trace["logits"], read))
     features = text_features(used)
     return Analysis(
         text=used, skipped=skipped, units=units, gates=gates, log_prob=logp, top_ids=top_ids,
@@ -72,8 +85,28 @@ def analyze(model, vocab, text, max_chars=20_000, max_lag=100, flow_positions=64
         correlations={f: {q: correlations(a, v) for q, a in units.items()}
                       for f, v in features.items()},
         saturation={g: saturation(a) for g, a in gates.items()},
-        gradient_flow=(gradient_flow(model, trace, ids, max_lag, flow_positions)
-                       if max_lag > 0 and len(ids) > 1 else None))
+        gradient_flow=(gradient_flow(model, trace, read, max_lag, flow_positions)
+                       if max_lag > 0 and len(ids) > 1 else None), direction=reads)
+
+
+def joined(forward, backward):
+    """One Analysis of a bidirectional pair: the forward one's, with the backward one's layers
+    after its own (units, gates, correlations, saturation, gradient flow; both analyses of the
+    same text, their cells alike). Predictions and surprise are the forward model's."""
+    both = lambda a, b: np.concatenate([a, b])  # noqa: E731  along the layers
+    return Analysis(
+        text=forward.text, skipped=forward.skipped,
+        units={q: both(v, backward.units[q]) for q, v in forward.units.items()},
+        gates={g: both(v, backward.gates[g]) for g, v in forward.gates.items()},
+        log_prob=forward.log_prob, top_ids=forward.top_ids, top_p=forward.top_p,
+        features=forward.features,
+        correlations={f: {q: both(r, backward.correlations[f][q]) for q, r in per.items()}
+                      for f, per in forward.correlations.items()},
+        saturation={g: both(s, backward.saturation[g]) for g, s in forward.saturation.items()},
+        gradient_flow=(None if forward.gradient_flow is None or backward.gradient_flow is None
+                       else both(forward.gradient_flow, backward.gradient_flow)),
+        layers=[f"{d} {name}" for d, a in ((FORWARD, forward), (BACKWARD, backward))
+                for name in a.layers])
 
 
 def start_id(vocab):
@@ -81,16 +114,23 @@ def start_id(vocab):
     return int(vocab.encode("\n")[0]) if "\n" in vocab else 0
 
 
+def traces(model, vocab, ids):
+    """The model's Trace (model.trace) of each chunk of CHUNK steps of [start] + ids, the
+    state carried from chunk to chunk: step t + 1 of them all has read character t."""
+    inputs = np.concatenate([[start_id(vocab)], ids]).astype(np.int32)  # (n + 1,)
+    state = None
+    for lo in range(0, len(inputs), CHUNK):
+        tr = model.trace(inputs[None, lo: lo + CHUNK], state)
+        state = tr.state
+        yield tr
+
+
 def _trace(model, vocab, ids):
     """Every step of the forward over [start] + ids, chunk by chunk with the state carried:
     {"h", "c" (LSTM), "gates": (L, n + 1, X), "logits": (n + 1, V), "inputs": (n + 1,)};
     step t + 1 has read character t."""
     inputs = np.concatenate([[start_id(vocab)], ids]).astype(np.int32)  # (n + 1,)
-    parts, state = [], None
-    for lo in range(0, len(inputs), CHUNK):
-        tr = model.trace(inputs[None, lo: lo + CHUNK], state)
-        state = tr.state
-        parts.append(tr)
+    parts = list(traces(model, vocab, ids))
     cat = lambda arrays: np.concatenate(arrays, axis=1)  # noqa: E731  along time
     return {"h": cat([p.h[:, 0] for p in parts]),
             "c": cat([p.c[:, 0] for p in parts]) if parts[0].c is not None else None,

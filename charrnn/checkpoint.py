@@ -3,7 +3,7 @@
 File layout (all integers little-endian)::
 
     magic        8 bytes   b"CHARRNN\\x00"
-    version      uint32    FORMAT_VERSION
+    version      uint32    1, or 2 for a backward model (see FORMAT_VERSION)
     header_len   uint64    length of the header that follows
     header       UTF-8 JSON {"format": FORMAT_NAME, "version": int, "meta": {...},
                             "arrays": [{"name", "dtype", "shape", "offset", "nbytes"}, ...]}
@@ -25,11 +25,16 @@ import zlib
 
 import numpy as np
 
+from charrnn import direction
 from charrnn.errors import CannotWrite, CheckpointError
 from charrnn.files import atomic_write
 
 FORMAT_NAME = "charrnn-checkpoint"
-FORMAT_VERSION = 1
+# The newest format read here. v2 is v1 whose meta may say "direction": "backward"
+# (charrnn.direction): a charrnn that reads only v1 refuses it instead of reading a backward
+# model as a forward one. Each file is written at the oldest version that holds it, so a
+# forward model's file is v1, byte for byte as before.
+FORMAT_VERSION = 2
 
 MAGIC = b"CHARRNN\x00"
 _PREFIX = struct.Struct("<8sIQ")  # magic, version, header_len
@@ -49,8 +54,14 @@ def _damaged(path, what):
     return CheckpointError(f"{path} is damaged ({what}); restore it from a backup or retrain")
 
 
+def _version(meta):
+    """The oldest format version that holds `meta`."""
+    return 1 if meta.get(direction.KEY, direction.FORWARD) == direction.FORWARD else 2
+
+
 def save(path, meta, arrays):
-    """Write `meta` (a JSON-able dict) and named numeric `arrays` to `path`, atomically.
+    """Write `meta` (a JSON-able dict) and named numeric `arrays` to `path`, atomically, at the
+    oldest format version that holds them.
 
     The target is replaced only by a rename of a fully written, fsynced temporary file, so a
     crash or a full disk leaves any previous checkpoint at `path` intact (CannotWrite says so).
@@ -68,7 +79,8 @@ def save(path, meta, arrays):
         entries.append({"name": name, "dtype": le.str, "shape": list(a.shape),
                         "offset": offset, "nbytes": a.nbytes})
         end = offset + a.nbytes
-    header = {"format": FORMAT_NAME, "version": FORMAT_VERSION, "meta": meta, "arrays": entries}
+    version = _version(meta)
+    header = {"format": FORMAT_NAME, "version": version, "meta": meta, "arrays": entries}
     try:
         text = json.dumps(header).encode()
     except (TypeError, ValueError) as e:
@@ -77,7 +89,7 @@ def save(path, meta, arrays):
 
     try:
         with atomic_write(path) as f:
-            head = _PREFIX.pack(MAGIC, FORMAT_VERSION, len(text)) + text
+            head = _PREFIX.pack(MAGIC, version, len(text)) + text
             f.write(head)
             crc = zlib.crc32(head)
             for pad, blob in blobs:
@@ -199,12 +211,15 @@ def load(path):
 _PARAM_PREFIX = "param/"
 
 
-def save_model(path, model, vocab, meta=None, arrays=None):
-    """Save a model (config, vocabulary, parameters) plus any extra `meta` and `arrays`."""
+def save_model(path, model, vocab, meta=None, arrays=None, reads=direction.FORWARD):
+    """Save a model (config, vocabulary, parameters) plus any extra `meta` and `arrays`;
+    `reads`: the model's direction (charrnn.direction), said in the meta when backward."""
     from charrnn import __version__
 
     meta = {"charrnn_version": __version__, "model": model.config.to_dict(),
             "vocab": vocab.to_dict(), "dtype": model.dtype.name, **(meta or {})}
+    if direction.check(reads) != direction.FORWARD:
+        meta[direction.KEY] = reads
     named = {_PARAM_PREFIX + k: v for k, v in model.named_parameters().items()}
     save(path, meta, {**named, **(arrays or {})})
 
@@ -217,12 +232,14 @@ def add_arrays(path, arrays, meta=None):
 
 
 def load_model(path, dtype=None):
-    """(model, vocab, meta, extra arrays) from a checkpoint; `dtype` defaults to the saved one."""
+    """(model, vocab, meta, extra arrays) from a checkpoint; `dtype` defaults to the saved one.
+    The model's direction is direction.of(meta), checked here."""
     from charrnn.config import ModelConfig
     from charrnn.model import CharRNN
     from charrnn.vocab import Vocab
 
     meta, arrays = load(path)
+    direction.of(meta)
     try:
         config = ModelConfig.from_dict(meta["model"])
         vocab = Vocab.from_dict(meta["vocab"])
@@ -252,11 +269,28 @@ def resolve(target=None, runs_dir="runs"):
     target = os.fspath(target)
     if os.path.isdir(target):
         found = _run_checkpoint(target)
+        if not found and pair_dirs(target):
+            raise CheckpointError(f"{target} holds a bidirectional pair (charrnn train "
+                                  "--bidirectional); name one model, "
+                                  f"{os.path.join(target, 'forward')} or "
+                                  f"{os.path.join(target, 'backward')}, or use charrnn fill, "
+                                  "embed or inspect, which take the pair")
         if not found:
             raise CheckpointError(f"run directory {target} has no best.ckpt or last.ckpt; "
                                   "train into it with `charrnn train CORPUS --out DIR`")
         return found
     return target
+
+
+def pair_dirs(target):
+    """[forward, backward]: the run directories of the bidirectional pair (charrnn train
+    --bidirectional) in the directory `target`, when it holds one and no checkpoint of its
+    own; else None."""
+    target = os.fspath(target)
+    dirs = [os.path.join(target, d) for d in direction.DIRECTIONS]
+    if os.path.isdir(target) and not _run_checkpoint(target) and all(map(_run_checkpoint, dirs)):
+        return dirs
+    return None
 
 
 def _run_checkpoint(run_dir):

@@ -13,6 +13,7 @@ from .config import (API_KEY_ENV, CELLS, CLIP_MODES, DEFAULT_MAX_TIME, DOWNLOAD_
                      MODEL_OPTIONS, MS_CHARS, NONLINEARITIES, OPTIMIZER_NAMES, SCHEDULES,
                      TRAIN_OPTIONS, DynamicConfig, ModelConfig, ServeConfig, TrainConfig)
 from .devices import DEVICES
+from .direction import BACKWARD, FORWARD, reading
 from .errors import CannotWrite, CharRNNError
 
 _T, _M, _S = TrainConfig(), ModelConfig(vocab_size=1), ServeConfig()
@@ -224,11 +225,21 @@ def _compiling(model, what):
                                       "the vocabulary lacks.")
 @click.option("--bytes", "as_bytes", is_flag=True,
               help="Train on the raw bytes of any file, binary too (at most 256 symbols).")
+@click.option("--reverse", is_flag=True,
+              help="Train a backward model: it reads the corpus from its end to its start "
+                   "(the same text held out), for filling in and embeddings with a forward "
+                   "one. With --resume or --init-from the model's own direction is kept.")
+@click.option("--bidirectional", is_flag=True,
+              help="Train a forward model into OUT/forward, then a backward one into "
+                   "OUT/backward, each for the whole budget: a pair for charrnn fill, embed "
+                   "and inspect (with --init-from PAIR, each from its own).")
 @click.pass_context
 def train(ctx, corpus, out, resume, overwrite, quiet, encoding, errors, as_bytes, device,
-          init_from, vocab_mode, unknown, **options):
+          init_from, vocab_mode, unknown, reverse, bidirectional, **options):
     """Train a model on CORPUS: a text file, a catalog corpus fetched with `charrnn corpus get`
     (see `charrnn corpus list`), or the built-in python-stdlib."""
+    from .errors import UsageError
+    from .pair import train_pair
     from .training import train as run_training
 
     given = {k for k in options
@@ -237,12 +248,17 @@ def train(ctx, corpus, out, resume, overwrite, quiet, encoding, errors, as_bytes
     keep = given if resume else set(options)
     model = {field: options[o] for o, field in MODEL_OPTIONS.items() if o in given}
     config = {field: options[o] for o, field in TRAIN_OPTIONS.items() if o in keep}
-    result = run_training(corpus, out=out, model=model, config=config, resume=resume,
-                          overwrite=overwrite, progress=False if quiet else None,
-                          log=(lambda line: None) if quiet else None, encoding=encoding,
-                          errors=errors, as_bytes=as_bytes or None, device=device,
-                          init_from=init_from, vocab=vocab_mode, unknown=unknown)
-    if not quiet:
+    if reverse and bidirectional:
+        raise UsageError("--bidirectional trains both directions; drop --reverse")
+    run = train_pair if bidirectional else run_training
+    settings = dict(out=out, model=model, config=config, resume=resume, overwrite=overwrite,
+                    progress=False if quiet else None, log=(lambda line: None) if quiet else None,
+                    encoding=encoding, errors=errors, as_bytes=as_bytes or None, device=device,
+                    init_from=init_from, vocab=vocab_mode, unknown=unknown)
+    if reverse:
+        settings["direction"] = BACKWARD
+    results = run(corpus, **settings)
+    for result in [] if quiet else results if bidirectional else [results]:
         best = "-" if result.best_val_loss is None else f"{result.best_val_loss:.4f}"
         click.echo(f"trained {result.steps} steps; best validation loss {best} nats/char; "
                    f"checkpoints in {result.out}", err=True)
@@ -252,7 +268,9 @@ def train(ctx, corpus, out, resume, overwrite, quiet, encoding, errors, as_bytes
 @click.argument("target", required=False)
 @click.option("-n", "--length", type=click.IntRange(min=0), default=500, show_default=True,
               help="Characters to generate.")
-@click.option("--prime", default="", help="Text to start from.")
+@click.option("--prime", default="",
+              help="Text to start from (a backward model's: the text's ending, which the "
+                   "sample leads up to).")
 @click.option("--prime-file", type=click.Path(exists=True, dir_okay=False),
               help="Read the prime text from this file.")
 @click.option("--temperature", type=float, default=1.0, show_default=True,
@@ -306,20 +324,21 @@ def sample(ctx, target, length, prime, prime_file, temperature, top_k, top_p, se
     settings = _dynamic_settings(ctx, dynamic)
     if dynamic:
         ms = dynamic_ms(sampler.model, sampler.vocab, sampler.ms, ms_from, sampler.bytes,
-                        settings.seq_len)
+                        settings.seq_len, sampler.direction)
         if not prime:
             raise UsageError("--dynamic adapts the model to the prime before generating; "
                              "give --prime-file FILE (or --prime TEXT)")
         with _compiling(sampler.model, "dynamic evaluation"):
             sampler = sampler.adapted(prime, ms, settings, unknown)
     stops = [_unescape(t) for t in stops]
-    shown = bytes_of(prime) if raw else text_of(prime)  # the prime, printed before the text
+    shown = bytes_of(prime) if raw else text_of(prime)  # the prime, printed with the text
     if beam:
         with _compiling(sampler.model, "beam search"):
             sampler.beams(1, k=1)  # now, so that a compile is said and timed before the text
         for text, _ in sampler.beams(length, prime, beam, stops, length_norm, unknown, raw)[
                 :num_samples]:  # one after another, each on its own lines
-            _write([shown, text], newline=text[-1:] not in ("\n", b"\n"))
+            pieces = _in_order(sampler, shown, [text])
+            _write(pieces, newline=pieces[-1][-1:] not in ("\n", b"\n"))
         return
     with _compiling(sampler.model, "sampling"):
         sampler.sample(1, seed=0)  # now, so that a compile is said and timed before the text
@@ -327,12 +346,15 @@ def sample(ctx, target, length, prime, prime_file, temperature, top_k, top_p, se
                    unknown=unknown, stop=stops, raw=raw)
     if num_samples > 1:  # one after another, each on its own lines
         for text in sampler.sample_batch(num_samples, length, **options):
-            _write([shown, text], newline=text[-1:] not in ("\n", b"\n"))
+            pieces = _in_order(sampler, shown, [text])
+            _write(pieces, newline=pieces[-1][-1:] not in ("\n", b"\n"))
         return
     if stream is None:
-        stream = sys.stdout.isatty()
-    chunks = sampler.stream(length, **options) if stream else [sampler.sample(length, **options)]
-    _write([shown, *chunks], newline=not raw)
+        stream = sys.stdout.isatty() and sampler.direction == FORWARD  # backward: at the end
+    if stream:
+        _write([shown, *sampler.stream(length, **options)], newline=not raw)
+        return
+    _write(_in_order(sampler, shown, [sampler.sample(length, **options)]), newline=not raw)
 
 
 def _check_beam(ctx, beam, length_norm, num_samples):
@@ -355,8 +377,13 @@ def _check_beam(ctx, beam, length_norm, num_samples):
                          f"beams; use --beam {num_samples} or more")
 
 
+def _in_order(sampler, prime, texts):
+    """A sample's pieces in reading order: the prime first, or after a backward model's."""
+    return [*texts, prime] if sampler.direction == BACKWARD else [prime, *texts]
+
+
 def _write(pieces, newline):
-    """Print a sample's pieces as they come, the prime first: text, or bytes (--raw)."""
+    """Print a sample's pieces as they come: text, or bytes (--raw)."""
     for piece in pieces:
         _echo(piece, nl=False)
     if newline:
@@ -464,6 +491,8 @@ def evaluate(ctx, target, file, dynamic, ms_from, eta, decay, seq_len, as_json):
     r = score(target, file, dynamic=dynamic, settings=settings, ms_from=ms_from,
               log=lambda line: click.echo(line, err=True))
     row = {"loss": r.loss, "bpc": r.bpc, "chars": r.chars, "unknown_chars": r.unknown_chars}
+    if r.direction == BACKWARD:  # a forward model's figures as they always were
+        row["direction"] = r.direction
     if dynamic:
         row.update(dynamic_loss=r.dynamic_loss, dynamic_bpc=r.dynamic_bpc,
                    static_chars_per_sec=r.chars_per_sec,
@@ -476,7 +505,8 @@ def evaluate(ctx, target, file, dynamic, ms_from, eta, decay, seq_len, as_json):
         _echo(f"{file}: too little known text to evaluate ({r.unknown_chars} unknown "
                    "characters)")
         return
-    tail = f"over {r.chars} characters ({r.unknown_chars} outside the vocabulary, skipped)"
+    tail = (f"over {r.chars} characters ({r.unknown_chars} outside the vocabulary, "
+            f"skipped){reading(r.direction)}")
     if not dynamic:
         _echo(f"{file}: {r.loss:.4f} nats/char, {r.bpc:.4f} bits/char {tail}")
         return
@@ -495,6 +525,7 @@ def info(target, as_json):
     """Describe a checkpoint or run directory [default: the newest run]."""
     from .checkpoint import read_meta, resolve
     from .config import ModelConfig
+    from .direction import of
     from .params import ParamLayout
 
     path = resolve(target)
@@ -507,6 +538,7 @@ def info(target, as_json):
            "parameters": ParamLayout(config).count, "vocab_size": config.vocab_size,
            "dtype": meta.get("dtype"), "step": meta.get("step"),
            "best_val_loss": meta.get("best_val_loss"), "corpus": meta.get("corpus"),
+           "direction": of(meta),
            "charrnn_version": meta.get("charrnn_version")}
     if as_json:
         _echo(json.dumps(row))
@@ -532,15 +564,23 @@ def export(target, output, fmt, half):
     any browser, offline (see README, Models in and out)."""
     from .bytemodel import is_byte_model
     from .checkpoint import load_model, resolve
+    from .direction import of
     from .formats import choose
     from .formats import export as write
 
     fmt = choose(output, fmt, half)
     path = resolve(target)
     model, vocab, meta, _ = load_model(path)
-    write(output, fmt, model, vocab, as_bytes=is_byte_model(meta), half=half)
+    write(output, fmt, model, vocab, as_bytes=is_byte_model(meta), half=half, reads=of(meta))
     click.echo(f"wrote {output} ({model.config.cell}, {model.layout.count:,} parameters, "
-               f"{len(vocab)} characters, {os.path.getsize(output) / 1e6:.2f} MB)", err=True)
+               f"{len(vocab)} characters, {os.path.getsize(output) / 1e6:.2f} MB)"
+               f"{_backward_note(of(meta))}", err=True)
+
+
+def _backward_note(reads):
+    """What export and import add about a backward model's direction (nothing for forward)."""
+    return ("; a backward model: it reads text from the end, so feed it the text reversed"
+            if reads == BACKWARD else "")
 
 
 @cli.command("import")
@@ -571,15 +611,15 @@ def import_model(file, out, cell, nonlinearity, vocab_file, as_bytes, overwrite)
     if vocab_file:
         with open(vocab_file, encoding="utf-8", newline="") as f:
             vocab = Vocab(f.read())
-    model, vocab, as_bytes = read(file, cell, nonlinearity, vocab, as_bytes)
+    model, vocab, as_bytes, reads = read(file, cell, nonlinearity, vocab, as_bytes)
     target = os.path.join(out, "best.ckpt")
     if os.path.exists(target) and not overwrite:
         raise UsageError(f"{out} already holds a checkpoint; pass --overwrite or another --out")
     make_dirs(out)
     checkpoint.save_model(target, model, vocab, {"imported_from": os.path.abspath(file),
-                                                 "corpus": {"bytes": as_bytes}})
+                                                 "corpus": {"bytes": as_bytes}}, reads=reads)
     click.echo(f"wrote {target} ({model.config.cell}, {model.layout.count:,} parameters, "
-               f"{len(vocab)} characters)", err=True)
+               f"{len(vocab)} characters){_backward_note(reads)}", err=True)
 
 
 @cli.command()
@@ -614,13 +654,87 @@ def plot(runs, output, x_axis):
 def inspect(target, text, output, max_chars, max_mb, max_lag):
     """A page that shows inside the model in TARGET (checkpoint or run directory) as it reads
     TEXT (a text file or built-in corpus): each character coloured by a unit, a gate or the
-    model's surprise, its predictions, a unit finder, gate saturation and gradient flow."""
+    model's surprise, its predictions, a unit finder, gate saturation and gradient flow. A
+    backward model reads from the end; a bidirectional pair's directory shows both models'
+    units, the backward model's layers after the forward model's."""
     from .page import inspect as write_inspect_page
 
     analysis, size = write_inspect_page(target, text, output, max_chars, max_mb, max_lag)
     click.echo(f"{output}: {len(analysis.text)} characters at {analysis.bits_per_char:.3f} "
                f"bits/char ({analysis.skipped} outside the vocabulary, skipped), "
                f"{size / 1e6:.1f} MB", err=True)
+
+
+@cli.command()
+@click.argument("run")
+@click.argument("text")
+@click.option("--mask", default="_", show_default=True,
+              help="The placeholder: each one in TEXT marks an erased character.")
+@click.option("--max-fill", type=click.IntRange(min=1), default=None, metavar="N",
+              help="Gaps of unknown length: each run of placeholders (one is enough) is a gap "
+                   "of 0 to N characters.")
+@click.option("--beam", "k", type=click.IntRange(min=1), default=16, show_default=True,
+              help="Beams of the forward model's search for each gap's candidates (of each "
+                   "length, with --max-fill).")
+@click.option("--alternatives", type=click.IntRange(min=1), default=5, show_default=True,
+              help="With --json: how many of the best filled texts to print.")
+@json_option("the best filled texts, each with its fills and log-probabilities (nats) under "
+             "the forward model, the backward model and both (score)")
+def fill(run, text, mask, max_fill, k, alternatives, as_json):
+    """Fill in the erased characters of TEXT with the bidirectional pair in RUN (charrnn train
+    --bidirectional), e.g. "To be, or n__ to be: that is the q_______n": each gap gets the
+    text that the forward and the backward model together find most likely (candidates from
+    the forward model's beam search, ranked by the exact log-probability of the filled text
+    under each model). Prints the filled text."""
+    from .pair import load_pair
+
+    pair = load_pair(run)
+    with _compiling(pair.forward.model, "filling in"):
+        pair.forward.beams(1, k=1)  # now, so that a compile is said before the work
+        pair.backward.log_prob("")
+    found = pair.fill(text, mask, max_fill, k)
+    if not as_json:
+        _echo(found[0].text)
+        return
+    for f in found[:alternatives]:
+        _echo(json.dumps({"text": f.text, "fills": list(f.fills), "score": f.score,
+                          "forward": f.forward, "backward": f.backward}, ensure_ascii=False))
+
+
+@cli.command()
+@click.argument("run")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
+              help="The NumPy .npy file to write: float32, a row per character (or word).")
+@click.option("--layers", type=click.Choice(["top", "all"]), default="top", show_default=True,
+              help="Each model's top layer, or all its layers.")
+@click.option("--pool", type=click.Choice(["char", "word"]), default="char", show_default=True,
+              help="A row per character, or per word (the whitespace-separated words, as "
+                   "Python's str.split gives them): the forward state at its last character "
+                   "beside the backward state at its first.")
+@click.option("--unknown", type=click.Choice(["error", "skip"]), default="error",
+              show_default=True, help="What to do with characters the models never saw.")
+def embed(run, file, output, layers, pool, unknown):
+    """Contextual embeddings of the text in FILE from the bidirectional pair in RUN (charrnn
+    train --bidirectional): for each character, the forward model's hidden state after
+    reading up to it beside the backward model's after reading back to it from the end."""
+    import numpy as np
+
+    from .evaluation import read_text
+    from .files import atomic_write, check_writable
+    from .pair import load_pair
+
+    check_writable(output)
+    pair = load_pair(run)
+    text = read_text(file)
+    with _compiling(pair.forward.model, "embedding"):
+        pair.embed(pair.vocab.chars[0], layers)  # now, so that a compile is said before
+    vectors = pair.embed(text, layers, None if pool == "char" else pool, unknown)
+    with atomic_write(output) as f:
+        np.save(f, vectors)
+    which = "all layers" if layers == "all" else "top layer"
+    click.echo(f"wrote {output}: {vectors.shape[0]:,} {pool}s x {vectors.shape[1]} (float32, "
+               f"forward then backward, {which})", err=True)
 
 
 @cli.command()
@@ -636,6 +750,7 @@ def gradflow(runs, text, output, max_chars, max_lag):
     """Gradient flow through time of the models in RUNS (checkpoints or run directories) on
     one text: how far back one character's loss reaches, per layer, in one figure."""
     from .analysis import analyze
+    from .direction import of
     from .files import check_writable
     from .page import describe, load_for_analysis
     from .plots import plot_gradient_flow
@@ -643,8 +758,8 @@ def gradflow(runs, text, output, max_chars, max_lag):
     check_writable(output)
     flows = []
     for run in runs:
-        model, vocab, _, path, body = load_for_analysis(run, text)
-        a = analyze(model, vocab, body, max_chars, max_lag)
+        model, vocab, meta, path, body = load_for_analysis(run, text)
+        a = analyze(model, vocab, body, max_chars, max_lag, reads=of(meta))
         if a.gradient_flow is None:
             raise CharRNNError(f"{text} is too short for the gradient flow of {run}")
         flows.append((f"{os.path.basename(os.path.normpath(run))}: {describe(model.config)}",

@@ -14,6 +14,8 @@ from .checkpoint import load_model, resolve
 from .compiling import Compiling, describe
 from .config import EVAL_BATCH, EVAL_SEQ_LEN, DynamicConfig
 from .data import iter_eval_batches, read_corpus
+from .direction import FORWARD, oriented
+from .direction import of as direction_of
 from .dynamic import MS_ARRAY, check_ms, dynamic_loss, mean_squared_gradients, static_loss
 from .errors import UsageError
 
@@ -35,7 +37,9 @@ class EvalResult:
     outside the vocabulary and skipped; seconds: the time scoring took, compiling excluded.
     With dynamic evaluation, dynamic_loss and dynamic_seconds likewise and settings its
     DynamicConfig; loss is then read as dynamic evaluation reads (one stream of
-    settings.seq_len-character segments), else as EVAL_BATCH streams of EVAL_SEQ_LEN."""
+    settings.seq_len-character segments), else as EVAL_BATCH streams of EVAL_SEQ_LEN.
+    direction: the way the model read the text (charrnn.direction): a backward model's from
+    its end."""
 
     loss: Optional[float]
     chars: int
@@ -44,6 +48,7 @@ class EvalResult:
     dynamic_loss: Optional[float] = None
     dynamic_seconds: Optional[float] = None
     settings: Optional[DynamicConfig] = None
+    direction: str = FORWARD
 
     @property
     def bpc(self):
@@ -83,13 +88,14 @@ def evaluate(target, path=None, *, text=None, dynamic=False, settings=DynamicCon
 
     dynamic: also score it by dynamic evaluation (charrnn.dynamic) with settings, the
     checkpoint left unchanged; its MS are the checkpoint's, or collected from the file ms_from
-    (e.g. the training corpus)."""
+    (e.g. the training corpus). A backward model reads the text, and ms_from, from the end."""
     if (path is None) == (text is None):
         raise UsageError("give evaluate the path of a file or a text to score, one of the two")
     model, vocab, meta, extra = load_model(resolve(target))
-    as_bytes = is_byte_model(meta)
+    as_bytes, reads = is_byte_model(meta), direction_of(meta)
     if dynamic:
-        ms = dynamic_ms(model, vocab, extra.get(MS_ARRAY), ms_from, as_bytes, settings.seq_len)
+        ms = dynamic_ms(model, vocab, extra.get(MS_ARRAY), ms_from, as_bytes, settings.seq_len,
+                        reads)
     text = read_text(path, as_bytes) if text is None else model_chars(text, as_bytes)
     with Compiling(f"{describe(model)} evaluation" + (" and its gradient" if dynamic else ""),
                    log or (lambda line: print(line, file=sys.stderr))):
@@ -98,26 +104,27 @@ def evaluate(target, path=None, *, text=None, dynamic=False, settings=DynamicCon
         if dynamic:
             model.eval_grad(zeros, zeros)
     unknown = sum(vocab.unknown_chars(text).values())
-    ids = vocab.encode(text, unknown="skip")
+    ids = oriented(vocab.encode(text, unknown="skip"), reads)
     t0 = time.perf_counter()
     if not dynamic:
         loss = evaluate_text(model, ids, EVAL_BATCH, EVAL_SEQ_LEN)
-        return EvalResult(loss, len(text), unknown, time.perf_counter() - t0)
+        return EvalResult(loss, len(text), unknown, time.perf_counter() - t0, direction=reads)
     loss = static_loss(model, ids, settings.seq_len)
     t1 = time.perf_counter()
     dyn = dynamic_loss(model, ids, ms, settings)
     return EvalResult(loss, len(text), unknown, t1 - t0, dyn, time.perf_counter() - t1,
-                      settings)
+                      settings, reads)
 
 
 def dynamic_ms(model, vocab, stored=None, ms_from=None, as_bytes=False,
-               seq_len=DynamicConfig.seq_len):
+               seq_len=DynamicConfig.seq_len, reads=FORWARD):
     """The MS that dynamic evaluation steps with, checked against model (dynamic.check_ms):
-    collected from the file ms_from when given (read as the model reads, the characters
-    outside vocab skipped: dynamic.mean_squared_gradients over seq_len-character segments),
-    else stored (a checkpoint's). A one-line UsageError when there are none."""
+    collected from the file ms_from when given (read as the model reads, in its direction
+    `reads`, the characters outside vocab skipped: dynamic.mean_squared_gradients over
+    seq_len-character segments), else stored (a checkpoint's). A one-line UsageError when
+    there are none."""
     if ms_from:
-        ids = vocab.encode(read_text(ms_from, as_bytes), unknown="skip")
+        ids = oriented(vocab.encode(read_text(ms_from, as_bytes), unknown="skip"), reads)
         stored = mean_squared_gradients(model, ids, seq_len)
         if stored is None:
             raise UsageError(f"{ms_from} holds too little known text to collect gradient "

@@ -5,23 +5,24 @@ import os
 from dataclasses import dataclass
 from typing import Callable
 
+from .direction import BACKWARD, FORWARD
 from .errors import UsageError
 from .files import check_writable, write_atomic
 
 
-def _safetensors(path, model, vocab, as_bytes, half):
+def _safetensors(path, model, vocab, as_bytes, half, reads):
     from .interop import export
 
-    export(path, model, vocab, as_bytes)
+    export(path, model, vocab, as_bytes, reads)
 
 
-def _onnx(path, model, vocab, as_bytes, half):
+def _onnx(path, model, vocab, as_bytes, half, reads):
     from .onnx_export import serialized
 
     write_atomic(path, serialized(model, vocab, as_bytes))
 
 
-def _html(path, model, vocab, as_bytes, half):
+def _html(path, model, vocab, as_bytes, half, reads):
     from .webpage import render
 
     write_atomic(path, render(model, vocab, as_bytes, half).encode("utf-8"))
@@ -29,12 +30,13 @@ def _html(path, model, vocab, as_bytes, half):
 
 @dataclass(frozen=True)
 class Format:
-    write: Callable  # write(path, model, vocab, as_bytes, half)
+    write: Callable  # write(path, model, vocab, as_bytes, half, reads)
     suffixes: tuple  # output names that choose it
     half: bool = False  # takes --half: float16 weights
+    backward: bool = False  # holds a backward model's direction (charrnn.direction)
 
 
-FORMATS = {"safetensors": Format(_safetensors, (".safetensors",)),
+FORMATS = {"safetensors": Format(_safetensors, (".safetensors",), backward=True),
            "onnx": Format(_onnx, (".onnx",)),
            "html": Format(_html, (".html", ".htm"), half=True)}
 DEFAULT = "safetensors"
@@ -55,6 +57,10 @@ def choose(path, name=None, half=False):
     return name
 
 
-def export(path, name, model, vocab, as_bytes=False, half=False):
-    """Write `model` and `vocab` to `path` in format `name` (from choose), atomically."""
-    FORMATS[name].write(path, model, vocab, as_bytes, half)
+def export(path, name, model, vocab, as_bytes=False, half=False, reads=FORWARD):
+    """Write `model` and `vocab` to `path` in format `name` (from choose), atomically; reads:
+    the model's direction (a backward model goes to the formats that can say so)."""
+    if reads == BACKWARD and not FORMATS[name].backward:
+        raise UsageError(f"this is a backward model, and an {name} file has no place to say so "
+                         "(it would be read as a forward one); export it to .safetensors")
+    FORMATS[name].write(path, model, vocab, as_bytes, half, reads)

@@ -6,8 +6,9 @@ embedding, ``rnn`` the ``nn.LSTM`` / ``nn.GRU`` / ``nn.RNN``, or the README's ``
 minGRU and minLSTM, ``decoder`` an ``nn.Linear``), in
 the layouts torch uses. Its metadata (strings only, as safetensors requires) rebuilds the model
 from the file alone: ``format`` ("pt"), ``charrnn_version``, ``model`` (the ModelConfig as JSON),
-``vocab`` (``{"chars": [...]}`` as JSON; id i is chars[i]) and ``bytes`` ("true" for a model of
-raw bytes). A file without that metadata (one PyTorch wrote) is read with the architecture
+``vocab`` (``{"chars": [...]}`` as JSON; id i is chars[i]), ``bytes`` ("true" for a model of
+raw bytes) and, for a backward model, ``direction`` ("backward": feed it the text reversed,
+charrnn.direction). A file without that metadata (one PyTorch wrote) is read with the architecture
 given by the caller and the sizes read off the tensors.
 """
 import json
@@ -16,15 +17,16 @@ import re
 
 import numpy as np
 
+from .direction import DIRECTIONS, FORWARD, KEY, check
 from .errors import UsageError
 
 FLOATS = (np.float32, np.float64)
 _LAYER = re.compile(r"rnn\.weight_ih_l(\d+)$")
 
 
-def export(path, model, vocab, as_bytes=False):
+def export(path, model, vocab, as_bytes=False, reads=FORWARD):
     """Write `model` and `vocab` to the safetensors file `path`, atomically (a complete file or
-    the old one)."""
+    the old one); `reads`: the model's direction, said in the metadata when backward."""
     from safetensors.numpy import save
 
     from . import __version__
@@ -39,15 +41,17 @@ def export(path, model, vocab, as_bytes=False):
     meta = {"format": "pt", "charrnn_version": __version__,
             "model": json.dumps(model.config.to_dict()), "vocab": json.dumps(vocab.to_dict()),
             "bytes": "true" if as_bytes else "false"}
+    if check(reads) != FORWARD:
+        meta[KEY] = reads
     check_writable(path)
     write_atomic(path, save(tensors, metadata=meta))
 
 
 def read(path, cell=None, nonlinearity="tanh", vocab=None, as_bytes=False):
-    """(model, vocab, as_bytes) from the safetensors file `path`. Without charrnn's metadata,
-    `cell` (and `nonlinearity` for an RNN) and `vocab` (a Vocab; or as_bytes: id i is byte i)
-    must be given; the sizes come from the tensors. Anything malformed is a UsageError naming
-    the problem."""
+    """(model, vocab, as_bytes, direction) from the safetensors file `path`. Without charrnn's
+    metadata, `cell` (and `nonlinearity` for an RNN) and `vocab` (a Vocab; or as_bytes: id i is
+    byte i) must be given, and the model reads forward; the sizes come from the tensors.
+    Anything malformed is a UsageError naming the problem."""
     from safetensors import SafetensorError, safe_open
 
     from .config import ModelConfig
@@ -76,6 +80,9 @@ def read(path, cell=None, nonlinearity="tanh", vocab=None, as_bytes=False):
             fields, chars = json.loads(meta["model"]), json.loads(meta["vocab"])
             config, vocab = ModelConfig.from_dict(fields), Vocab.from_dict(chars)
             as_bytes = meta.get("bytes") == "true"
+            reads = meta.get(KEY, FORWARD)
+            if reads not in DIRECTIONS:
+                raise ValueError(f"direction {reads!r}")
         else:
             if as_bytes and vocab is None and "decoder.weight" in tensors:
                 vocab = Vocab([chr(i) for i in range(min(len(tensors["decoder.weight"]), 256))])
@@ -84,6 +91,7 @@ def read(path, cell=None, nonlinearity="tanh", vocab=None, as_bytes=False):
                                  "and --vocab-file (and --nonlinearity for an RNN)")
             config = ModelConfig(**_shape_of(tensors, cell, len(vocab)), cell=cell,
                                  nonlinearity=nonlinearity)
+            reads = FORWARD
     except (KeyError, TypeError, ValueError, json.JSONDecodeError) as e:
         raise UsageError(f"{path} has bad charrnn metadata ({_first_line(e)}); export it again "
                          "with charrnn export, or import it with --cell and --vocab-file") \
@@ -96,7 +104,7 @@ def read(path, cell=None, nonlinearity="tanh", vocab=None, as_bytes=False):
         model.load_named_parameters(tensors)
     except ValueError as e:
         raise UsageError(f"{path} does not match a {config.cell} of this shape: {e}") from None
-    return model, vocab, as_bytes
+    return model, vocab, as_bytes, reads
 
 
 def _shape_of(tensors, cell, V):

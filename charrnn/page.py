@@ -17,9 +17,13 @@ from importlib import resources
 
 import numpy as np
 
-from .analysis import TOP, analyze
+from .analysis import TOP, analyze, joined
+from .bytemodel import is_byte_model
+from .checkpoint import pair_dirs
+from .direction import of, reading
 from .errors import UsageError
 from .files import check_writable, write_atomic
+from .pair import check_pair
 
 FINDER_ROWS = 10  # units listed per feature
 LEVELS = 64
@@ -72,10 +76,12 @@ def _priority(analysis, L, H):
     return list(dict.fromkeys(order))
 
 
-def page_data(analysis, model, vocab, meta, source, max_bytes):
-    """The page's inline data (a JSON-able dict), with as many units as fit in max_bytes."""
+def page_data(analysis, model, vocab, meta, source, max_bytes, backward=None):
+    """The page's inline data (a JSON-able dict), with as many units as fit in max_bytes.
+    backward: a pair's backward model and its meta, whose layers `analysis` holds after the
+    forward model's (analysis.joined)."""
     cfg = model.config
-    L, H, n = cfg.num_layers, cfg.hidden_size, len(analysis.text)
+    L, H, n = len(analysis.layers), cfg.hidden_size, len(analysis.text)
     quantities = _ranges(analysis, "relu" in cfg.spec.nonlinearities
                          and cfg.nonlinearity == "relu")
     wide = len(vocab) > 256
@@ -84,10 +90,12 @@ def page_data(analysis, model, vocab, meta, source, max_bytes):
     top_p = np.floor(analysis.top_p * 65535).astype(np.uint16)
     data = {
         "title": f"charrnn inspect: {source}",
-        "summary": {"source": source, "model": describe(cfg), "step": meta.get("step"),
-                    "bpc": analysis.bits_per_char, "chars": n, "skipped": analysis.skipped,
-                    "parameters": model.layout.count, "best_val_loss": meta.get("best_val_loss")},
+        "summary": {"source": source, "model": describe(cfg) + reading(analysis.direction),
+                    "step": meta.get("step"), "bpc": analysis.bits_per_char, "chars": n,
+                    "skipped": analysis.skipped, "parameters": model.layout.count,
+                    "best_val_loss": meta.get("best_val_loss")},
         "text": analysis.text, "vocab": list(vocab.chars), "L": L, "H": H, "top": TOP,
+        "layers": analysis.layers, "direction": analysis.direction,
         "levels": LEVELS,
         "quantities": [{"name": q, "kind": kind, "lo": lo.tolist(), "hi": hi.tolist()}
                        for q, kind, lo, hi, _ in quantities],
@@ -101,6 +109,13 @@ def page_data(analysis, model, vocab, meta, source, max_bytes):
                  [[float(f"{x:.4g}") for x in layer] for layer in analysis.gradient_flow]),
         "units": {}, "total_units": L * H,
     }
+    if backward is not None:
+        other, other_meta = backward
+        data["summary"].update(
+            model=f"{describe(cfg)} forward and {describe(other.config)} backward (the "
+                  "predictions and surprise are the forward model's)",
+            step=f"{meta.get('step', '-')} forward, {other_meta.get('step', '-')} backward",
+            parameters=model.layout.count + other.layout.count)
     size = len(json.dumps(data, ensure_ascii=False).encode()) + _template_size()
     for k, j in _priority(analysis, L, H):
         codes = np.concatenate([quantise(v[k, :, j], lo[k], hi[k])
@@ -145,7 +160,8 @@ def write_page(path, data):
 
 def load_for_analysis(target, text_source):
     """(model, vocab, meta, source name, text) for a checkpoint or run directory and a text
-    file (or builtin corpus name); a byte model reads the file's bytes."""
+    file (or builtin corpus name); a byte model reads the file's bytes. The model's direction
+    is direction.of(meta)."""
     from .checkpoint import load_model, resolve
     from .data import read_corpus
 
@@ -158,11 +174,27 @@ def load_for_analysis(target, text_source):
 
 def inspect(target, text_source, out, max_chars=20_000, max_mb=9.5, max_lag=100):
     """Write the inspect page for the model in `target` reading `text_source` to `out`;
-    returns the Analysis and the page's size in bytes."""
+    returns the Analysis and the page's size in bytes. A bidirectional pair's directory
+    (charrnn train --bidirectional) gives one page of both models: the backward model's
+    layers after the forward model's, each reading the same text its own way."""
     if not max_mb > 0:
         raise UsageError(f"--max-mb must be above 0, got {max_mb}")
     check_writable(out)
-    model, vocab, meta, path, text = load_for_analysis(target, text_source)
-    analysis = analyze(model, vocab, text, max_chars, max_lag)
-    write_page(out, page_data(analysis, model, vocab, meta, path, int(max_mb * 1e6)))
-    return analysis, os.path.getsize(out)
+    pair = pair_dirs(target)
+    found = [load_for_analysis(t, text_source) for t in (pair or [target])]
+    analyses = [analyze(model, vocab, text, max_chars, max_lag, reads=of(meta))
+                for model, vocab, meta, _, text in found]
+    model, vocab, meta, path, _ = found[0]
+    backward = None
+    if pair:
+        check_pair(target, [(of(m), v, is_byte_model(m)) for _, v, m, _, _ in found])
+        other, _, other_meta, _, _ = found[1]
+        if (model.config.cell, model.config.hidden_size, model.config.nonlinearity) != (
+                other.config.cell, other.config.hidden_size, other.config.nonlinearity):
+            raise UsageError(f"the models of {target} differ in cell or width, so one page "
+                             "cannot show both; inspect each on its own (RUN/forward, "
+                             "RUN/backward)")
+        analyses, path, backward = [joined(*analyses)], target, (other, other_meta)
+    write_page(out, page_data(analyses[0], model, vocab, meta, path, int(max_mb * 1e6),
+                              backward))
+    return analyses[0], os.path.getsize(out)

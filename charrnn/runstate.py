@@ -6,7 +6,7 @@ from typing import Optional
 
 import numpy as np
 
-from . import checkpoint
+from . import checkpoint, direction
 from .config import FOLLOW_DROPOUT, REGULARISERS, ModelConfig, TrainConfig, default_decay
 from .data import BatchStream, recode, split_train_val
 from .devices import to_device
@@ -32,6 +32,7 @@ class RunState:
     policies: Policies
     follow: tuple = ()  # the fields of FOLLOW_DROPOUT left to the dropout
     init_from: Optional[str] = None  # the checkpoint a fine-tuned run started from
+    reads: str = direction.FORWARD  # the model's direction (charrnn.direction)
     step: int = 0
     elapsed: float = 0.0
     best: Optional[float] = None
@@ -40,26 +41,32 @@ class RunState:
     carried: object = field(default=None, repr=False)  # the model's state between chunks
 
     @classmethod
-    def _begun(cls, model, vocab, cfg, corpus, policies):
-        """A run of `model` on a data.Corpus at step 0; the fields left to the dropout are
-        set from it now, and again if the run's speed sets it."""
+    def _begun(cls, model, vocab, cfg, corpus, policies, reads=direction.FORWARD):
+        """A run of `model` on a data.Corpus at step 0, reading in direction `reads`; the
+        fields left to the dropout are set from it now, and again if the run's speed sets it.
+        The split comes first, so that a backward model holds out the forward one's text."""
         follow = tuple(k for k in FOLLOW_DROPOUT if getattr(cfg, k) is None)
         cfg = _follow_dropout(cfg, follow, model.config.dropout)
         train_ids, val_ids = split_train_val(corpus.ids, cfg.val_frac)  # views
-        run = cls(cfg, model, vocab, corpus.describe(), train_ids, val_ids[: cfg.eval_chars],
-                  policies, follow)
+        train_ids, val_ids = (direction.oriented(ids, reads)  # views still
+                              for ids in (train_ids, val_ids[: cfg.eval_chars]))
+        run = cls(cfg, model, vocab, corpus.describe(), train_ids, val_ids, policies, follow,
+                  reads=reads)
         run.begin(model)
         return run
 
     @classmethod
-    def fresh(cls, corpus, model_fields, cfg, log=None, device="cpu", rules=SpeedRules()):
-        """A new model for a data.Corpus; the batch shrinks to fit a tiny corpus, and the
-        model fields left out are the budget's defaults (Policies.for_new_run)."""
+    def fresh(cls, corpus, model_fields, cfg, log=None, device="cpu", rules=SpeedRules(),
+              reads=direction.FORWARD):
+        """A new model for a data.Corpus, reading in direction `reads`; the batch shrinks to
+        fit a tiny corpus, and the model fields left out are the budget's defaults
+        (Policies.for_new_run)."""
         log = log or (lambda line: None)
         cfg = _fit_batch(corpus, cfg, log)
         chosen, policies = Policies.for_new_run(model_fields, cfg.max_time, rules)
         mcfg = ModelConfig.from_dict({**chosen, **model_fields, "vocab_size": len(corpus.vocab)})
-        run = cls._begun(_new_model(mcfg, cfg, device), corpus.vocab, cfg, corpus, policies)
+        run = cls._begun(_new_model(mcfg, cfg, device), corpus.vocab, cfg, corpus, policies,
+                         direction.check(reads))
         said = policies.said(chosen)  # only once the settings are accepted: errors stay one line
         if said:
             log(said)
@@ -67,13 +74,14 @@ class RunState:
 
     @classmethod
     def fine_tune(cls, origin, corpus, model_fields, cfg, vocab="grow", unknown="error",
-                  log=None, device="cpu"):
-        """A new run starting from the weights of the checkpoint `origin`. The shape is
-        the checkpoint's (model_fields may only repeat it, or set the REGULARISERS); a grown
-        vocabulary keeps every old id, and the new rows of the input and decoder weights are as
-        at init."""
+                  log=None, device="cpu", reads=None):
+        """A new run starting from the weights of the checkpoint `origin`. The shape and
+        direction are the checkpoint's (model_fields may only repeat the shape, or set the
+        REGULARISERS; `reads` may only repeat the direction); a grown vocabulary keeps every
+        old id, and the new rows of the input and decoder weights are as at init."""
         log = log or (lambda line: None)
         old, old_vocab, meta, _ = checkpoint.load_model(origin)
+        reads = direction.settled(reads, direction.of(meta), origin)
         if vocab not in ("grow", "fixed"):
             raise UsageError(f"vocab must be grow or fixed, not {vocab!r}")
         clash = [f"{k} (checkpoint {getattr(old.config, k)!r}, given {v!r})"
@@ -96,7 +104,7 @@ class RunState:
         model = CharRNN(mcfg, dtype=np.dtype(cfg.dtype), seed=cfg.seed)
         for name, w in old.named_parameters().items():  # the old rows (and columns) in place
             model.params[name][tuple(slice(0, n) for n in w.shape)] = w
-        run = cls._begun(to_device(model, device), grown, cfg, data, Policies())
+        run = cls._begun(to_device(model, device), grown, cfg, data, Policies(), reads)
         run.init_from = origin
         if new and vocab == "fixed":
             run.corpus["unknown"] = "skip"  # so that --resume drops them again
@@ -110,9 +118,12 @@ class RunState:
         return run
 
     @classmethod
-    def resume(cls, path, corpus, model_fields, overrides, device="cpu", rules=SpeedRules()):
-        """The run saved at `path`, continued on `corpus`, which must be the one it began on."""
+    def resume(cls, path, corpus, model_fields, overrides, device="cpu", rules=SpeedRules(),
+               reads=None):
+        """The run saved at `path`, continued on `corpus`, which must be the one it began on,
+        in its direction (which `reads` may only repeat)."""
         model, vocab, meta, arrays = checkpoint.load_model(path)
+        reads = direction.settled(reads, direction.of(meta), path)
         model = to_device(model, device)  # checkpoints are device-independent
         saved = meta.get("train")
         if not isinstance(saved, dict) or "step" not in meta:
@@ -135,7 +146,7 @@ class RunState:
                              "resume with that corpus (and the same --encoding, --errors "
                              "and --bytes)")
         run = cls._begun(model, vocab, cfg, replace(corpus, name=was.get("name", corpus.name)),
-                         Policies(rules=rules))
+                         Policies(rules=rules), reads)
         try:
             run._load(meta, arrays)
         except (KeyError, TypeError, ValueError) as e:
@@ -185,7 +196,7 @@ class RunState:
                 "rng": self.model.rng.bit_generator.state}
         if self.init_from:
             meta["init_from"] = os.path.abspath(self.init_from)
-        checkpoint.save_model(path, self.model, self.vocab, meta, arrays)
+        checkpoint.save_model(path, self.model, self.vocab, meta, arrays, self.reads)
 
     def _load(self, meta, arrays):
         """The state save wrote (keys absent in older checkpoints: their defaults)."""

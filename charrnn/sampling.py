@@ -14,6 +14,8 @@ from .abilities import Engine, check_model, require
 from .bytemodel import is_byte_model, model_chars, raw_of, utf8
 from .checkpoint import load_model, resolve
 from .config import DynamicConfig
+from .direction import BACKWARD, FORWARD, oriented
+from .direction import of as direction_of
 from .dynamic import MS_ARRAY, Adapting
 from .errors import UsageError
 from .kernels import packed
@@ -66,6 +68,11 @@ class SamplerFront(Engine):
     two comes out whole, and a character that a bytes prime leaves unfinished comes whole at
     the text's start), or with raw=True the bytes themselves. Lengths (n, chunk_size) and
     log_prob's per-character scores count bytes. A text model refuses bytes and raw=True.
+
+    A backward model (self.direction "backward": trained with --reverse, charrnn.direction)
+    reads text from its end: every call takes and gives text in reading order, the prime as
+    the text's ending and the generated text the text that leads up to it; stop texts end a
+    sample at their start; log_prob's per_char[t] is log p(text[t] | text[t + 1:]).
     """
 
     def __init__(self, model, vocab):
@@ -78,6 +85,7 @@ class SamplerFront(Engine):
         self._start = start_id(vocab)
         self._cell = kernel_id(cfg)
         self.bytes = False  # a model of raw bytes: each character is one byte (bytemodel)
+        self.direction = FORWARD  # which way the model reads (charrnn.direction)
         self.ms = None  # dynamic evaluation's mean squared gradients (charrnn.dynamic)
 
     @classmethod
@@ -88,6 +96,7 @@ class SamplerFront(Engine):
         sampler = cls(model, vocab)
         sampler.ms = extra.get(MS_ARRAY)  # dynamic evaluation's, if training stored them
         sampler.bytes = is_byte_model(meta)
+        sampler.direction = direction_of(meta)
         return sampler
 
     def sample(self, n, prime="", temperature=1.0, top_k=None, top_p=None, seed=None,
@@ -110,7 +119,8 @@ class SamplerFront(Engine):
         self._check_raw(raw)
         stops = Stops(self._stop_chars(stop), num_samples, self.vocab)
         prime = model_chars(prime, self.bytes)
-        more = self._run(num_samples, n, prime, temperature, top_k, top_p, seed, unknown)
+        more = self._run(num_samples, n, self._read(prime), temperature, top_k, top_p, seed,
+                         unknown)
         rows = [[] for _ in range(num_samples)]
         for chunk in _chunks(n, STOP_CHUNK if stops else n):
             for b, row in enumerate(more(chunk)):
@@ -125,7 +135,11 @@ class SamplerFront(Engine):
         are made; with the same seed their concatenation equals sample()'s text. Settings are
         checked (and the prime fed) at the call, not at the first iteration. A byte model's as
         sample()'s: pieces of up to chunk_size bytes, decoded across pieces (a character split
-        between two comes whole in the second), or raw bytes."""
+        between two comes whole in the second), or raw bytes. A backward model, which makes
+        its text from the end, cannot stream it in reading order: use sample()."""
+        if self.direction == BACKWARD:
+            raise UsageError("a backward model writes its text from the end, so it cannot "
+                             "stream it in reading order; use sample() (drop --stream)")
         if not _is_int(chunk_size) or chunk_size < 1:
             raise UsageError(f"chunk_size must be an integer >= 1, got {chunk_size!r}")
         self._check_raw(raw)
@@ -167,7 +181,7 @@ class SamplerFront(Engine):
             stops[s, :len(text)] = self.vocab.encode(text)
         stop_lens = np.array([len(t) for t in texts], np.int64)
         prime = model_chars(prime, self.bytes)
-        prime_ids = self.vocab.encode(prime, unknown=unknown).astype(np.int64)  # (P,)
+        prime_ids = self.vocab.encode(self._read(prime), unknown=unknown).astype(np.int64)  # (P,)
         tokens, parents, scores = self._beam(k, n, prime_ids, stops, stop_lens,
                                                       bool(length_norm))
         found = []
@@ -195,12 +209,13 @@ class SamplerFront(Engine):
         own weights stay as they are. A byte model scores text (its UTF-8) or bytes, one
         entry of per_char per byte, as sample() reads a prime."""
         text = model_chars(text, self.bytes)
-        ids = self.vocab.encode(text, unknown=unknown).astype(np.int64)  # (T,)
+        ids = self.vocab.encode(self._read(text), unknown=unknown).astype(np.int64)  # (T,)
         if not dynamic:
-            return self._log_prob(ids)
+            total, per_char = self._log_prob(ids)
+            return total, self._read(per_char)
         per_char = np.zeros(len(ids))  # (T,)
         self._adapting(ms, settings).read(self._started(ids), per_char=per_char)
-        return float(per_char.sum()), per_char
+        return float(per_char.sum()), self._read(per_char)
 
     def adapted(self, text, ms=None, settings=DynamicConfig(), unknown="error"):
         """A new Sampler whose weights dynamic evaluation adapted to text (read from the
@@ -208,17 +223,21 @@ class SamplerFront(Engine):
         left unchanged. ms as in log_prob; a byte model's text as log_prob's."""
         adapting = self._adapting(ms, settings)
         text = model_chars(text, self.bytes)
-        ids = self.vocab.encode(text, unknown=unknown).astype(np.int64)  # (T,)
+        ids = self.vocab.encode(self._read(text), unknown=unknown).astype(np.int64)  # (T,)
         adapting.read(self._started(ids))
         sampler = type(self)(adapting.model, self.vocab)
-        sampler.bytes, sampler.ms = self.bytes, self.ms
+        sampler.bytes, sampler.ms, sampler.direction = self.bytes, self.ms, self.direction
         return sampler
 
     # --- text in and out: a byte model's as charrnn.bytemodel says ---------------------------
+    def _read(self, chars):
+        """Characters (or ids, or scores) in the order the model reads them, or back."""
+        return oriented(chars, self.direction)
+
     def _stop_chars(self, stop):
-        """The model's characters for each stop text (one text, or several)."""
+        """The model's characters for each stop text (one text, or several), in its order."""
         one = isinstance(stop, (str, bytes, bytearray))
-        return [model_chars(t, self.bytes) for t in ([stop] if one else stop)]
+        return [self._read(model_chars(t, self.bytes)) for t in ([stop] if one else stop)]
 
     def _check_raw(self, raw):
         if raw and not self.bytes:
@@ -234,7 +253,10 @@ class SamplerFront(Engine):
         return map(raw_of, pieces) if raw else utf8(pieces, prime)
 
     def _whole(self, chars, raw, prime):
-        return (b"" if raw else "").join(self._out([chars], raw, prime))
+        """The model's characters, generated in its order after the prime (its characters),
+        as the caller gets them: in reading order, a backward model's before the prime."""
+        after = prime if self.direction == FORWARD else ""
+        return (b"" if raw else "").join(self._out([self._read(chars)], raw, after))
 
     def _started(self, ids):
         return np.concatenate([[self._start], ids]).astype(np.int64)  # (T + 1,)

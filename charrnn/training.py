@@ -16,6 +16,7 @@ from .compiling import Compiling, describe
 from .config import MS_CHARS, DynamicConfig, TrainConfig, with_default_budget
 from .data import corpus_name, load_corpus
 from .devices import check_device
+from .direction import FORWARD
 from .dynamic import MS_ARRAY, mean_squared_gradients
 from .errors import CannotWrite, CharRNNError, UsageError
 from .evaluation import evaluate_text
@@ -50,9 +51,14 @@ class RunResult:
     last_checkpoint: str
 
 
+def console(line):
+    """Training's default log: a line on stderr, above the progress bar."""
+    tqdm.write(line, file=sys.stderr)
+
+
 def train(corpus, out=None, model=None, config=None, resume=False, overwrite=False,
           progress=None, log=None, encoding=None, errors=None, as_bytes=None, device="cpu",
-          init_from=None, vocab="grow", unknown="error", on_eval=None):
+          init_from=None, vocab="grow", unknown="error", on_eval=None, direction=None):
     """Train on `corpus` (a path, a built-in corpus name or a downloaded catalog name) into the
     run directory `out`.
 
@@ -68,7 +74,10 @@ def train(corpus, out=None, model=None, config=None, resume=False, overwrite=Fal
     optimizer, schedule and step count. vocab "grow" adds the corpus's new characters to its
     vocabulary; "fixed" keeps it, and unknown ("error" or "skip") says what to do with them.
     on_eval: called with each evaluation's metrics row once it is logged and saved (a sweep
-    reports it to Ray Tune). Returns a RunResult.
+    reports it to Ray Tune). direction: "backward" trains a model that reads the corpus from
+    its end to its start (charrnn.direction; a view, the corpus is not copied), "forward" (the
+    default for a new run) from its start; with resume or init_from the checkpoint's, which a
+    given one must repeat. Returns a RunResult.
     """
     if init_from is None and (vocab, unknown) != ("grow", "error"):
         raise UsageError("--vocab and --unknown apply to fine-tuning; add --init-from "
@@ -77,7 +86,7 @@ def train(corpus, out=None, model=None, config=None, resume=False, overwrite=Fal
         raise UsageError("--init-from starts a new run from a trained model and --resume "
                          "continues a run; give one of them")
     device = check_device(device)
-    log = log or (lambda line: tqdm.write(line, file=sys.stderr))
+    log = log or console
     out = os.fspath(out or os.path.join("runs", corpus_name(corpus)))
     last = os.path.join(out, "last.ckpt")
     if resume:
@@ -88,7 +97,8 @@ def train(corpus, out=None, model=None, config=None, resume=False, overwrite=Fal
             elif saved.get("bytes") is False:  # written by a charrnn that records settings
                 encoding, errors, as_bytes = saved.get("encoding"), saved.get("errors"), False
         data = load_corpus(corpus, encoding, errors, as_bytes, log)
-        state = RunState.resume(last, data, model or {}, config or {}, device)
+        state = RunState.resume(last, data, model or {}, config or {}, device,
+                                reads=direction)
         log(f"resuming {last} at step {state.step}")
     else:
         if os.path.exists(last) and not overwrite:
@@ -97,7 +107,8 @@ def train(corpus, out=None, model=None, config=None, resume=False, overwrite=Fal
         cfg = TrainConfig.from_dict(with_default_budget(config))
         if init_from is None:
             data = load_corpus(corpus, encoding, errors, as_bytes, log)
-            state = RunState.fresh(data, model or {}, cfg, log, device)
+            state = RunState.fresh(data, model or {}, cfg, log, device,
+                                   reads=direction or FORWARD)
         else:
             origin = checkpoint.resolve(init_from)
             was = checkpoint.read_meta(origin).get("corpus")
@@ -106,7 +117,7 @@ def train(corpus, out=None, model=None, config=None, resume=False, overwrite=Fal
                 as_bytes = True  # a byte model goes on reading bytes
             data = load_corpus(corpus, encoding, errors, as_bytes, log)
             state = RunState.fine_tune(origin, data, model or {}, cfg, vocab, unknown, log,
-                                       device)
+                                       device, reads=direction)
     trainer = Trainer(state)
     try:
         with RunLock(out):  # one writer per run directory

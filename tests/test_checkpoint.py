@@ -147,8 +147,9 @@ def test_wrong_magic(tmp_path, blob):
 
 
 def test_newer_version(tmp_path):
-    path = write(tmp_path, craft(header(version=2), version=2))
-    with pytest.raises(CheckpointError, match=r"newer charrnn \(format v2\).*pip install -U"):
+    v = checkpoint.FORMAT_VERSION + 1
+    path = write(tmp_path, craft(header(version=v), version=v))
+    with pytest.raises(CheckpointError, match=rf"newer charrnn \(format v{v}\).*pip install -U"):
         read_meta(path)
 
 

@@ -68,13 +68,18 @@ class Quiet(BaseHTTPRequestHandler):
 
 @pytest.fixture(scope="module")
 def inputs(tmp_path_factory):
-    """A corpus, a tiny trained run, its export, a sweep space and a local corpus server."""
+    """A corpus, a tiny trained run and pair, its export, a sweep space and a local corpus
+    server."""
     d = tmp_path_factory.mktemp("inputs")
     corpus = write_corpus(d / "corpus.txt", n=3000)
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("CHARRNN_CACHE", str(d / "cache"))
         result = CliRunner().invoke(cli, ["train", str(corpus), "--out", str(d / "run"),
                                           "--max-steps", "4", "--eval-every", "2", *TINY])
+        assert result.exit_code == 0, result.output
+        result = CliRunner().invoke(cli, ["train", str(corpus), "--out", str(d / "pair"),
+                                          "--max-steps", "2", "--eval-every", "2",
+                                          "--bidirectional", *TINY])
         assert result.exit_code == 0, result.output
         result = CliRunner().invoke(cli, ["export", str(d / "run"), "-o",
                                           str(d / "model.safetensors")])
@@ -171,6 +176,9 @@ CASES = [
                                 "4", "--eval-every", "2", *TINY]),
     Case("train --resume", lambda r, d: ["train", d / "corpus.txt", "--out", r / "run",
                                          "--resume", "--max-steps", "6", "--quiet"], _copy_run),
+    Case("train --bidirectional", lambda r, d: ["train", d / "corpus.txt", "--out", r / "pair",
+                                                "--max-steps", "2", "--eval-every", "2",
+                                                "--bidirectional", *TINY]),
     Case("train --init-from", lambda r, d: ["train", d / "corpus.txt", "--out", r / "tuned",
                                             "--init-from", d / "run", "--max-steps", "2",
                                             "--eval-every", "2", "--quiet"], _copy_cache),
@@ -180,6 +188,9 @@ CASES = [
     Case("eval --dynamic", lambda r, d: ["eval", d / "run", d / "corpus.txt", "--dynamic",
                                          "--json"], stdout=True,
          label="`charrnn eval --dynamic` (its standard output)"),
+    Case("fill", lambda r, d: ["fill", d / "pair", "the c_t s__ on", "--json", "--beam", "2"],
+         stdout=True, label="`charrnn fill` (its standard output)"),
+    Case("embed", lambda r, d: ["embed", d / "pair", d / "corpus.txt", "-o", r / "x.npy"]),
     Case("corpus get", lambda r, d: ["corpus", "get", "tiny", "-o", r / "tiny.txt", "-q"],
          label="`charrnn corpus get` (a zip, trusted on first use, and `-o`)"),
     Case("export", lambda r, d: ["export", d / "run", "-o", r / "model.safetensors"]),
@@ -264,6 +275,8 @@ def valid(path):
         [json.loads(line) for line in data.splitlines()]
     elif name.endswith(".json"):
         json.loads(data)
+    elif name.endswith(".npy"):
+        np.load(path)
     elif name.endswith(".safetensors"):
         from safetensors.numpy import load
 

@@ -116,3 +116,37 @@ def test_a_hostile_text_cannot_break_out_of_the_page(browser, tmp_path):
     spans = browser.execute_script("return document.querySelectorAll('#text span').length")
     assert spans == len(text) and not browser.find_elements("css selector", "#text b")
     assert console_errors(browser) == []
+
+
+def test_a_pair_s_page_shows_the_backward_units_and_a_backward_page_looks_back(browser,
+                                                                                tmp_path):
+    from selenium.webdriver import ActionChains
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    vocab = Vocab.from_text(TEXT)
+    for seed, d in enumerate(("forward", "backward")):
+        model = CharRNN(ModelConfig(vocab_size=len(vocab), num_layers=2, hidden_size=16),
+                        seed=seed)
+        save_model(tmp_path / "pair" / d / "best.ckpt", model, vocab, {"step": 7}, reads=d)
+    (tmp_path / "text.txt").write_text(TEXT)
+    inspect(str(tmp_path / "pair"), str(tmp_path / "text.txt"), str(tmp_path / "pair.html"),
+            max_lag=30)
+    load(browser, tmp_path / "pair.html")
+    assert console_errors(browser) == []
+    layers = [o.text for o in Select(browser.find_element(By.ID, "layer")).options]
+    assert layers == ["forward 1", "forward 2", "backward 1", "backward 2"]
+    Select(browser.find_element(By.ID, "layer")).select_by_value("3")
+    Select(browser.find_element(By.ID, "unit")).select_by_value("4")
+    assert shown(browser, ":3:4").endswith(":3:4")
+    assert "forward and" in browser.find_element(By.ID, "summary").text
+    assert len(browser.find_elements(By.CSS_SELECTOR, "#flow-plot polyline")) == 4
+
+    inspect(str(tmp_path / "pair" / "backward"), str(tmp_path / "text.txt"),
+            str(tmp_path / "back.html"), max_lag=30)
+    load(browser, tmp_path / "back.html")
+    spans = browser.find_elements(By.CSS_SELECTOR, "#text span")
+    ActionChains(browser).move_to_element(spans[3]).perform()
+    assert "Actually before" in browser.find_element(By.ID, "actual").text
+    assert browser.find_element(By.ID, "hover-title").text == "What the model expects before"
+    assert console_errors(browser) == []

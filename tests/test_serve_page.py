@@ -1,5 +1,6 @@
-"""The page at / of charrnn serve, in a real browser (the browser fixture, conftest.py): it lists the models,
-the text streams in, the controls work, and the console stays free of errors."""
+"""The page at / of charrnn serve, in a real browser (the browser fixture, conftest.py): it
+lists the models, the text streams in, the controls work, and the console stays free of
+errors."""
 import time
 
 import pytest

@@ -4,12 +4,14 @@ For each model (GRU 2x256 and 2x512 by default, random weights, V=65) and each n
 concurrent streaming clients (1, 4, 16, 64, 256), every client sends request after request
 (max_tokens characters each, temperature 1, a new seed each) for a warm-up and then a measured
 window: total characters/s received, per stream, against one client (the same requests served
-one at a time); time to first character (from sending the request) and the gap between
-chunks, p50 and p99; the server's and the clients' CPU use. The arithmetic limit is this
-machine's float32 matrix-product peak on one thread (scripts/bench.py's gemm_peak: the
-engine loop is one thread) over the model's floating-point operations per character when
-sampling (one-hot input: layer 0 gathers a row; each product 2 flops a weight). Memory: the
-server's RSS with N streams live, less idle, per stream, against the batch's own bytes a row
+one at a time); time to first character (from sending the request, for first characters in
+the window) and the gap between chunks, p50 and p99; the server's and the clients' CPU use.
+
+The arithmetic limit is this machine's float32 matrix-product peak on one thread
+(scripts/bench.py's gemm_peak: the engine loop is one thread) over the model's floating-point
+operations per character when sampling (one-hot input: layer 0 gathers a row; each product 2
+flops a weight). Memory: the server's RSS with N streams live, less idle (a fresh server,
+before the load levels), per stream, against the batch's own bytes a row
 (charrnn.batching.Batch.row_bytes) and the state's. The clients are a small raw-socket HTTP
 client here (asyncio), so that they take little of the CPU the server shares with them.
 
@@ -172,8 +174,9 @@ async def stream(host, port, body, on_text):
 
 # --- one load level ------------------------------------------------------------------------------
 async def load(server, clients, warmup, seconds, max_tokens):
-    """C clients sending request after request: the window's characters, first-character
-    times and gaps (of requests sent in the window), and the CPU each side used."""
+    """C clients sending request after request: the window's characters, its first
+    characters' times since their requests were sent, the gaps between chunks in it, and
+    the CPU each side used."""
     start = time.perf_counter() + warmup
     end = start + seconds
     chars, ttft, gaps = [0], [], []
@@ -186,9 +189,9 @@ async def load(server, clients, warmup, seconds, max_tokens):
             def on_text(t, n):
                 if start <= t < end:
                     chars[0] += n
-                    if last[0] is None and sent >= start:
+                    if last[0] is None:
                         ttft.append(t - sent)
-                    elif last[0] is not None and last[0] >= start:
+                    elif last[0] >= start:
                         gaps.append(t - last[0])
                 last[0] = t
             body = {"model": server.name, "prompt": PROMPT, "max_tokens": max_tokens,
@@ -253,6 +256,12 @@ def bench_config(name, args, peak, root):
     try:
         asyncio.run(load(server, 1, 0.5, 1.0, 200))  # the first requests: caches, pages
         wait_idle(server)
+        idle = statistics.median([server.rss() for _ in range(5)])  # before any big batch
+        live = asyncio.run(hold(server, args.memory_streams, 10**7))
+        memory = {"streams": args.memory_streams, "rss_idle": idle, "rss_live": live,
+                  "measured_per_stream": (live - idle) / args.memory_streams,
+                  "batch_row_bytes": row, "state_bytes": state}
+        wait_idle(server)
         levels = []
         for c in args.clients:
             log(f"{name}: {c} clients ...")
@@ -270,11 +279,6 @@ def bench_config(name, args, peak, root):
         one = levels[0]["total_chars_s"] if args.clients[0] == 1 else None
         for level in levels:
             level["x_one_at_a_time"] = one and level["total_chars_s"] / one
-        idle = statistics.median([server.rss() for _ in range(5)])
-        live = asyncio.run(hold(server, args.memory_streams, 10**7))
-        memory = {"streams": args.memory_streams, "rss_idle": idle, "rss_live": live,
-                  "measured_per_stream": (live - idle) / args.memory_streams,
-                  "batch_row_bytes": row, "state_bytes": state}
     finally:
         server.stop()
     return {"config": name, "flops_per_char": sample_flops(name), "limit_chars_s": limit,

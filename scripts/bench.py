@@ -165,6 +165,26 @@ def rate(fn, units, min_time=MIN_SAMPLE_S):
     return units * calls / elapsed
 
 
+class Speeds:
+    """Training and sampling characters/s of one model, a figure per measure() call: train
+    (run(steps) -> seconds, as trainer() gives), sample_1 and sample_32 (a sampler's sample and
+    sample_batch of 32 rows). Compiles and warms up on creation."""
+
+    def __init__(self, train, sampler, steps, warm_steps=2):
+        self.train, self.sampler, self.steps = train, sampler, steps
+        self.train(warm_steps)
+        sampler.sample(10, seed=0)
+        sampler.sample_batch(32, 10, seed=0)
+        self.rates = {"train": [], "sample_1": [], "sample_32": []}
+
+    def measure(self, seed, chars):
+        self.rates["train"].append(B * T * self.steps / self.train(self.steps))
+        self.rates["sample_1"].append(rate(lambda: self.sampler.sample(chars, seed=seed),
+                                           chars))
+        self.rates["sample_32"].append(rate(
+            lambda: self.sampler.sample_batch(32, chars // 4, seed=seed), 32 * (chars // 4)))
+
+
 # --- charrnn -------------------------------------------------------------------------------------
 def charrnn_model(name):
     from charrnn import CharRNN, ModelConfig, Vocab

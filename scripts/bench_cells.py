@@ -38,26 +38,13 @@ def matched(cell, layers, count):
     return min(range(16, 4096, 16), key=lambda h: abs(parameters(cell, layers, h) - count))
 
 
-class Config:
+class Config(bench.Speeds):
     def __init__(self, cell, layers, hidden, steps):
         self.name = f"{cell}-{layers}x{hidden}"
         self.params = parameters(cell, layers, hidden)
-        config = model_config(cell, layers, hidden)
-        model = CharRNN(config, dtype="float32")
-        self.train = bench.trainer(bench.charrnn_step(model), bench.batches())
-        self.sampler = Sampler(model, VOCAB)
-        self.steps = steps
-        self.train(2)  # compile and warm up
-        self.sampler.sample_batch(32, 10, seed=0)
-        self.sampler.sample(10, seed=0)
-        self.rates = {"train": [], "sample_1": [], "sample_32": []}
-
-    def measure(self, seed, chars):
-        self.rates["train"].append(bench.B * bench.T * self.steps / self.train(self.steps))
-        self.rates["sample_1"].append(bench.rate(
-            lambda: self.sampler.sample(chars, seed=seed), chars))
-        self.rates["sample_32"].append(bench.rate(
-            lambda: self.sampler.sample_batch(32, chars // 4, seed=seed), 32 * (chars // 4)))
+        model = CharRNN(model_config(cell, layers, hidden), dtype="float32")
+        super().__init__(bench.trainer(bench.charrnn_step(model), bench.batches()),
+                         Sampler(model, VOCAB), steps)
 
 
 def main():

@@ -17,8 +17,8 @@ from charrnn.errors import UsageError
 CONFIGS = ("gru-2x256", "gru-2x512")
 
 
-class Engine:
-    """One config on one device: a training step runner and a sampler."""
+class Engine(bench.Speeds):
+    """One config on one device: its training step runner and sampler."""
 
     def __init__(self, name, device, steps):
         from charrnn.cuda.sampling import CudaSampler
@@ -32,20 +32,9 @@ class Engine:
             model.clip_gradients(bench.CLIP, "norm")
             opt.step(model.flat, model.grad, bench.LR)
             return state
-        self.train = bench.trainer(step, bench.batches())
-        self.sampler = (CudaSampler if device == "cuda" else Sampler)(host, vocab)
-        self.steps = steps
-        self.train(3)  # compile and warm up
-        self.sampler.sample(10, seed=0)
-        self.sampler.sample_batch(32, 10, seed=0)
-        self.rates = {"train": [], "sample_1": [], "sample_32": []}
-
-    def measure(self, seed, chars):
-        self.rates["train"].append(bench.B * bench.T * self.steps / self.train(self.steps))
-        self.rates["sample_1"].append(bench.rate(
-            lambda: self.sampler.sample(chars, seed=seed), chars))
-        self.rates["sample_32"].append(bench.rate(
-            lambda: self.sampler.sample_batch(32, chars // 4, seed=seed), 32 * (chars // 4)))
+        super().__init__(bench.trainer(step, bench.batches()),
+                         (CudaSampler if device == "cuda" else Sampler)(host, vocab), steps,
+                         warm_steps=3)
 
 
 def main():

@@ -665,25 +665,30 @@ def inspect(target, text, output, max_chars, max_mb, max_lag):
               help="Gaps of unknown length: each run of placeholders (one is enough) is a gap "
                    "of 0 to N characters.")
 @click.option("--beam", "k", type=click.IntRange(min=1), default=16, show_default=True,
-              help="Beams of the forward model's search for each gap's candidates (of each "
-                   "length, with --max-fill).")
+              help="Beams of each model's search for a gap's candidates (of each length, "
+                   "with --max-fill).")
+@click.option("--search", type=click.Choice(["both", "forward"]), default="both",
+              show_default=True,
+              help="Whose beam searches propose the candidates: both models' (the forward "
+                   "one's after the text before the gap, the backward one's before the text "
+                   "after it), or the forward model's only.")
 @click.option("--alternatives", type=click.IntRange(min=1), default=5, show_default=True,
               help="With --json: how many of the best filled texts to print.")
 @json_option("the best filled texts, each with its fills and log-probabilities (nats) under "
              "the forward model, the backward model and both (score)")
-def fill(run, text, mask, max_fill, k, alternatives, as_json):
+def fill(run, text, mask, max_fill, k, search, alternatives, as_json):
     """Fill in the erased characters of TEXT with the bidirectional pair in RUN (charrnn train
     --bidirectional), e.g. "To be, or n__ to be: that is the q_______n": each gap gets the
     text that the forward and the backward model together find most likely (candidates from
-    the forward model's beam search, ranked by the exact log-probability of the filled text
-    under each model). Prints the filled text."""
+    beam searches over the gap, ranked by the exact log-probability of the filled text under
+    each model). Prints the filled text."""
     from .pair import load_pair
 
     pair = load_pair(run)
     with _compiling(pair.forward.model, "filling in"):
         pair.forward.beams(1, k=1)  # now, so that a compile is said before the work
         pair.backward.log_prob("")
-    found = pair.fill(text, mask, max_fill, k)
+    found = pair.fill(text, mask, max_fill, k, search)
     if not as_json:
         _echo(found[0].text)
         return

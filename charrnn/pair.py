@@ -46,15 +46,16 @@ class Pair:
         return (self.forward.log_prob(text, unknown)[0],
                 self.backward.log_prob(text, unknown)[0])
 
-    def fill(self, text, mask="_", max_fill=None, k=16):
+    def fill(self, text, mask="_", max_fill=None, k=16, search="both"):
         """text with each gap, a run of the placeholder `mask`, filled with the text the two
         models together find most likely: a list of Filling (text, fills, forward, backward,
         score) best first. A run of n placeholders is a gap of n characters; with max_fill,
         every run is a gap of 0 to max_fill characters. See charrnn.filling for the search
-        (k: its beam width, at most the vocabulary's size)."""
+        (k: its beam width, at most the vocabulary's size; search "both" or "forward": whose
+        beams propose the candidates)."""
         from .filling import fill
 
-        return fill(self, text, mask, max_fill, k)
+        return fill(self, text, mask, max_fill, k, search)
 
     def embed(self, text, layers="top", pool=None, unknown="error"):
         """Contextual embeddings of text, float32 (charrnn.embedding): per character (n, D),

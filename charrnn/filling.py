@@ -17,6 +17,7 @@ of every gap's candidates).
 import re
 from dataclasses import dataclass
 
+from .config import FILL_BEAM, FILL_MASK, FILL_SEARCHES
 from .errors import UsageError
 
 
@@ -36,7 +37,7 @@ class Filling:
         return self.forward + self.backward
 
 
-def gaps(text, mask="_", max_fill=None):
+def gaps(text, mask=FILL_MASK, max_fill=None):
     """(pieces, lengths): the known texts around the gaps, one more than the gaps, and for
     each gap the lengths its fill may take: a run of n `mask` characters is a gap of n, or
     with max_fill a gap of 0 to max_fill characters however long the run."""
@@ -56,13 +57,10 @@ def gaps(text, mask="_", max_fill=None):
     return pieces, lengths
 
 
-SEARCHES = ("both", "forward")  # whose beams propose a gap's candidates
-
-
-def fill(pair, text, mask="_", max_fill=None, k=16, search="both"):
+def fill(pair, text, mask=FILL_MASK, max_fill=None, k=FILL_BEAM, search=FILL_SEARCHES[0]):
     """The fillings of text's gaps (see gaps) by `pair`, best first: the last gap's
     candidates, each a whole text with the gaps before it filled as chosen (module doc)."""
-    if search not in SEARCHES:
+    if search not in FILL_SEARCHES:
         raise UsageError(f"search must be both or forward, got {search!r}")
     if pair.forward.bytes:
         raise UsageError("filling in works on models of text; this pair reads raw bytes")

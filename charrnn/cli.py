@@ -10,8 +10,9 @@ from click.core import ParameterSource
 from . import __version__
 from .cells import REGISTRY
 from .config import (API_KEY_ENV, CELLS, CLIP_MODES, DEFAULT_MAX_TIME, DOWNLOAD_TIMEOUT,
-                     MODEL_OPTIONS, MS_CHARS, NONLINEARITIES, OPTIMIZER_NAMES, SCHEDULES,
-                     TRAIN_OPTIONS, DynamicConfig, ModelConfig, ServeConfig, TrainConfig)
+                     EMBED_LAYERS, FILL_BEAM, FILL_MASK, FILL_SEARCHES, MODEL_OPTIONS, MS_CHARS,
+                     NONLINEARITIES, OPTIMIZER_NAMES, SCHEDULES, TRAIN_OPTIONS, DynamicConfig,
+                     ModelConfig, ServeConfig, TrainConfig)
 from .devices import DEVICES
 from .direction import BACKWARD, FORWARD, reading
 from .errors import CannotWrite, CharRNNError
@@ -668,31 +669,36 @@ def inspect(target, text, output, max_chars, max_mb, max_lag):
 @cli.command()
 @click.argument("run")
 @click.argument("text")
-@click.option("--mask", default="_", show_default=True,
+@click.option("--mask", default=FILL_MASK, show_default=True,
               help="The placeholder: each one in TEXT marks an erased character.")
 @click.option("--max-fill", type=click.IntRange(min=1), default=None, metavar="N",
               help="Gaps of unknown length: each run of placeholders (one is enough) is a gap "
                    "of 0 to N characters.")
-@click.option("--beam", "k", type=click.IntRange(min=1), default=16, show_default=True,
-              help="Beams of the forward model's search for each gap's candidates (of each "
-                   "length, with --max-fill).")
+@click.option("--beam", "k", type=click.IntRange(min=1), default=FILL_BEAM, show_default=True,
+              help="Beams of each model's search for a gap's candidates (of each length, "
+                   "with --max-fill).")
+@click.option("--search", type=click.Choice(FILL_SEARCHES), default=FILL_SEARCHES[0],
+              show_default=True,
+              help="Whose beam searches propose the candidates: both models' (the forward "
+                   "one's after the text before the gap, the backward one's before the text "
+                   "after it), or the forward model's only.")
 @click.option("--alternatives", type=click.IntRange(min=1), default=5, show_default=True,
               help="With --json: how many of the best filled texts to print.")
 @json_option("the best filled texts, each with its fills and log-probabilities (nats) under "
              "the forward model, the backward model and both (score)")
-def fill(run, text, mask, max_fill, k, alternatives, as_json):
+def fill(run, text, mask, max_fill, k, search, alternatives, as_json):
     """Fill in the erased characters of TEXT with the bidirectional pair in RUN (charrnn train
     --bidirectional), e.g. "To be, or n__ to be: that is the q_______n": each gap gets the
     text that the forward and the backward model together find most likely (candidates from
-    the forward model's beam search, ranked by the exact log-probability of the filled text
-    under each model). Prints the filled text."""
+    beam searches over the gap, ranked by the exact log-probability of the filled text under
+    each model). Prints the filled text."""
     from .pair import load_pair
 
     pair = load_pair(run)
     with _compiling(pair.forward.model, "filling in"):
         pair.forward.beams(1, k=1)  # now, so that a compile is said before the work
         pair.backward.log_prob("")
-    found = pair.fill(text, mask, max_fill, k)
+    found = pair.fill(text, mask, max_fill, k, search)
     if not as_json:
         _echo(found[0].text)
         return
@@ -706,7 +712,8 @@ def fill(run, text, mask, max_fill, k, alternatives, as_json):
 @click.argument("file", type=click.Path(exists=True, dir_okay=False))
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
               help="The NumPy .npy file to write: float32, a row per character (or word).")
-@click.option("--layers", type=click.Choice(["top", "all"]), default="top", show_default=True,
+@click.option("--layers", type=click.Choice(EMBED_LAYERS), default=EMBED_LAYERS[0],
+              show_default=True,
               help="Each model's top layer, or all its layers.")
 @click.option("--pool", type=click.Choice(["char", "word"]), default="char", show_default=True,
               help="A row per character, or per word (the whitespace-separated words, as "

@@ -267,6 +267,11 @@ def with_default_budget(config):
 
 EVAL_BATCH, EVAL_SEQ_LEN = 32, 100  # `charrnn eval` reads a file as 32 streams of 100-char chunks
 
+# `charrnn fill` (charrnn.filling): the placeholder, each model's beams a gap, whose beams
+# propose candidates (both: measured better, BENCHMARKS.md "Bidirectional").
+FILL_MASK, FILL_BEAM, FILL_SEARCHES = "_", 16, ("both", "forward")
+EMBED_LAYERS = ("top", "all")  # `charrnn embed` (charrnn.embedding): each model's top, or all
+
 SPEED_STEPS = 20  # training steps a run times itself over before choosing its shape, dropout
 
 

@@ -13,19 +13,19 @@ import numpy as np
 
 from .abilities import require
 from .analysis import traces
+from .config import EMBED_LAYERS
 from .direction import oriented
 from .errors import UsageError
 
-LAYERS = ("top", "all")
 POOLS = (None, "word")
 
 
-def embed(pair, text, layers="top", pool=None, unknown="error"):
+def embed(pair, text, layers=EMBED_LAYERS[0], pool=None, unknown="error"):
     """(n, D) float32 for the n characters of text (those outside the vocabulary skipped with
     unknown="skip"), or with pool="word" (W, D) for the words of text.split(): the forward
     model's states, then the backward model's, each of its top layer or (layers="all") of
     every layer, first to last. D = (H_forward + H_backward), times L with "all"."""
-    if layers not in LAYERS:
+    if layers not in EMBED_LAYERS:
         raise UsageError(f"layers must be top or all, got {layers!r}")
     if pool not in POOLS:
         raise UsageError(f"pool must be None (a vector a character) or 'word', got {pool!r}")
@@ -40,7 +40,7 @@ def embed(pair, text, layers="top", pool=None, unknown="error"):
     return np.concatenate([forward[ends - 1], backward[starts]], axis=1)
 
 
-def states(sampler, ids, layers="top"):
+def states(sampler, ids, layers=EMBED_LAYERS[0]):
     """(n, L' * H) float32: the hidden state of the top layer (or of all L' = L) of the
     sampler's model after each of ids (n,), read in its direction from the zero state and the
     start character as Sampler.log_prob reads, in reading order."""

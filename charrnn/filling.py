@@ -3,18 +3,21 @@ placeholder character, gets the text that the forward and the backward model tog
 most likely.
 
 The search goes gap by gap from the left. A gap's candidates are the k beams of a beam search
-with the forward model over the gap (Sampler.beams), given the text before it with the earlier
-gaps filled as chosen; for a gap of unknown length, the beams of every length from 0 to
-max_fill. Each candidate, put in its place, is scored by the exact log-probability of the text
-up to the next gap (for the last gap: the whole text) under the forward model plus that under
-the backward model, which reads it from its end: so what follows the gap counts, through both
-models, and the best candidate is the gap's fill. Each gap's choice is thus conditioned on the
-fills before it and on the known text up to the next gap, not on later fills: one pass, left
-to right (a joint search would score the product of every gap's candidates).
+over the gap (Sampler.beams) with each model: the forward one given the text before the gap,
+the earlier gaps filled as chosen, and the backward one given the known text after it, up to
+the next gap (search="forward": the forward model's beams only); for a gap of unknown length,
+the beams of every length from 0 to max_fill. Each candidate, put in its place, is scored by
+the exact log-probability of the text up to the next gap (for the last gap: the whole text)
+under the forward model plus that under the backward model, which reads it from its end: so
+what follows the gap counts, through both models, and the best candidate is the gap's fill.
+Each gap's choice is thus conditioned on the fills before it and on the known text up to the
+next gap, not on later fills: one pass, left to right (a joint search would score the product
+of every gap's candidates).
 """
 import re
 from dataclasses import dataclass
 
+from .config import FILL_BEAM, FILL_MASK, FILL_SEARCHES
 from .errors import UsageError
 
 
@@ -34,7 +37,7 @@ class Filling:
         return self.forward + self.backward
 
 
-def gaps(text, mask="_", max_fill=None):
+def gaps(text, mask=FILL_MASK, max_fill=None):
     """(pieces, lengths): the known texts around the gaps, one more than the gaps, and for
     each gap the lengths its fill may take: a run of n `mask` characters is a gap of n, or
     with max_fill a gap of 0 to max_fill characters however long the run."""
@@ -54,9 +57,11 @@ def gaps(text, mask="_", max_fill=None):
     return pieces, lengths
 
 
-def fill(pair, text, mask="_", max_fill=None, k=16):
+def fill(pair, text, mask=FILL_MASK, max_fill=None, k=FILL_BEAM, search=FILL_SEARCHES[0]):
     """The fillings of text's gaps (see gaps) by `pair`, best first: the last gap's
     candidates, each a whole text with the gaps before it filled as chosen (module doc)."""
+    if search not in FILL_SEARCHES:
+        raise UsageError(f"search must be both or forward, got {search!r}")
     if pair.forward.bytes:
         raise UsageError("filling in works on models of text; this pair reads raw bytes")
     pieces, lengths = gaps(text, mask, max_fill)
@@ -68,19 +73,22 @@ def fill(pair, text, mask="_", max_fill=None, k=16):
     fills, ranked = [], []
     for i, allowed in enumerate(lengths):
         before = "".join(p + f for p, f in zip(pieces[:i], fills)) + pieces[i]
-        ranked = sorted((_scored(pair, before, c, pieces[i + 1], fills)
-                         for c in _candidates(pair.forward, before, allowed, k)),
+        after = pieces[i + 1]
+        found = dict.fromkeys(_candidates(pair.forward, before, allowed, k))
+        if search == "both":  # a backward model's beams lead up to their prime: after
+            found.update(dict.fromkeys(_candidates(pair.backward, after, allowed, k)))
+        ranked = sorted((_scored(pair, before, c, after, fills) for c in found),
                         key=lambda f: -f.score)
         fills.append(ranked[0].fills[-1])
     return ranked
 
 
-def _candidates(sampler, before, lengths, k):
-    """The fills the forward model's beam search finds after `before`, k (at most the
-    vocabulary's size) of each length."""
+def _candidates(sampler, prime, lengths, k):
+    """The fills a model's beam search finds next to `prime` (a forward model's after it, a
+    backward one's before it), k (at most the vocabulary's size) of each length."""
     k = min(k, len(sampler.vocab))
     for n in lengths:
-        yield from ([text for text, _ in sampler.beams(n, before, k)] if n else [""])
+        yield from ([text for text, _ in sampler.beams(n, prime, k)] if n else [""])
 
 
 def _scored(pair, before, candidate, after, fills):

@@ -7,6 +7,7 @@ in erased text (charrnn.filling) and give each character a state from both sides
 """
 import os
 
+from .config import EMBED_LAYERS, FILL_BEAM, FILL_MASK, FILL_SEARCHES
 from .direction import BACKWARD, DIRECTIONS, FORWARD
 from .errors import UsageError
 
@@ -46,17 +47,18 @@ class Pair:
         return (self.forward.log_prob(text, unknown)[0],
                 self.backward.log_prob(text, unknown)[0])
 
-    def fill(self, text, mask="_", max_fill=None, k=16):
+    def fill(self, text, mask=FILL_MASK, max_fill=None, k=FILL_BEAM, search=FILL_SEARCHES[0]):
         """text with each gap, a run of the placeholder `mask`, filled with the text the two
         models together find most likely: a list of Filling (text, fills, forward, backward,
         score) best first. A run of n placeholders is a gap of n characters; with max_fill,
         every run is a gap of 0 to max_fill characters. See charrnn.filling for the search
-        (k: its beam width, at most the vocabulary's size)."""
+        (k: its beam width, at most the vocabulary's size; search "both" or "forward": whose
+        beams propose the candidates)."""
         from .filling import fill
 
-        return fill(self, text, mask, max_fill, k)
+        return fill(self, text, mask, max_fill, k, search)
 
-    def embed(self, text, layers="top", pool=None, unknown="error"):
+    def embed(self, text, layers=EMBED_LAYERS[0], pool=None, unknown="error"):
         """Contextual embeddings of text, float32 (charrnn.embedding): per character (n, D),
         the forward model's hidden state after reading up to it beside the backward model's
         after reading back to it; layers "top" or "all" (each model's layers, concatenated);

@@ -247,18 +247,29 @@ def test_fill_ranks_every_candidate_by_the_exact_scores_of_both_models():
 
 def test_fill_several_gaps_left_to_right():
     pair = Pair(*samplers())
-    found = pair.fill("_he cat s__ on the mat", k=4)
+    found = pair.fill("_he cat s__ on the mat", k=4, search="forward")
     assert len(found) == 4 and found == sorted(found, key=lambda f: -f.score)
     best = found[0]
     assert [len(f) for f in best.fills] == [1, 2]
     a, b = best.fills
     assert best.text == f"{a}he cat s{b} on the mat"
     assert {f.fills[0] for f in found} == {a}  # the last gap's candidates, the first's chosen
-    assert a == pair.fill("_he cat s", k=4)[0].fills[0]  # chosen on the text up to the next
+    assert a == pair.fill("_he cat s", k=4, search="forward")[0].fills[0]  # on the text
+    # up to the next gap
     with pytest.raises(UsageError, match="never saw"):
         pair.fill("the ç_t")
     unknown = pair.fill("the __ sat", max_fill=3, k=2)
     assert {len(f.fills[0]) for f in unknown} <= {0, 1, 2, 3}
+
+
+def test_fill_takes_candidates_from_both_models_beams():
+    pair = Pair(*samplers())
+    both = {f.fills[0] for f in pair.fill("the ca__sat on", k=3)}
+    forward = {f.fills[0] for f in pair.fill("the ca__sat on", k=3, search="forward")}
+    assert forward == {t for t, _ in pair.forward.beams(2, "the ca", 3)}
+    assert both == forward | {t for t, _ in pair.backward.beams(2, "sat on", 3)}
+    with pytest.raises(UsageError, match="search must be both or forward"):
+        pair.fill("the ca__sat on", search="backward")
 
 
 def test_fill_from_the_command_line(pair_run):

@@ -125,7 +125,7 @@ def _compiling(model, what):
 @cli.command()
 @click.argument("corpus")
 @click.option("--cell", type=click.Choice(CELLS), default=None,
-              help="Recurrent cell [default: gru; see README, Defaults].")
+              help="Recurrent cell [default: gru; see the docs, Training and the defaults].")
 @click.option("--layers", type=int, default=None,
               help="Stacked layers [default: 2, or 3 as --hidden's default says].")
 @click.option("--hidden", type=int, default=None,
@@ -137,7 +137,7 @@ def _compiling(model, what):
 @click.option("--dropout", type=float, default=None,
               help="Dropout between layers and before the decoder, in [0, 1) [default: from "
                    "how many times the budget covers the corpus at this run's measured speed, "
-                   "and the model's size: 0 to 0.5, see the README].")
+                   "and the model's size: 0 to 0.5, see the docs, Training and the defaults].")
 @click.option("--nonlinearity", type=click.Choice(NONLINEARITIES), default=_M.nonlinearity,
               show_default=True, help="Vanilla RNN activation (--cell rnn only).")
 @click.option("--weight-drop", type=float, default=_M.weight_drop, show_default=True,
@@ -509,7 +509,7 @@ def info(target, as_json):
               help="The .safetensors file to write.")
 def export(target, output):
     """Write the model in TARGET (checkpoint or run directory) to a safetensors file that loads
-    into PyTorch (see README, Models in and out)."""
+    into PyTorch (see the docs, Models in and out)."""
     from .bytemodel import is_byte_model
     from .checkpoint import load_model, resolve
     from .interop import export as write

@@ -122,7 +122,7 @@ def _compiling(model, what):
     return Compiling(f"{describe(model)} {what}", lambda line: click.echo(line, err=True))
 
 
-@cli.command()
+@cli.command(short_help="Train a model on a text, a built-in or a catalog corpus.")
 @click.argument("corpus")
 @click.option("--cell", type=click.Choice(CELLS), default=None,
               help="Recurrent cell [default: gru; see the docs, Training and the defaults].")
@@ -234,7 +234,7 @@ def train(ctx, corpus, out, resume, overwrite, quiet, encoding, errors, as_bytes
                    f"checkpoints in {result.out}", err=True)
 
 
-@cli.command()
+@cli.command(short_help="Generate text from a trained model.")
 @click.argument("target", required=False)
 @click.option("-n", "--length", type=click.IntRange(min=0), default=500, show_default=True,
               help="Characters to generate.")
@@ -356,7 +356,7 @@ def _unescape(text):
 
 
 
-@cli.command()
+@cli.command(short_help="Compile the kernels ahead of time (images, clusters).")
 @click.option("--cell", "cells", type=click.Choice(CELLS + ("all",)), multiple=True,
               help="Cell to compile for; repeatable, or all [default: gru, the default].")
 @click.option("--layers", type=click.IntRange(min=1), default=2, show_default=True,
@@ -387,7 +387,7 @@ def warmup(cells, layers, hidden, embed_dim, vocab_size, dtype, quiet):
         say(f"nothing to compile: the kernels are already cached in {cache_dir()}")
 
 
-@cli.command("sweep")
+@cli.command("sweep", short_help="Search training settings with Ray Tune.")
 @click.argument("corpus")
 @click.option("--space", "space_path", type=click.Path(dir_okay=False), default=None,
               metavar="FILE",
@@ -432,7 +432,7 @@ def sweep_command(corpus, space_path, samples, max_time, max_steps, budget, out,
         click.echo(line)
 
 
-@cli.command("eval")
+@cli.command("eval", short_help="Score a model on a text: nats and bits per character.")
 @click.argument("target")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False))
 @click.option("--dynamic", is_flag=True,
@@ -474,7 +474,7 @@ def evaluate(ctx, target, file, dynamic, ms_from, eta, decay, seq_len, as_json):
                f"{r.chars_per_sec:,.0f} static")
 
 
-@cli.command()
+@cli.command(short_help="Describe a checkpoint or run: settings, size, loss.")
 @click.argument("target", required=False)
 @json_option("the information")
 def info(target, as_json):
@@ -503,7 +503,7 @@ def info(target, as_json):
         click.echo(f"{key}: {value}")
 
 
-@cli.command()
+@cli.command(short_help="Write a model to a safetensors file for PyTorch.")
 @click.argument("target", required=False)
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
               help="The .safetensors file to write.")
@@ -521,7 +521,7 @@ def export(target, output):
                f"{len(vocab)} characters)", err=True)
 
 
-@cli.command("import")
+@cli.command("import", short_help="Turn a safetensors file into a charrnn checkpoint.")
 @click.argument("file", type=click.Path(dir_okay=False))
 @click.option("-o", "--out", required=True, type=click.Path(file_okay=False),
               help="Run directory to write best.ckpt into.")
@@ -563,7 +563,7 @@ def import_model(file, out, cell, nonlinearity, vocab_file, as_bytes, overwrite)
                f"{len(vocab)} characters)", err=True)
 
 
-@cli.command()
+@cli.command(short_help="Draw training curves of one or more runs.")
 @click.argument("runs", nargs=-1, required=True)
 @click.option("-o", "--output", default="curves.png", show_default=True,
               help="PNG file to write.")
@@ -580,7 +580,7 @@ def plot(runs, output, x_axis):
     click.echo(output)
 
 
-@cli.command()
+@cli.command(short_help="Write a page that shows inside a model as it reads.")
 @click.argument("target")
 @click.argument("text")
 @click.option("-o", "--output", default="inspect.html", show_default=True,
@@ -604,7 +604,7 @@ def inspect(target, text, output, max_chars, max_mb, max_lag):
                f"{size / 1e6:.1f} MB", err=True)
 
 
-@cli.command()
+@cli.command(short_help="Draw how far back in time models' gradients reach.")
 @click.argument("runs", nargs=-1, required=True)
 @click.option("--text", required=True, help="Text file (or built-in corpus) to read.")
 @click.option("-o", "--output", default="gradflow.png", show_default=True,
@@ -633,12 +633,12 @@ def gradflow(runs, text, output, max_chars, max_lag):
     click.echo(output)
 
 
-@cli.group()
+@cli.group(short_help="Well-known corpora: list the catalog, fetch one.")
 def corpus():
     """Well-known corpora: list the catalog, fetch one into the cache."""
 
 
-@corpus.command("list")
+@corpus.command("list", short_help="List the catalog: size, download, licence.")
 @json_option("one object per corpus")
 def corpus_list(as_json):
     """List the catalog: size, whether downloaded, how it is verified, licence."""
@@ -659,7 +659,7 @@ def corpus_list(as_json):
         click.echo(f"cache: {cache_dir()} (set CHARRNN_CACHE to move it)")
 
 
-@corpus.command("get")
+@corpus.command("get", short_help="Download a corpus, verify and unpack it.")
 @click.argument("name")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), default=None,
               help="Also write the text to this file.")

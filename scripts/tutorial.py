@@ -39,9 +39,9 @@ COMMANDS = {
     "rnn": "--cell rnn --layers 1 --hidden 128 --max-steps 2000",
     "gru": "--cell gru --layers 1 --hidden 128 --max-steps 2000",
     "clip-off": "--cell rnn --nonlinearity relu --layers 1 --hidden 128 --optimizer rmsprop "
-                "--max-steps 600 --eval-every 10 --clip 0",
+                "--max-steps 600 --eval-every 10 --patience 0 --clip 0",
     "clip-on": "--cell rnn --nonlinearity relu --layers 1 --hidden 128 --optimizer rmsprop "
-               "--max-steps 600 --eval-every 10 --clip 5",
+               "--max-steps 600 --eval-every 10 --patience 0 --clip 5",
     "gru-1x256": "--cell gru --layers 1 --hidden 256 --max-steps 1500",
     "gru-3x141": "--cell gru --layers 3 --hidden 141 --max-steps 1500",
 }
@@ -161,7 +161,7 @@ def draw_text(ax, text, values, start, lines, cmap, vmin, vmax, title):
     else:
         colours = plt.get_cmap(cmap).copy()
     colours.set_bad("white")
-    im = ax.imshow(grid, cmap=colours, vmin=vmin, vmax=vmax, aspect="auto",
+    im = ax.imshow(grid, cmap=colours, vmin=vmin, vmax=vmax, aspect="auto", alpha=0.85,
                    interpolation="nearest", extent=(0, width, len(lines), 0))
     for i, line in enumerate(lines):
         for j, ch in enumerate(line):
@@ -215,7 +215,7 @@ def memory(work, numbers):
 
     start, lines = excerpt(a.text, "    def sample_batch(")
     plt, fig, axes = figure(2)
-    for ax, feature in zip(axes, ("position in line", "bracket depth")):
+    for ax, feature in zip(axes, ("position in line", "inside quotes")):
         q, layer, unit, r = found[feature]
         values = a.units[q][layer, :, unit]
         im = draw_text(ax, a.text, values, start, lines, "RdBu_r", -1, 1,
@@ -287,32 +287,52 @@ def clipping(work, numbers, trained):
         o = out[name]
         rows.append([name, f"{o['largest_norm']:,.0f}", f"{o['largest_train_loss']:,.1f}",
                      o["warnings"], f"{o['best_val']:.3f}", o["steps"]])
-    write_table("clipping", ["run", "largest gradient norm logged", "largest training loss",
-                             "divergence warnings", "best val loss", "steps"], rows)
+    write_table("clipping", ["run", "largest gradient norm logged (every 10th step)",
+                             "largest training loss (10 steps' mean)", "divergence warnings",
+                             "best val loss", "steps"], rows)
     numbers["clipping"] = out
 
 
 def gates(work, numbers, a, found):
-    """The same line-position unit's cell state and forget gate; gate saturation."""
-    from charrnn.analysis import analyze
+    """The line-position unit's cell state and its forget and input gates; what they do at a
+    newline (from the LSTM's trace); gate saturation of the LSTM and the GRU."""
+    from charrnn.analysis import analyze, start_id
 
     text = a.text
     q, layer, unit, r = found["position in line"]
-    start, lines = excerpt(text, "    def sample_batch(", lines=10)
-    plt, fig, axes = figure(2, height=2.6)
+    start, lines = excerpt(text, "    def sample_batch(", lines=8)
+    plt, fig, axes = figure(3, height=2.2)
     draw_text(axes[0], text, a.units["cell"][layer, :, unit], start, lines, "RdBu_r", -1, 1,
               f"cell state tanh(c) of unit {unit}")
-    im = draw_text(axes[1], text, a.gates["forget gate"][layer, :, unit], start, lines,
-                   "gate", 0, 1, f"forget gate f of unit {unit}: white 0 (forget), green 1 "
-                   "(keep), as on the inspect page")
-    fig.colorbar(im, ax=axes[1], shrink=0.8)
+    draw_text(axes[1], text, a.gates["forget gate"][layer, :, unit], start, lines, "gate", 0,
+              1, "its forget gate f: how much of c it keeps (white 0, green 1)")
+    im = draw_text(axes[2], text, a.gates["input gate"][layer, :, unit], start, lines, "gate",
+                   0, 1, "its input gate i: how much of the candidate g it writes")
+    fig.colorbar(im, ax=axes[1:], shrink=0.8)
     fig.savefig(os.path.join(OUT, "gates.png"), dpi=100, bbox_inches="tight")
     plt.close(fig)
     print("wrote docs/tutorial/gates.png")
-    newline = np.array([ch == "\n" for ch in text])
-    f = a.gates["forget gate"][layer, :, unit]
-    numbers["gates_unit"] = {"unit": unit, "forget_after_newline": float(f[newline].mean()),
-                             "forget_elsewhere": float(f[~newline].mean())}
+
+    model, vocab, _, _ = load(work, "lstm")
+    ids = np.concatenate([[start_id(vocab)], vocab.encode(text)]).astype(np.int32)  # (n + 1,)
+    trace = model.trace(ids[None])  # the state after the start character, then each one
+    H = model.config.hidden_size
+    acts = trace.gates[layer, 0, 1:]  # (n, 4H): i, f, g, o on reading each character
+    c = trace.c[layer, 0, :, unit]  # (n + 1,): after the start character, then after each
+    chars = np.array(list(text))
+    newline = chars == "\n"
+    after = np.r_[False, newline[:-1]]
+    rows, out = [], {}
+    for label, mask in (("a newline", newline), ("the character after a newline", after),
+                        ("any other character", ~newline & ~after)):
+        v = {"f": acts[mask, H + unit].mean(), "i": acts[mask, unit].mean(),
+             "g": acts[mask, 2 * H + unit].mean(), "c before": c[:-1][mask].mean(),
+             "c after": c[1:][mask].mean()}
+        out[label] = {k: round(float(x), 3) for k, x in v.items()}
+        rows.append([label] + [f"{x:+.2f}" for x in v.values()])
+    write_table("gates", ["reading", "forget gate f", "input gate i", "candidate g",
+                          "cell state c before", "c after"], rows)
+    numbers["gates_unit"] = {"unit": unit, **out}
 
     gru_model, gru_vocab, _, _ = load(work, "gru")
     g = analyze(gru_model, gru_vocab, held_out_text(), max_lag=0)
@@ -399,15 +419,16 @@ def main():
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "commit": commit, "machine": f"{platform.processor() or platform.machine()}, "
                                      f"{os.cpu_count()} cores, Python {platform.python_version()}",
-        "train_seconds": round(t_train), "total_seconds": round(time.perf_counter() - t0)}
+        "train_seconds": round(sum(t["seconds"] for t in trained.values())),
+        "analysis_seconds": round(time.perf_counter() - t0 - t_train)}
     with open(os.path.join(OUT, "numbers.json"), "w") as f:
         json.dump(numbers, f, indent=1)
     a = numbers["about"]
     with open(os.path.join(TABLES, "about.md"), "w") as f:
         f.write(f"Figures made by `python scripts/tutorial.py` on {a['date']} at commit "
-                f"{a['commit']}, {a['machine']}: {a['total_seconds'] // 60} minutes "
-                f"{a['total_seconds'] % 60} seconds in all, training "
-                f"{a['train_seconds'] // 60} min {a['train_seconds'] % 60} s.\n")
+                f"{a['commit']}, {a['machine']}: the nine trainings took "
+                f"{a['train_seconds'] // 60} min {a['train_seconds'] % 60} s, the figures "
+                f"{a['analysis_seconds']} s more.\n")
     print(f"done in {time.perf_counter() - t0:.0f} s")
 
 

@@ -2,10 +2,11 @@
 here, page by page, in order, each page in a fresh directory, as a reader would paste them.
 
 What the runner changes, and nothing else: training budgets are cut so that each block runs
-in seconds (BUDGETS below: `--max-time D` becomes 2 + minutes steps, at most 8, `--max-steps N` and Python's
-`"max_steps": N` at most 4). `charrnn` and `python` are this checkout's, the working directory
-holds a link to the `charrnn/` sources (the README's tour reads its files, as a reader in a
-clone would), and corpora are encoded once into the session's cache.
+in seconds (BUDGETS below: `--max-time D` becomes 2 + minutes steps, at most 8; `--max-steps N`
+and Python's `"max_steps": N` at most 4; `charrnn train python-stdlib` validates on 0.2% of
+the corpus instead of 5%, 24,000 characters). `charrnn` and `python` are this checkout's, the
+working directory holds a link to the `charrnn/` sources (the README's tour reads its files,
+as a reader in a clone would), and corpora are encoded once into the session's cache.
 
 A block that is not run says so in the page's source, on the line before its fence:
 `<!-- no-test: why -->` (it installs, downloads, needs a GPU or takes minutes), or
@@ -45,10 +46,13 @@ def _steps_for(duration):
     return min(2 + math.ceil(minutes), 8)
 
 
-BUDGETS = re.compile(r'--max-time (\S+)|--max-steps (\d+)|"max_steps": (\d+)')
+BUDGETS = re.compile(r'--max-time (\S+)|--max-steps (\d+)|"max_steps": (\d+)'
+                     r"|^(charrnn train python-stdlib)\b", re.M)
 
 
 def _cut(m):
+    if m.group(4):  # validation reads 24,000 of the corpus's 600,000 held-out characters
+        return f"{m.group(4)} --val-frac 0.002"
     if m.group(1):
         return f"--max-steps {_steps_for(m.group(1))}"
     if m.group(2):
@@ -119,6 +123,8 @@ def test_every_block_not_run_says_why():
 def test_budgets_cut_only_the_budget():
     assert budgeted("charrnn train x --max-time 3m --cell lstm") == \
         "charrnn train x --max-steps 5 --cell lstm"
+    assert budgeted("charrnn train python-stdlib --max-time 1m\ncharrnn sample") == \
+        "charrnn train python-stdlib --val-frac 0.002 --max-steps 3\ncharrnn sample"
     assert budgeted("--max-time 1h30m") == "--max-steps 8"
     assert budgeted("--max-steps 2000 --eval-every 10") == "--max-steps 4 --eval-every 10"
     assert budgeted('config={"max_steps": 300}') == 'config={"max_steps": 4}'

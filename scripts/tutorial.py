@@ -17,6 +17,7 @@ import json
 import math
 import os
 import platform
+import resource
 import subprocess
 import sys
 import time
@@ -72,6 +73,13 @@ def read_metrics(run):
     return rows, events
 
 
+def _children_cpu():
+    """CPU seconds (user and system, every core) of the child processes waited for so far:
+    a run's cost whatever else the machine is doing."""
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
 def train_all(work, fresh, quick=False):
     """Train every run; returns {name: {"seconds", "returncode", "message", "steps_asked"}}."""
     done = {}
@@ -84,14 +92,15 @@ def train_all(work, fresh, quick=False):
         if not fresh and os.path.exists(os.path.join(run, "done.json")):
             done[name] = json.load(open(os.path.join(run, "done.json")))
             continue
-        t0 = time.perf_counter()
+        t0, cpu0 = time.perf_counter(), _children_cpu()
         cmd = ["train", "python-stdlib", *args.split(), "--out", f"runs/{name}", "--overwrite",
                "-q"]
         p = subprocess.run([sys.executable, "-m", "charrnn", *cmd], cwd=work,
                            env=dict(os.environ, PYTHONPATH=ROOT), capture_output=True,
                            text=True)
         print(f"$ charrnn {' '.join(cmd)}\n{p.stderr.strip()}", flush=True)
-        info = {"seconds": round(time.perf_counter() - t0, 1), "returncode": p.returncode,
+        info = {"seconds": round(time.perf_counter() - t0, 1),
+                "cpu_seconds": round(_children_cpu() - cpu0, 1), "returncode": p.returncode,
                 "message": p.stderr.strip().splitlines()[-1] if p.stderr.strip() else "",
                 "steps_asked": steps}
         json.dump(info, open(os.path.join(run, "done.json"), "w"))
@@ -383,10 +392,14 @@ def models_table(work, trained, numbers):
         model, _, meta, _ = load(work, name)
         v = best_val(work, name)
         rows.append([name, f"{model.layout.count:,}", trained[name]["steps_asked"],
-                     "-" if v is None else f"{v:.3f}", f"{trained[name]['seconds']:.0f}"])
+                     "-" if v is None else f"{v:.3f}", f"{trained[name]['cpu_seconds']:.0f}"])
     write_table("models", ["run", "parameters", "steps", "best val loss (nats/char)",
-                           "seconds (with evaluations)"], rows)
+                           "CPU seconds (both cores, with evaluations)"], rows)
     numbers["models"] = rows
+
+
+def _minutes(seconds):
+    return f"{seconds // 60} min {seconds % 60} s"
 
 
 def main():
@@ -419,16 +432,20 @@ def main():
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "commit": commit, "machine": f"{platform.processor() or platform.machine()}, "
                                      f"{os.cpu_count()} cores, Python {platform.python_version()}",
-        "train_seconds": round(sum(t["seconds"] for t in trained.values())),
-        "analysis_seconds": round(time.perf_counter() - t0 - t_train)}
+        "train_seconds": round(t_train),
+        "train_cpu_seconds": round(sum(t["cpu_seconds"] for t in trained.values())),
+        "total_seconds": round(time.perf_counter() - t0),
+        "total_cpu_seconds": round(_children_cpu() + sum(resource.getrusage(
+            resource.RUSAGE_SELF)[:2]))}
     with open(os.path.join(OUT, "numbers.json"), "w") as f:
         json.dump(numbers, f, indent=1)
     a = numbers["about"]
     with open(os.path.join(TABLES, "about.md"), "w") as f:
         f.write(f"Figures made by `python scripts/tutorial.py` on {a['date']} at commit "
-                f"{a['commit']}, {a['machine']}: the nine trainings took "
-                f"{a['train_seconds'] // 60} min {a['train_seconds'] % 60} s, the figures "
-                f"{a['analysis_seconds']} s more.\n")
+                f"{a['commit']}, {a['machine']}: {_minutes(a['total_cpu_seconds'])} of CPU time "
+                f"in all ({_minutes(a['train_cpu_seconds'])} of it the nine trainings), "
+                f"{_minutes(a['total_seconds'])} on the clock on a machine shared with other "
+                "work.\n")
     print(f"done in {time.perf_counter() - t0:.0f} s")
 
 

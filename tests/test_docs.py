@@ -144,6 +144,7 @@ def test_the_tutorial_shows_the_commands_that_made_its_figures():
     finally:
         sys.path.pop(0)
     page = open(os.path.join(ROOT, "docs", "tutorial", "index.md"), encoding="utf-8").read()
+    page = re.sub(r" \\\n +", " ", page)  # a long command continued on the next line
     shown = re.findall(r"^charrnn train python-stdlib (.*?) --out runs/(\S+)$", page, re.M)
     assert dict((name, args) for args, name in shown) == COMMANDS
     assert TEXT_COMMAND in page

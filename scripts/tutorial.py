@@ -25,6 +25,7 @@ import time
 import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)  # this checkout's charrnn, here and in every command it runs
 OUT = os.path.join(ROOT, "docs", "tutorial")
 TABLES = os.path.join(OUT, "tables")
 
@@ -203,6 +204,8 @@ def save(plt, fig, name):
 # ----- the sections ---------------------------------------------------------------------------
 
 FEATURES = ("position in line", "indentation", "bracket depth", "inside quotes")
+MARKERS = {"input gate": "s", "forget gate": "o", "output gate": "^", "reset gate": "s",
+           "update gate": "o"}
 
 
 def memory(work, numbers):
@@ -311,13 +314,14 @@ def gates(work, numbers, a, found):
     q, layer, unit, r = found["position in line"]
     start, lines = excerpt(text, "    def sample_batch(", lines=8)
     plt, fig, axes = figure(3, height=2.2)
-    draw_text(axes[0], text, a.units["cell"][layer, :, unit], start, lines, "RdBu_r", -1, 1,
-              f"cell state tanh(c) of unit {unit}")
-    draw_text(axes[1], text, a.gates["forget gate"][layer, :, unit], start, lines, "gate", 0,
-              1, "its forget gate f: how much of c it keeps (white 0, green 1)")
-    im = draw_text(axes[2], text, a.gates["input gate"][layer, :, unit], start, lines, "gate",
-                   0, 1, "its input gate i: how much of the candidate g it writes")
-    fig.colorbar(im, ax=axes[1:], shrink=0.8)
+    panels = ((a.units["cell"], "RdBu_r", -1, f"cell state tanh(c) of unit {unit}"),
+              (a.gates["forget gate"], "gate", 0,
+               "its forget gate f: how much of c it keeps (white 0, green 1)"),
+              (a.gates["input gate"], "gate", 0,
+               "its input gate i: how much of the candidate g it writes"))
+    for ax, (values, cmap, low, title) in zip(axes, panels):  # each its colour bar: one width
+        im = draw_text(ax, text, values[layer, :, unit], start, lines, cmap, low, 1, title)
+        fig.colorbar(im, ax=ax, shrink=0.9, pad=0.02)
     fig.savefig(os.path.join(OUT, "gates.png"), dpi=100, bbox_inches="tight")
     plt.close(fig)
     print("wrote docs/tutorial/gates.png")
@@ -350,7 +354,9 @@ def gates(work, numbers, a, found):
     for ax, (label, analysis) in zip(axes, (("LSTM", a), ("GRU", g))):
         for name, sat in analysis.saturation.items():
             s = sat[0]  # (H, 2): fraction below 0.1, above 0.9
-            ax.scatter(s[:, 0], s[:, 1], s=14, alpha=0.7, label=name)
+            ax.scatter(s[:, 0], s[:, 1], s=22, alpha=0.6, label=name, clip_on=False,
+                       marker=MARKERS[name], zorder=3 if name in ("forget gate", "update gate")
+                       else 2)
             rows.append([f"{label} {name}", f"{(s[:, 0] > 0.5).sum()}",
                          f"{(s[:, 1] > 0.5).sum()}",
                          f"{((s[:, 0] < 0.1) & (s[:, 1] < 0.1)).sum()}"])
@@ -371,18 +377,17 @@ def gates(work, numbers, a, found):
     numbers["saturation"] = rows
 
 
-def depth(work, numbers):
+def depth(work, numbers, trained):
     charrnn(["plot", "runs/gru-1x256", "runs/gru-3x141", "-o", os.path.join(OUT, "depth.png")],
             cwd=work)
     rows = []
     for name in ("gru-1x256", "gru-3x141"):
         model, _, meta, _ = load(work, name)
         metrics, _ = read_metrics(os.path.join(work, "runs", name))
-        cps = np.median([r["chars_per_sec"] for r in metrics[1:]])
         rows.append([name, f"{model.layout.count:,}", f"{best_val(work, name):.3f}",
-                     f"{metrics[-1]['train_loss']:.3f}", f"{cps:,.0f}"])
+                     f"{metrics[-1]['train_loss']:.3f}", f"{trained[name]['cpu_seconds']:.0f}"])
     write_table("depth", ["model", "parameters", "best val loss", "last training loss",
-                          "characters/s"], rows)
+                          "CPU seconds"], rows)
     numbers["depth"] = rows
 
 
@@ -415,37 +420,36 @@ def main():
     os.makedirs(TABLES, exist_ok=True)
     with open(os.path.join(work, "held_out.py"), "w") as f:
         f.write(held_out_text())
-    sys.path.insert(0, ROOT)
     trained = train_all(work, args.fresh, args.quick)
-    t_train = time.perf_counter() - t0
+    t_train, cpu_train = time.perf_counter(), _children_cpu()
     numbers = {"trained": trained}
     a, found = memory(work, numbers)
     seq_len(work, numbers)
     vanishing(work, numbers)
     clipping(work, numbers, trained)
     gates(work, numbers, a, found)
-    depth(work, numbers)
+    depth(work, numbers, trained)
     models_table(work, trained, numbers)
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
                             capture_output=True, text=True).stdout.strip()
+    own = resource.getrusage(resource.RUSAGE_SELF)
     numbers["about"] = {
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "commit": commit, "machine": f"{platform.processor() or platform.machine()}, "
                                      f"{os.cpu_count()} cores, Python {platform.python_version()}",
-        "train_seconds": round(t_train),
         "train_cpu_seconds": round(sum(t["cpu_seconds"] for t in trained.values())),
-        "total_seconds": round(time.perf_counter() - t0),
-        "total_cpu_seconds": round(_children_cpu() + sum(resource.getrusage(
-            resource.RUSAGE_SELF)[:2]))}
+        "train_seconds": round(sum(t["seconds"] for t in trained.values())),
+        "figures_cpu_seconds": round(own.ru_utime + own.ru_stime + _children_cpu() - cpu_train),
+        "figures_seconds": round(time.perf_counter() - t_train)}
     with open(os.path.join(OUT, "numbers.json"), "w") as f:
         json.dump(numbers, f, indent=1)
     a = numbers["about"]
     with open(os.path.join(TABLES, "about.md"), "w") as f:
         f.write(f"Figures made by `python scripts/tutorial.py` on {a['date']} at commit "
-                f"{a['commit']}, {a['machine']}: {_minutes(a['total_cpu_seconds'])} of CPU time "
-                f"in all ({_minutes(a['train_cpu_seconds'])} of it the nine trainings), "
-                f"{_minutes(a['total_seconds'])} on the clock on a machine shared with other "
-                "work.\n")
+                f"{a['commit']}, {a['machine']}: the nine trainings took "
+                f"{_minutes(a['train_cpu_seconds'])} of CPU time "
+                f"({_minutes(a['train_seconds'])} on the clock, on a machine shared with other "
+                f"work), the figures {_minutes(a['figures_cpu_seconds'])} more.\n")
     print(f"done in {time.perf_counter() - t0:.0f} s")
 
 

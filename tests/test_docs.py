@@ -1,5 +1,6 @@
 """The docs cannot drift: every ```bash and ```python block of README.md and docs/**/*.md runs
-here, page by page, in order, each page in a fresh directory, as a reader would paste them.
+here, page by page, in order, each page in a fresh directory, as a reader would paste them
+(two pages at a time).
 
 What the runner changes, and nothing else: training budgets are cut so that each block runs
 in seconds (BUDGETS below: `--max-time D` becomes 2 + minutes steps, at most 8; `--max-steps N`
@@ -87,23 +88,50 @@ def run_block(language, source, cwd, env):
 
 
 RUN = {"bash", "python"}
+WORKERS = 2  # pages run two at a time: their commands are mostly one process on one core
+
+
+def runnable(page):
+    return [(lang, src) for lang, src, marker, _ in blocks(page) if lang in RUN and not marker]
+
+
+def run_page(page, cwd, env):
+    """None when every block of the page ran, else what failed."""
+    os.symlink(os.path.join(ROOT, "charrnn"), os.path.join(cwd, "charrnn"))
+    todo = runnable(page)
+    for i, (language, source) in enumerate(todo, 1):
+        p = run_block(language, budgeted(source), cwd, env)
+        if p.returncode != 0:
+            return (f"{page}, block {i} of {len(todo)} ({language}) failed with exit code "
+                    f"{p.returncode}:\n{budgeted(source)}\n--- stdout\n{p.stdout[-3000:]}\n"
+                    f"--- stderr\n{p.stderr[-3000:]}")
+    return None
+
+
+@pytest.fixture(scope="module")
+def page_results(request, shims, tmp_path_factory):
+    """Each selected page's run (None or its failure), WORKERS pages at a time, each in its
+    own fresh directory; python-stdlib is encoded into the cache first, once."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from charrnn.data import load_corpus
+
+    load_corpus("python-stdlib")
+    selected = [item.callspec.params["page"] for item in request.session.items
+                if item.originalname == "test_page_blocks_run"]
+    env = dict(os.environ, PATH=f"{shims}{os.pathsep}{os.environ['PATH']}", PYTHONPATH=ROOT,
+               MPLBACKEND="Agg")
+    dirs = {page: tmp_path_factory.mktemp("page") for page in selected if runnable(page)}
+    with ThreadPoolExecutor(WORKERS) as pool:
+        futures = {page: pool.submit(run_page, page, str(d), env) for page, d in dirs.items()}
+        return {page: f.result() for page, f in futures.items()}
 
 
 @pytest.mark.parametrize("page", PAGES)
-def test_page_blocks_run(page, tmp_path, shims):
-    found = blocks(page)
-    runnable = [(lang, src) for lang, src, marker, _ in found if lang in RUN and not marker]
-    if not runnable:
+def test_page_blocks_run(page, page_results):
+    if not runnable(page):
         pytest.skip(f"{page} has no block to run")
-    os.symlink(os.path.join(ROOT, "charrnn"), tmp_path / "charrnn")
-    env = dict(os.environ, PATH=f"{shims}{os.pathsep}{os.environ['PATH']}", PYTHONPATH=ROOT,
-               MPLBACKEND="Agg")
-    for i, (language, source) in enumerate(runnable, 1):
-        p = run_block(language, budgeted(source), tmp_path, env)
-        assert p.returncode == 0, (
-            f"{page}, block {i} of {len(runnable)} ({language}) failed with exit code "
-            f"{p.returncode}:\n{budgeted(source)}\n--- stdout\n{p.stdout[-3000:]}\n"
-            f"--- stderr\n{p.stderr[-3000:]}")
+    assert page_results[page] is None, page_results[page]
 
 
 def test_every_block_not_run_says_why():

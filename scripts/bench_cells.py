@@ -3,9 +3,10 @@ characters/s at batch 1 and at batch 32, each cell as a ratio to the GRU of that
 
 For each GRU shape given (default: the 3-minute default 2x256 and the 20-minute 2x512), every
 other cell gets the same layers and the hidden size (a multiple of 16) whose parameter count
-comes nearest the GRU's. Training is bench.py's step (Adam, clip 5, B=50, T=50, V=65, float32, one-hot input);
-configurations are interleaved within each repeat, and figures are medians over repeats (of
-the per-repeat ratios, for ratios). Usage: python scripts/bench_cells.py --help
+comes nearest the GRU's. Training is bench.py's step (Adam, clip 5, B=50, T=50, V=65,
+float32, one-hot input); configurations are interleaved within each repeat, and figures are
+medians over repeats (of the per-repeat ratios, for ratios). Usage: python
+scripts/bench_cells.py --help
 """
 import argparse
 import statistics

@@ -30,7 +30,7 @@ class CellSpec:
     carries_c: bool  # its state is (h, c), each (L, B, H), as nn.LSTM's; else h alone
     h_side_apart: bool  # its h-side pre-activations are kept apart (hg), not summed in
     torch_module: Optional[str]  # the torch.nn module whose parameters these are (None: the
-    # README's own module for it)
+    # docs' own module for it, docs/guides/models.md)
     nonlinearities: tuple = ("tanh",)  # --nonlinearity's choices; each a kernel variant
     layer_norm: bool = False  # --layer-norm is built for it
     gate_bias: tuple = ()  # ((gate, value), ...): b_ih's gate block starts at value, b_hh's 0

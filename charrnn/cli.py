@@ -135,10 +135,10 @@ def _compiling(model, what):
     return Compiling(f"{describe(model)} {what}", lambda line: click.echo(line, err=True))
 
 
-@cli.command()
+@cli.command(short_help="Train a model on a text, a built-in or a catalog corpus.")
 @click.argument("corpus")
 @click.option("--cell", type=click.Choice(CELLS), default=None,
-              help="Recurrent cell [default: gru; see README, Defaults].")
+              help="Recurrent cell [default: gru; see the docs, Training and the defaults].")
 @click.option("--layers", type=int, default=None,
               help="Stacked layers [default: 2, or 3 as --hidden's default says].")
 @click.option("--hidden", type=int, default=None,
@@ -150,7 +150,7 @@ def _compiling(model, what):
 @click.option("--dropout", type=float, default=None,
               help="Dropout between layers and before the decoder, in [0, 1) [default: from "
                    "how many times the budget covers the corpus at this run's measured speed, "
-                   "and the model's size: 0 to 0.5, see the README].")
+                   "and the model's size: 0 to 0.5, see the docs, Training and the defaults].")
 @click.option("--nonlinearity", type=click.Choice(NONLINEARITIES), default=_M.nonlinearity,
               show_default=True, help="Vanilla RNN activation (--cell rnn only).")
 @click.option("--weight-drop", type=float, default=_M.weight_drop, show_default=True,
@@ -265,7 +265,7 @@ def train(ctx, corpus, out, resume, overwrite, quiet, encoding, errors, as_bytes
                    f"checkpoints in {result.out}", err=True)
 
 
-@cli.command()
+@cli.command(short_help="Generate text from a trained model.")
 @click.argument("target", required=False)
 @click.option("-n", "--length", type=click.IntRange(min=0), default=500, show_default=True,
               help="Characters to generate.")
@@ -398,7 +398,7 @@ def _unescape(text):
 
 
 
-@cli.command()
+@cli.command(short_help="Compile the kernels ahead of time (images, clusters).")
 @click.option("--cell", "cells", type=click.Choice(CELLS + ("all",)), multiple=True,
               help="Cell to compile for; repeatable, or all [default: gru, the default].")
 @click.option("--layers", type=click.IntRange(min=1), default=2, show_default=True,
@@ -429,7 +429,7 @@ def warmup(cells, layers, hidden, embed_dim, vocab_size, dtype, quiet):
         say(f"nothing to compile: the kernels are already cached in {cache_dir()}")
 
 
-@cli.command("sweep")
+@cli.command("sweep", short_help="Search training settings with Ray Tune.")
 @click.argument("corpus")
 @click.option("--space", "space_path", type=click.Path(dir_okay=False), default=None,
               metavar="FILE",
@@ -474,7 +474,7 @@ def sweep_command(corpus, space_path, samples, max_time, max_steps, budget, out,
         _echo(line)
 
 
-@cli.command("eval")
+@cli.command("eval", short_help="Score a model on a text: nats and bits per character.")
 @click.argument("target")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False))
 @click.option("--dynamic", is_flag=True,
@@ -519,7 +519,7 @@ def evaluate(ctx, target, file, dynamic, ms_from, eta, decay, seq_len, as_json):
                f"{r.chars_per_sec:,.0f} static")
 
 
-@cli.command()
+@cli.command(short_help="Describe a checkpoint or run: settings, size, loss.")
 @click.argument("target", required=False)
 @json_option("the information")
 def info(target, as_json):
@@ -550,7 +550,7 @@ def info(target, as_json):
         _echo(f"{key}: {value}")
 
 
-@cli.command()
+@cli.command(short_help="Write a model for PyTorch (safetensors), ONNX or a web page.")
 @click.argument("target", required=False)
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
               help="The file to write: .safetensors (PyTorch), .onnx, or .html (a page that "
@@ -562,7 +562,7 @@ def info(target, as_json):
 def export(target, output, fmt, half):
     """Write the model in TARGET (checkpoint or run directory) to a safetensors file that loads
     into PyTorch, an ONNX file for onnxruntime, or one HTML page that writes with the model in
-    any browser, offline (see README, Models in and out)."""
+    any browser, offline (see the docs, Models in and out)."""
     from .bytemodel import is_byte_model
     from .checkpoint import load_model, resolve
     from .direction import of
@@ -584,7 +584,7 @@ def _backward_note(reads):
             if reads == BACKWARD else "")
 
 
-@cli.command("import")
+@cli.command("import", short_help="Turn a safetensors file into a charrnn checkpoint.")
 @click.argument("file", type=click.Path(dir_okay=False))
 @click.option("-o", "--out", required=True, type=click.Path(file_okay=False),
               help="Run directory to write best.ckpt into.")
@@ -623,7 +623,7 @@ def import_model(file, out, cell, nonlinearity, vocab_file, as_bytes, overwrite)
                f"{len(vocab)} characters){_backward_note(reads)}", err=True)
 
 
-@cli.command()
+@cli.command(short_help="Draw training curves of one or more runs.")
 @click.argument("runs", nargs=-1, required=True)
 @click.option("-o", "--output", default="curves.png", show_default=True,
               help="PNG file to write.")
@@ -640,7 +640,7 @@ def plot(runs, output, x_axis):
     _echo(output)
 
 
-@cli.command()
+@cli.command(short_help="Write a page that shows inside a model as it reads.")
 @click.argument("target")
 @click.argument("text")
 @click.option("-o", "--output", default="inspect.html", show_default=True,
@@ -666,7 +666,7 @@ def inspect(target, text, output, max_chars, max_mb, max_lag):
                f"{size / 1e6:.1f} MB", err=True)
 
 
-@cli.command()
+@cli.command(short_help="Fill in erased characters with a bidirectional pair.")
 @click.argument("run")
 @click.argument("text")
 @click.option("--mask", default=FILL_MASK, show_default=True,
@@ -707,7 +707,7 @@ def fill(run, text, mask, max_fill, k, search, alternatives, as_json):
                           "forward": f.forward, "backward": f.backward}, ensure_ascii=False))
 
 
-@cli.command()
+@cli.command(short_help="Contextual embeddings of a text from a bidirectional pair.")
 @click.argument("run")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False))
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
@@ -744,7 +744,7 @@ def embed(run, file, output, layers, pool, unknown):
                f"forward then backward, {which})", err=True)
 
 
-@cli.command()
+@cli.command(short_help="Draw how far back in time models' gradients reach.")
 @click.argument("runs", nargs=-1, required=True)
 @click.option("--text", required=True, help="Text file (or built-in corpus) to read.")
 @click.option("-o", "--output", default="gradflow.png", show_default=True,
@@ -775,7 +775,7 @@ def gradflow(runs, text, output, max_chars, max_lag):
     _echo(output)
 
 
-@cli.command()
+@cli.command(short_help="Serve models over HTTP: OpenAI's completions API.")
 @click.argument("runs", nargs=-1, required=True)
 @click.option("--host", default=_S.host, show_default=True,
               help="Address to listen on: the default serves this machine only; any other "
@@ -811,12 +811,12 @@ def serve(runs, host, port, api_key, max_streams, max_queue, max_tokens, max_pro
     run_server(runs, limits, api_key, say=lambda line: click.echo(line, err=True))
 
 
-@cli.group()
+@cli.group(short_help="Well-known corpora: list the catalog, fetch one.")
 def corpus():
     """Well-known corpora: list the catalog, fetch one into the cache."""
 
 
-@corpus.command("list")
+@corpus.command("list", short_help="List the catalog: size, download, licence.")
 @json_option("one object per corpus")
 def corpus_list(as_json):
     """List the catalog: size, whether downloaded, how it is verified, licence."""
@@ -837,7 +837,7 @@ def corpus_list(as_json):
         _echo(f"cache: {cache_dir()} (set CHARRNN_CACHE to move it)")
 
 
-@corpus.command("get")
+@corpus.command("get", short_help="Download a corpus, verify and unpack it.")
 @click.argument("name")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), default=None,
               help="Also write the text to this file.")

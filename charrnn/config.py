@@ -284,7 +284,7 @@ def default_decay(dropout):
     long and little decay (weight decay 0.1, the rate falling over the last 30% to 10%); one
     that would overfit much gains from more weight decay and a longer fall to zero (0.2, the
     last half). The first up to dropout 0.1, the second from 0.3, linear in the dropout between:
-    each measured at its end (BENCHMARKS.md, "Better models by default")."""
+    each measured at its end (BENCHMARKS.md, "Quality in time"; the rounds in its history)."""
     r = min(max(dropout - 0.1, 0.0) / 0.2, 1.0)
     return {"weight_decay": round(0.1 + 0.1 * r, 4), "decay_frac": round(0.3 + 0.2 * r, 4),
             "min_lr_frac": round(0.1 * (1.0 - r), 4)}
@@ -292,7 +292,7 @@ def default_decay(dropout):
 
 def default_model(max_time, passes=None):
     """The shape for the fields a user leaves out, chosen by measurement (BENCHMARKS.md,
-    "Good models by default" and "Better models by default"): a 2-layer GRU (it learns faster
+    "Quality in time" and "Tried and not kept"): a 2-layer GRU (it learns faster
     per second than an LSTM here), 512 wide for budgets of 10 minutes or more and 256 below
     (and with only --max-steps). Once a 512-wide run has measured its speed: 3 layers of 384
     where the budget takes it over the corpus so often (`passes`) that default_dropout gives it
@@ -309,7 +309,7 @@ def default_dropout(hidden_size, passes):
     """Dropout for a model that the budget will take over the corpus `passes` times (the run's
     own measured speed x --max-time / corpus length). It grows with the log of the exposure,
     passes x width (in units of a 256-wide model's), from 0 at 4.5 to 0.5, in steps of 0.05:
-    fitted on tiny Shakespeare (BENCHMARKS.md, "Better models by default")."""
+    fitted on tiny Shakespeare (BENCHMARKS.md, "Quality in time"; the rounds in its history)."""
     exposure = passes * hidden_size / 256
     p = math.log(max(exposure, 1e-9) / 4.5) / 6
     return round(min(max(p, 0.0), 0.5) * 20) / 20

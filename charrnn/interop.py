@@ -1,13 +1,13 @@
 """Models in and out: safetensors files that load into PyTorch, and back.
 
 An exported file holds each parameter under its charrnn name, which is its ``state_dict`` name in
-the small PyTorch module the README shows (``encoder`` an ``nn.Embedding`` when the model has an
-embedding, ``rnn`` the ``nn.LSTM`` / ``nn.GRU`` / ``nn.RNN``, or the README's ``MinRNN`` for
-minGRU and minLSTM, ``decoder`` an ``nn.Linear``), in
-the layouts torch uses. Its metadata (strings only, as safetensors requires) rebuilds the model
-from the file alone: ``format`` ("pt"), ``charrnn_version``, ``model`` (the ModelConfig as JSON),
-``vocab`` (``{"chars": [...]}`` as JSON; id i is chars[i]), ``bytes`` ("true" for a model of
-raw bytes) and, for a backward model, ``direction`` ("backward": feed it the text reversed,
+the small PyTorch module that docs/guides/models.md shows (``encoder`` an ``nn.Embedding`` when
+the model has an embedding, ``rnn`` the ``nn.LSTM`` / ``nn.GRU`` / ``nn.RNN``, or that page's
+``MinRNN`` for minGRU and minLSTM, ``decoder`` an ``nn.Linear``), in the layouts torch uses.
+Its metadata (strings only, as safetensors requires) rebuilds the model from the file alone:
+``format`` ("pt"), ``charrnn_version``, ``model`` (the ModelConfig as JSON), ``vocab``
+(``{"chars": [...]}`` as JSON; id i is chars[i]), ``bytes`` ("true" for a model of raw bytes)
+and, for a backward model, ``direction`` ("backward": feed it the text reversed,
 charrnn.direction). A file without that metadata (one PyTorch wrote) is read with the architecture
 given by the caller and the sizes read off the tensors.
 """

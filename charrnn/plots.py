@@ -85,7 +85,8 @@ def _x(run, row, axis):
 def plot_curves(run_dirs, out, x="step"):
     """Loss (nats/char, bits/char on the right), learning rate and gradient norm before
     clipping (with the threshold) against x ("step", "time" or "chars"), one colour per run;
-    resumes are dotted lines, divergence warnings red crosses. Writes a PNG to `out`."""
+    resumes are dotted lines, divergence warnings red crosses, losses that spiked far above the
+    rest triangles at the top edge (loss_axis_limits). Writes a PNG to `out`."""
     if x not in X_AXES:
         raise UsageError(f"--x must be one of {', '.join(X_AXES)}, got {x!r}")
     runs = [read_run(d) for d in run_dirs]
@@ -101,6 +102,8 @@ def plot_curves(run_dirs, out, x="step"):
     fig, (ax_loss, ax_lr, ax_norm) = plt.subplots(
         3, 1, figsize=(8, 8.5), sharex=True, gridspec_kw={"height_ratios": [3, 1.2, 1.6]})
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    limits = loss_axis_limits(runs)
+    top = None if limits is None else limits[1]
     for i, run in enumerate(runs):
         c = colours[i % len(colours)]
         rows = run["rows"]
@@ -138,7 +141,17 @@ def plot_curves(run_dirs, out, x="step"):
             elif e["event"] == "warning":
                 near = min(rows, key=lambda r: abs(r["step"] - e["step"]), default=None)
                 if near is not None:
-                    ax_loss.plot([ex], [near["train_loss"]], "x", color="red", ms=9, mew=2)
+                    y = near["train_loss"] if top is None else min(near["train_loss"], top)
+                    ax_loss.plot([ex], [y], "x", color="red", ms=9, mew=2, clip_on=False)
+    if top is not None:  # a spike would flatten every curve: cut the axis, mark what is above
+        ax_loss.set_ylim(*limits)
+        for i, run in enumerate(runs):
+            above = [_x(run, r, x) for r in run["rows"]
+                     for v in (r["train_loss"], r.get("val_loss")) if v is not None and v > top]
+            if above:
+                ax_loss.plot(above, [top] * len(above), "^", ms=8, clip_on=False,
+                             color=colours[i % len(colours)])
+        ax_loss.plot([], [], "^", color="gray", ms=7, label="loss off the scale")
     ax_loss.plot([], [], color="gray", lw=2, label="validation (solid)")
     ax_loss.plot([], [], color="gray", lw=1, ls="--", alpha=0.6, label="training (dashed)")
     if any(e["event"] == "warning" for r in runs for e in r["events"]):
@@ -160,6 +173,27 @@ def plot_curves(run_dirs, out, x="step"):
     for ax in (ax_loss, ax_lr, ax_norm):
         ax.grid(alpha=0.3)
     _save(fig, out, plt)
+
+
+def loss_axis_limits(runs, factor=2.0):
+    """(bottom, top) of the loss axis when some losses spiked: training or validation losses
+    above `factor` times the largest first validation loss (about where training starts) are
+    off the scale, and the axis spans the rest, with a margin. None when nothing is that far
+    above (matplotlib's own limits then)."""
+    firsts = [r["rows"][0]["val_loss"] for r in runs
+              if r["rows"] and r["rows"][0].get("val_loss") is not None
+              and math.isfinite(r["rows"][0]["val_loss"])]
+    if not firsts:
+        return None
+    limit = factor * max(firsts)
+    values = [v for r in runs for row in r["rows"]
+              for v in (row["train_loss"], row.get("val_loss")) if v is not None
+              and math.isfinite(v)]
+    if all(v <= limit for v in values):
+        return None
+    low, high = min(values), max(v for v in values if v <= limit)
+    margin = 0.05 * (high - low)
+    return low - margin, high + margin
 
 
 def plot_gradient_flow(flows, out):

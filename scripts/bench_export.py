@@ -6,7 +6,7 @@ Each model is a checkpoint given with --checkpoint (repeatable), or a fresh one 
 corpus's vocabulary. Speed: --chars greedy characters (temperature 0) after a prime, batch 1,
 after one warm-up call each (compiling, JIT), median of --repeats interleaved rounds:
 charrnn's Sampler (what `charrnn sample --temperature 0` runs, without the process start),
-onnxruntime on one thread with one session.run per character (the README's loop), and the
+onnxruntime on one thread with one session.run per character (the models guide's loop), and the
 page's own engine (charrnn.generate in the page, timed inside it). The three texts are
 compared. Cost of float16: bits per character over the last --eval-chars of the corpus's
 validation part (its last 5%), with the weights as they are and rounded to float16 as the

@@ -1,4 +1,4 @@
-"""Write the README's table of fault points (Reliability and safety) from the fault-injection
+"""Write the table of fault points in docs/reference/reliability.md from the fault-injection
 harness, tests/test_faults.py, which then checks it on every run of the suite.
 
     python scripts/fault_table.py

@@ -9,8 +9,8 @@ a final name, no temporary file is left, and no lock blocks the next run.
 Which writes: a command makes many (a checkpoint is ~20 writes, and training saves several),
 so each distinct write site, an operation on a file (temporary names' pids and hashes made
 alike), is failed at its first and its last occurrence in the command's run. The table of
-writes tried per command is the README's (Reliability); `python scripts/fault_table.py`
-writes it there, and test_the_readme_lists_the_fault_points fails when it is stale.
+writes tried per command is in docs/reference/reliability.md; `python scripts/fault_table.py`
+writes it there, and test_the_reliability_page_lists_the_fault_points fails when it is stale.
 """
 import contextlib
 import csv
@@ -44,7 +44,7 @@ from helpers import write_corpus
 ERRNOS = (errno.ENOSPC, errno.EIO, errno.EACCES)
 TINY = ["--hidden", "8", "--layers", "1", "--batch-size", "4", "--seq-len", "8",
         "--dropout", "0", "--quiet"]
-README = Path(__file__).parents[1] / "README.md"
+PAGE = Path(__file__).parents[1] / "docs" / "reference" / "reliability.md"
 BEGIN, END = "<!-- fault table: scripts/fault_table.py writes it -->", "<!-- end of fault table -->"
 STATS = {}  # case name -> (writes tried, faults, stopped, went on), filled as cases run
 TEXT = ("It was the best of times, it was the worst of times. " * 200).encode()
@@ -126,7 +126,7 @@ class Case:
     template: Callable = None
     stdout: bool = False
     run: Callable = None  # instead of the command line: a function of (root, inputs)
-    label: str = None  # in the README's table [default: `charrnn NAME`]
+    label: str = None  # in the reliability page's table [default: `charrnn NAME`]
 
 
 def _copy_run(root, d):
@@ -397,7 +397,7 @@ def test_every_write_fails_cleanly(case, inputs, tmp_path, monkeypatch):
           f"{stopped} stopped, {went_on} went on")
 
 
-# --- the README's table -------------------------------------------------------------------------
+# --- the reliability page's table -----------------------------------------------------------
 def table():
     lines = ["| command | writes tried | faults | stopped, one line | went on, whole |",
              "|---|---:|---:|---:|---:|"]
@@ -408,12 +408,12 @@ def table():
     return "\n".join(lines)
 
 
-def test_the_readme_lists_the_fault_points():
+def test_the_reliability_page_lists_the_fault_points():
     if set(STATS) != {c.name for c in CASES}:
         pytest.skip("only when every case above has run")
-    text = README.read_text()
+    text = PAGE.read_text()
     start, end = text.index(BEGIN) + len(BEGIN), text.index(END)
     if os.environ.get("CHARRNN_WRITE_FAULT_TABLE"):
-        README.write_text(text[:start] + "\n" + table() + "\n" + text[end:])
+        PAGE.write_text(text[:start] + "\n" + table() + "\n" + text[end:])
         return
     assert text[start:end].strip() == table(), "stale: run python scripts/fault_table.py"

@@ -1,7 +1,7 @@
-"""Models in and out (charrnn.interop, issue 20): safetensors export that the README's PyTorch
-module loads (the README's own snippet, run here), import back, round trips bit for bit, and
-hostile files refused in one line. PyTorch is in the test extra, so CI runs all of this; outside
-CI a machine without torch skips the PyTorch tests, saying so."""
+"""Models in and out (charrnn.interop, issue 20): safetensors export that the docs' PyTorch
+module loads (docs/guides/models.md's own snippet, run here), import back, round trips bit for
+bit, and hostile files refused in one line. PyTorch is in the test extra, so CI runs all of
+this; outside CI a machine without torch skips the PyTorch tests, saying so."""
 import json
 import os
 import re
@@ -18,7 +18,7 @@ from charrnn import Vocab, checkpoint
 from charrnn.errors import UsageError
 from charrnn.interop import export
 
-README = os.path.join(os.path.dirname(__file__), "..", "README.md")
+GUIDE = os.path.join(os.path.dirname(__file__), "..", "docs", "guides", "models.md")
 TEXT = ("def first(x):\n    return [x, 'minute']  # a comment\n" * 4)[:200]
 
 
@@ -33,8 +33,9 @@ def torch_or_skip():
 
 
 def readme_snippet():
-    """The README's PyTorch block: the module and how to load a file into it."""
-    blocks = re.findall(r"```python\n(.*?)```", open(README, encoding="utf-8").read(), re.S)
+    """The docs' PyTorch block (docs/guides/models.md): the module and how to load a file
+    into it."""
+    blocks = re.findall(r"```python\n(.*?)```", open(GUIDE, encoding="utf-8").read(), re.S)
     (block,) = [b for b in blocks if "class CharRNN(nn.Module)" in b]
     return block
 
@@ -55,7 +56,7 @@ def test_readme_snippet_loads_an_export_into_pytorch_with_the_same_logits(arch, 
     export(tmp_path / "model.safetensors", model, VOCAB)
     monkeypatch.chdir(tmp_path)
     scope = {}
-    exec(readme_snippet(), scope)  # exactly the README's code, model.safetensors in cwd
+    exec(readme_snippet(), scope)  # exactly the docs' code, model.safetensors in cwd
     ids = VOCAB.encode(TEXT)[None, :].astype(np.int64)
     with torch.no_grad():
         theirs, _ = scope["model"](torch.from_numpy(ids))

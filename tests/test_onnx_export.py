@@ -1,7 +1,7 @@
 """ONNX export (charrnn.onnx_export, issue 43): onnxruntime runs every architecture's graph to
-charrnn's logits and states, a greedy loop in it writes charrnn's greedy text, the README's
-snippet runs as written, and bad requests get one line. onnx and onnxruntime are in the test
-extra, so CI runs all of this; outside CI a machine without them skips, saying so."""
+charrnn's logits and states, a greedy loop in it writes charrnn's greedy text, the snippet of
+docs/guides/models.md runs as written, and bad requests get one line. onnx and onnxruntime are
+in the test extra, so CI runs all of this; outside CI a machine without them skips, saying so."""
 import json
 import os
 import re
@@ -17,7 +17,7 @@ from charrnn import Sampler, Vocab
 from charrnn.checkpoint import save_model
 from charrnn.cli import cli
 
-README = os.path.join(os.path.dirname(__file__), "..", "README.md")
+GUIDE = os.path.join(os.path.dirname(__file__), "..", "docs", "guides", "models.md")
 TEXT = ("def first(x):\n    return [x, 'minute']  # a comment\n" * 8)[:300]
 VOCAB = Vocab.from_text(TEXT)
 
@@ -100,13 +100,13 @@ def test_the_graph_says_what_it_is():
     assert {n.op_type for n in proto.graph.node} >= {"LSTM", "OneHot"}
 
 
-def readme_snippet():
-    blocks = re.findall(r"```python\n(.*?)```", open(README, encoding="utf-8").read(), re.S)
+def guide_snippet():
+    blocks = re.findall(r"```python\n(.*?)```", open(GUIDE, encoding="utf-8").read(), re.S)
     (block,) = [b for b in blocks if "onnxruntime" in b]
     return block
 
 
-def test_the_readme_snippet_writes_what_charrnn_sample_writes(tmp_path, monkeypatch, capsys):
+def test_the_guides_snippet_writes_what_charrnn_sample_writes(tmp_path, monkeypatch, capsys):
     ort_or_skip()
     model = small_model(dict(cell="gru", num_layers=2, embed_dim=None), VOCAB)
     save_model(tmp_path / "m.ckpt", model, VOCAB, {})
@@ -118,7 +118,7 @@ def test_the_readme_snippet_writes_what_charrnn_sample_writes(tmp_path, monkeypa
                                   "200", "--temperature", "0"])
     assert sampled.exit_code == 0, sampled.output
     monkeypatch.chdir(tmp_path)
-    exec(readme_snippet(), {})  # exactly the README's code, model.onnx in cwd
+    exec(guide_snippet(), {})  # exactly the guide's code, model.onnx in cwd
     printed = capsys.readouterr().out
     assert printed == sampled.stdout  # the prime, then 200 characters
     assert len(printed) == 4 + 200 + 1

@@ -118,3 +118,22 @@ def test_bad_input_gets_one_line_and_a_non_zero_exit(runs, tmp_path, make, args,
     errors = [line for line in result.output.splitlines() if line.startswith(("error", "Error"))]
     assert len(errors) == 1, result.output
     assert not os.path.exists(tmp_path / "x.png")
+
+
+def test_a_spike_in_the_training_loss_does_not_flatten_the_curves(tmp_path):
+    """A loss that exploded for a few steps (the tutorial's unclipped RNN) is drawn at the top
+    edge; the axis ends just above the other losses, so the curves stay readable."""
+    from charrnn.plots import loss_axis_limits, plot_curves
+
+    run = tmp_path / "spiky"
+    run.mkdir()
+    rows = [{"step": s, "train_loss": t, "val_loss": v, "val_bpc": None, "lr": 1e-3,
+             "grad_norm": 1.0, "chars_per_sec": 1.0, "elapsed_s": s}
+            for s, t, v in ((10, 4.5, 4.0), (20, 600.0, float("nan")), (30, 3.5, 3.4))]
+    (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    bottom, top = loss_axis_limits([read_run(str(run))])
+    assert (bottom, top) == pytest.approx((3.4 - 0.055, 4.5 + 0.055))
+    plot_curves([str(run)], str(tmp_path / "curves.png"))
+    assert png_size(tmp_path / "curves.png")[0] > 0
+    calm = {"rows": [dict(rows[0]), dict(rows[2])]}
+    assert loss_axis_limits([calm]) is None

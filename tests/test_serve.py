@@ -474,3 +474,15 @@ def test_two_runs_of_one_name_are_refused(tmp_path):
     with pytest.raises(UsageError, match="two models would be named 'names'"):
         model_names([a, b])
     assert list(model_names([a, b / "best.ckpt"])) == ["names", "best"]
+
+
+def test_the_serving_guides_client_block_runs(server, sampler):
+    """docs/guides/serving.md's Python block, pointed at this server, prints what sample writes."""
+    from test_docs import blocks
+
+    source, = [src for lang, src, _, _ in blocks("docs/guides/serving.md") if lang == "python"]
+    source = source.replace("http://127.0.0.1:8000", server[0])
+    done = subprocess.run([sys.executable, "-c", source], capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == sampler.sample(40, prime="mar", seed=1) + "\n"

@@ -39,16 +39,18 @@ class Job:
 
 
 class Stream:
-    """Where one choice stands: what it has drawn, what has gone to the client, and its end.
-    Text that could begin a stop text is held back until it is known not to (OpenAI's rule:
-    a stop text ends the choice and is not part of it)."""
+    """Where one choice stands: what it has drawn and not yet sent, and its end. Text that
+    could begin a stop text is held back until it is known not to (OpenAI's rule: a stop text
+    ends the choice and is not part of it), so the unsent text stays short however long the
+    stream."""
 
     def __init__(self, job, index, engine):
         c = job.completion
         self.job, self.index, self.engine, self.logprobs = job, index, engine, c.logprobs
         self.stops = [model_chars(s, engine.sampler.bytes) for s in c.stop]
         self.hold = max(map(len, self.stops), default=1) - 1
-        self.left, self.drawn, self.sent, self.searched = c.max_tokens, "", 0, 0
+        self.left, self.unsent, self.sent = c.max_tokens, "", 0  # sent: characters, in all
+        self.searched = 0  # how much of the unsent text has been searched for stop texts
         V = engine.sampler.model.config.vocab_size
         self.ids, self.logp = np.zeros(0, np.int64), np.zeros((0, V))  # the unsent's
         self.decoder = engine.decoder(job.prompts[index // c.n][0])
@@ -58,31 +60,31 @@ class Stream:
         None: the piece to send (text, logprob entries) and the finish reason or None."""
         chars = chars[: self.left]
         self.left -= len(chars)
-        self.drawn += chars
+        self.unsent += chars
         if self.logprobs is not None:
             k = len(chars)
             self.ids = np.concatenate([self.ids, ids[:k]])
             self.logp = np.concatenate([self.logp, logp[:k]])
         start = max(self.searched - self.hold, 0)
-        found = [i for i in (self.drawn.find(s, start) for s in self.stops) if i >= 0]
-        self.searched = len(self.drawn)
+        found = [i for i in (self.unsent.find(s, start) for s in self.stops) if i >= 0]
+        self.searched = len(self.unsent)
         if found:
             return self._send(min(found), "stop")
         if self.left == 0:
-            return self._send(len(self.drawn), "length")
-        return self._send(max(len(self.drawn) - self.hold, self.sent), None)
+            return self._send(len(self.unsent), "length")
+        return self._send(max(len(self.unsent) - self.hold, 0), None)
 
     def end(self):
         """The piece that ends the choice now, with finish_reason "length"."""
-        return self._send(len(self.drawn), "length")
+        return self._send(len(self.unsent), "length")
 
-    def _send(self, upto, reason):
-        k = upto - self.sent
-        piece, entries = self.drawn[self.sent: upto], None
+    def _send(self, k, reason):
+        """Send the first k unsent characters."""
+        piece, self.unsent, entries = self.unsent[:k], self.unsent[k:], None
+        self.searched, self.sent = max(self.searched - k, 0), self.sent + k
         if self.logprobs is not None:
             entries = self.engine.entries(self.ids[:k], self.logp[:k], self.logprobs)
             self.ids, self.logp = self.ids[k:], self.logp[k:]
-        self.sent = upto
         return self.decoder(piece, reason is not None), entries, reason
 
 

@@ -45,11 +45,14 @@ def held_out(text, run):
 WAYS = ("forward beam", "forward, whole window", "pair, forward candidates", "pair")
 
 
-def fill_figures(pair, text, sizes, count, context, k, seed):
+def fill_figures(pair, text, sizes, count, context, k, seed, mask=MASK):
     """Per gap size: each way's exact-match and per-character accuracy, and how often the
     truth was among the forward model's candidates and among both models'. One search with
     both models' candidates (charrnn fill's default) gives every way: the forward model's
-    candidates are its own beams (fill's search="forward")."""
+    candidates are its own beams (fill's search="forward"). mask: a placeholder that text
+    never holds (Python's sources are full of MASK's underscores)."""
+    if mask in text:
+        raise ValueError(f"the text holds the placeholder {mask!r}: choose another mask")
     rng = np.random.default_rng(seed)
     rows = []
     for n in sizes:
@@ -59,7 +62,7 @@ def fill_figures(pair, text, sizes, count, context, k, seed):
             at = int(rng.integers(context, len(text) - context - n))
             before, truth = text[at - context: at], text[at: at + n]
             after = text[at + n: at + n + context]
-            found = pair.fill(before + MASK * n + after, MASK, k=k)  # best first
+            found = pair.fill(before + mask * n + after, mask, k=k)  # best first
             beams = [t for t, _ in pair.forward.beams(n, before, k)]
             own = [f for f in found if f.fills[0] in beams]  # the forward model's candidates
             guesses = dict(zip(WAYS, (beams[0], max(own, key=lambda f: f.forward).fills[0],

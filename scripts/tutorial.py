@@ -7,7 +7,7 @@ machine, date and commit, to docs/tutorial/numbers.json.
 
     python scripts/tutorial.py [--runs DIR] [--fresh]
 
-About 10 minutes on two idle cores. Runs go to --runs (default /tmp/charrnn-tutorial/runs);
+About 12 minutes on two idle cores. Runs go to --runs (default /tmp/charrnn-tutorial/runs);
 a run that has finished is reused unless --fresh.
 """
 import argparse
@@ -46,6 +46,7 @@ COMMANDS = {
                "--max-steps 600 --eval-every 10 --patience 0 --clip 5",
     "gru-1x256": "--cell gru --layers 1 --hidden 256 --max-steps 1500",
     "gru-3x141": "--cell gru --layers 3 --hidden 141 --max-steps 1500",
+    "lstm-backward": "--cell lstm --layers 1 --hidden 128 --max-steps 2000 --reverse",
 }
 # The text every model reads when we look inside: a file none of them trained on.
 TEXT_COMMAND = ('python -c "import inspect, charrnn.sampling as m; '
@@ -391,6 +392,55 @@ def depth(work, numbers, trained):
     numbers["depth"] = rows
 
 
+GAP_MASK = "~"  # fill's placeholder here: Python's sources are full of its default, "_"
+
+
+def bidirectional(work, numbers):
+    """A backward LSTM beside runs/lstm: both score the held-out text about alike; filling in
+    erased characters with the future (the pair) and without (the forward model's beams); a
+    linear probe for the last letter of a word (scripts/bidirectional.py does the last two)."""
+    from bidirectional import fill_figures, labels, probe
+    from charrnn import Pair, Sampler
+
+    pair = Pair(*(Sampler.load(os.path.join(work, "runs", n, "best.ckpt"))
+                  for n in ("lstm", "lstm-backward")))
+    text = held_out_text()
+    rows, out = [], {"chars": len(text)}
+    for name, reads, logp in zip(("lstm", "lstm-backward"), ("start to end", "end to start"),
+                                 pair.log_probs(text)):
+        out[name] = {"best_val": best_val(work, name), "held_out_nats": -logp / len(text)}
+        rows.append([name, reads, f"{out[name]['best_val']:.3f}",
+                     f"{out[name]['held_out_nats']:.3f}"])
+    write_table("bidirectional", ["model", "reads", "best val loss (nats/char)",
+                                  "held_out.py (nats/char)"], rows)
+
+    t0 = time.process_time()
+    fills = fill_figures(pair, text, (1, 3), 100, 100, 16, 0, mask=GAP_MASK)
+    out["fill"] = fills
+    out["fill_cpu_seconds"] = round(time.process_time() - t0, 1)
+    ways = ("forward beam", "forward, whole window", "pair")
+    write_table("bidirectional_fill",
+                ["gap (characters)", "no future", "whole text, forward", "pair (fill)",
+                 "right fill among the forward model's guesses", "among both models'"],
+                [[f["gap"]]
+                 + [f"{100 * f[way]['exact']:.0f}%" for way in ways]
+                 + [f"{100 * f[f'truth among {who} candidates']:.0f}%"
+                    for who in ("forward's", "both's")] for f in fills])
+
+    x = pair.embed(text)  # (n, 2H): the forward model's state, then the backward one's
+    y = labels(text, "")["last letter of a word"]  # (n,) 0/1
+    H, half = pair.forward.model.config.hidden_size, len(text) // 2
+    out["probe"] = {name: probe(x[:half, cols], y[:half], x[half:, cols], y[half:])
+                    for name, cols in (("forward", slice(0, H)), ("both", slice(None)))}
+    write_table("bidirectional_probe", ["probe on held_out.py's second half", "precision",
+                                        "recall", "F1"],
+                [[f"last letter of a word, from {label}"]
+                 + [f"{out['probe'][name][k]:.3f}" for k in ("precision", "recall", "f1")]
+                 for name, label in (("forward", "the forward states"),
+                                     ("both", "both models' states"))])
+    numbers["bidirectional"] = out
+
+
 def models_table(work, trained, numbers):
     rows = []
     for name in COMMANDS:
@@ -429,6 +479,7 @@ def main():
     clipping(work, numbers, trained)
     gates(work, numbers, a, found)
     depth(work, numbers, trained)
+    bidirectional(work, numbers)
     models_table(work, trained, numbers)
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
                             capture_output=True, text=True).stdout.strip()
@@ -446,7 +497,7 @@ def main():
     a = numbers["about"]
     with open(os.path.join(TABLES, "about.md"), "w") as f:
         f.write(f"Figures made by `python scripts/tutorial.py` on {a['date']} at commit "
-                f"{a['commit']}, {a['machine']}: the nine trainings took "
+                f"{a['commit']}, {a['machine']}: the {len(COMMANDS)} trainings took "
                 f"{_minutes(a['train_cpu_seconds'])} of CPU time "
                 f"({_minutes(a['train_seconds'])} on the clock, on a machine shared with other "
                 f"work), the figures {_minutes(a['figures_cpu_seconds'])} more.\n")

@@ -53,6 +53,13 @@ PAIRS = (types.uint32, types.int32)
 PAIR_DTYPE = np.int32 if bf16.NATIVE and _AVX512 else np.uint32  # this CPU's choice
 
 
+def pairs_run(exact):
+    """Whether bfloat16 pair products run: on a CPU with VDPBF16PS, or elsewhere when `exact`
+    asks for its emulation, the same bits; else the caller runs float32 instead, which is
+    faster there and as good (BENCHMARKS.md, "bfloat16")."""
+    return PAIR_DTYPE == np.int32 or exact
+
+
 def packable(dtype, N, per_step=True):
     """Whether an operand with N columns takes the packed path: in float32, N a multiple of
     NR, on AVX-512 or AVX2 (for products over all T*B rows at once, per_step=False: AVX-512

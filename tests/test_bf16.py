@@ -1,6 +1,7 @@
 """bfloat16 (kernels.bf16, kernels.packed's pair products): rounding and VDPBF16PS's arithmetic,
 bit for bit against a NumPy reading of Intel's pseudo-code (tests/reference.py), emulated on
 every CPU and native where the CPU has avx512bf16."""
+import os
 import subprocess
 import sys
 
@@ -154,3 +155,26 @@ def test_native_code_is_one_vdpbf16ps_on_a_cpu_that_has_it():
     asm = subprocess.run([sys.executable, "-c", NATIVE_CODE], capture_output=True, text=True,
                          check=True).stdout
     assert asm.count("vdpbf16ps") == 1 and "vfmadd" not in asm
+
+
+PRODUCT_CODE = """
+from numba import types
+from charrnn.kernels import packed
+f32 = types.float32
+packed.pair_product.compile((types.Array(f32, 2, "C"), types.Array(types.int32, 3, "C"),
+                             types.Array(f32, 2, "C"), types.Array(f32, 1, "C")))
+print("\\n".join(packed.pair_product.inspect_asm().values()))
+"""
+SAPPHIRE_RAPIDS = {"NUMBA_CPU_NAME": "sapphirerapids", "NUMBA_CPU_FEATURES": ",".join(
+    "+" + f for f in ("avx512f", "avx512bf16", "avx512vl", "avx512bw", "avx512dq", "avx2",
+                      "fma", "avx", "sse4.2", "f16c", "bmi", "bmi2", "popcnt", "lzcnt"))}
+
+
+def test_native_pair_product_compiles_to_vdpbf16ps(tmp_path):
+    """The whole native product (int32 pairs: the tiles, the one-row panels side by side),
+    compiled by Numba for a Sapphire Rapids in a process of its own with its own cache: only
+    the instruction multiplies."""
+    env = {**os.environ, **SAPPHIRE_RAPIDS, "NUMBA_CACHE_DIR": str(tmp_path)}
+    asm = subprocess.run([sys.executable, "-c", PRODUCT_CODE], capture_output=True, text=True,
+                         check=True, env=env).stdout
+    assert asm.count("vdpbf16ps") > 10 and "vfmadd" not in asm

@@ -18,6 +18,7 @@ from charrnn.model import precision_note
 VOCAB = Vocab("\n" + "".join(map(chr, range(32, 96))))  # V = 65
 SHAPES = {"gru-2x256": ("gru", 2, 256), "gru-2x512": ("gru", 2, 512),
           "gru-3x384": ("gru", 3, 384), "lstm-2x512": ("lstm", 2, 512)}
+bench.CONFIGS.update(SHAPES)  # bench.torch_model reads its shapes there (gru-3x384 is new)
 
 
 class Config(bench.Speeds):
@@ -69,8 +70,12 @@ def main():
     groups = []
     for name in args.configs.split(","):
         group = [Config(name, "float32", args.steps), Config(name, "bf16", args.steps)]
-        if args.vs_torch:
-            group += [TorchConfig(name, False, args.steps), TorchConfig(name, True, args.steps)]
+        for autocast in (False, True) if args.vs_torch else ():
+            try:
+                group.append(TorchConfig(name, autocast, args.steps))
+            except RuntimeError as e:  # e.g. oneDNN has no bfloat16 LSTM without AVX-512
+                bench.log(f"{name} torch {'bf16' if autocast else 'float32'}: "
+                          f"{str(e).splitlines()[0]}")
         groups.append(group)
     for r in range(args.repeats):
         bench.log(f"round {r + 1}/{args.repeats}")

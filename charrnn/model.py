@@ -10,10 +10,10 @@ import numpy as np
 
 from . import optim, threadpool
 from .cells import kernel_id
+from .errors import UsageError
 from .front import Masks, ModelFront, allocate, pass_shapes, state_widths
 from .kernels import block, common, norm, packed, recurrence
 from .params import ParamLayout, init_params
-from .errors import UsageError
 from .stack import DECODER_BIAS, DECODER_WEIGHT, ENCODER, FF, OUT_NORM, layers, matrices
 
 
@@ -29,6 +29,17 @@ def precision_note(precision, exact=False):
                 "which this CPU lacks (slower than float32)")
     return (f"this CPU lacks AVX512-BF16's VDPBF16PS, so {precision} runs as float32 (the "
             "instruction's emulation is slower here, and as good)")
+
+
+def check_pairs(config, dtype):
+    """A UsageError, in one line, unless the cells' products of a model of `config` and `dtype`
+    can run in bfloat16 pairs: the packed kernel's (an AVX2 or AVX-512 CPU, float32, G*H a
+    multiple of its panel width)."""
+    GH = config.gates * config.hidden_size
+    if not packed.packable(dtype, GH):
+        raise UsageError(f"bf16 products need the packed kernel: an AVX2 or AVX-512 CPU, a "
+                         f"float32 model and G*H ({GH}) a multiple of {packed.NR}; use "
+                         "--precision float32")
 
 
 def one_hot_table(config, P, out, hat, rstd):
@@ -306,11 +317,8 @@ class CharRNN(ModelFront):
         bfloat16 pairs of weights and inputs are packed from the float32 weights once per
         call and summed in float32 (kernels.bf16). The decoder and the block's feed-forward
         stay float32."""
-        N = self.config.gates * self.config.hidden_size
-        if precision == "bf16" and not packed.packable(self.dtype, N):
-            raise UsageError(f"bf16 products need the packed kernel: an AVX2 or AVX-512 CPU, a "
-                             f"float32 model and G*H ({N}) a multiple of {packed.NR}; use "
-                             "--precision float32")
+        if precision == "bf16":
+            check_pairs(self.config, self.dtype)
         super().set_precision(precision, exact)
 
     # --- parameters -----------------------------------------------------------------------

@@ -23,7 +23,7 @@ from .kernels.sampling import beam_search, loop
 from .stack import DECODER_BIAS, DECODER_WEIGHT, ENCODER, FF, OUT_NORM, layers
 from .cells import kernel_id
 from .front import state_widths
-from .model import norm_buffers, one_hot_table
+from .model import check_pairs, norm_buffers, one_hot_table
 from .threadpool import threads
 
 def _is_int(x):
@@ -320,11 +320,8 @@ class Sampler(SamplerFront):
 
     def __init__(self, model, vocab, precision="float32", exact=False):
         super().__init__(model, vocab, precision, exact)
-        if precision == "bf16" and not self._packs():
-            GH = model.config.gates * model.config.hidden_size
-            raise UsageError(f"bfloat16 weights need the packed kernel: an AVX2 or AVX-512 CPU "
-                             f"and G*H ({GH}) a multiple of {packed.NR}; use --precision "
-                             "float32")
+        if precision == "bf16":
+            check_pairs(model.config, model.dtype)
         threads()  # pins BLAS to one thread: its threading only slows these small products
         offs = model.layout.offsets  # the compiled loop's: (L, 12) in stack.WEIGHTS' order
         self._layer_offs = np.array([[offs.get(w, -1) for w in layer.weights]  # -1: none

@@ -13,11 +13,13 @@ devices imports.)
     block         models with --block
     beam          beam search (samplers)
     rows          continuous batching: rows that join and leave between steps (charrnn.batching)
+    bf16          the cells' products in bfloat16 (--precision bf16; charrnn.kernels.bf16)
 """
+from .config import check_precision
 from .errors import UsageError
 
 NAMES = frozenset({"trace", "hidden_grads", "eval_grad", "precompile", "dynamic", "layer_norm",
-                   "block", "beam", "rows"})  # the optional abilities, as above
+                   "block", "beam", "rows", "bf16"})  # the optional abilities, as above
 
 
 class Engine:
@@ -36,6 +38,14 @@ def require(engine, ability, what):
     if not engine.can(ability):
         raise UsageError(f"{what} runs on the CPU only, not on {engine.device}; use "
                          "--device cpu")
+
+
+def require_precision(engine, precision, dtype):
+    """A UsageError, in one line, unless `engine` can multiply in `precision` (one of
+    config.PRECISIONS) for a model of `dtype`."""
+    check_precision(precision, dtype)
+    if precision != "float32":
+        require(engine, "bf16", "bfloat16 products (--precision bf16)")
 
 
 def check_model(engine, config):

@@ -11,7 +11,8 @@ from . import __version__
 from .cells import REGISTRY
 from .config import (API_KEY_ENV, CELLS, CLIP_MODES, DEFAULT_MAX_TIME, DOWNLOAD_TIMEOUT,
                      EMBED_LAYERS, FILL_BEAM, FILL_MASK, FILL_SEARCHES, MODEL_OPTIONS, MS_CHARS,
-                     NONLINEARITIES, OPTIMIZER_NAMES, SCHEDULES, TRAIN_OPTIONS, DynamicConfig,
+                     NONLINEARITIES, OPTIMIZER_NAMES, PRECISIONS, SCHEDULES, TRAIN_OPTIONS,
+                     DynamicConfig,
                      ModelConfig, ServeConfig, TrainConfig)
 from .devices import DEVICES
 from .direction import BACKWARD, FORWARD, reading
@@ -82,6 +83,27 @@ def device_option(verb):
 
 
 quiet_option = click.option("--quiet", "-q", is_flag=True, help="No progress bar or messages.")
+
+
+def say_precision(precision, exact=False):
+    """The one line that says what bf16 runs on this CPU (on stderr)."""
+    from .model import precision_note
+
+    if precision_note(precision, exact):
+        click.echo(precision_note(precision, exact), err=True)
+
+
+EXACT_HELP = {"Train": "float32", "Sample": "float32",
+              "Score": "its exact emulation, so that the figure is the instruction's"}
+
+
+def precision_option(verb):
+    """--precision, shared by the commands that run a model on the CPU."""
+    return click.option("--precision", type=click.Choice(PRECISIONS), default=PRECISIONS[0],
+                        show_default=True,
+                        help=f"{verb} with the cells' matrix products in float32, or in bf16: "
+                             "bfloat16 weights and inputs, float32 sums (AVX512-BF16's "
+                             f"VDPBF16PS; on a CPU without it, {EXACT_HELP[verb]}).")
 
 
 def json_option(what):
@@ -208,6 +230,7 @@ def _compiling(model, what):
 @click.option("--seed", type=int, default=_T.seed, show_default=True,
               help="Seed for initialisation and dropout.")
 @click.option("--threads", type=int, default=None, help="Threads to use [default: all cores].")
+@precision_option("Train")
 @device_option("Train")
 @quiet_option
 @click.option("--encoding", default=None,
@@ -304,10 +327,11 @@ def train(ctx, corpus, out, resume, overwrite, quiet, encoding, errors, as_bytes
                    "evaluation before generating, as `charrnn eval --dynamic` reads a file.")
 @dynamic_options
 @device_option("Sample")
+@precision_option("Sample")
 @click.pass_context
 def sample(ctx, target, length, prime, prime_file, temperature, top_k, top_p, seed, stream,
            unknown, stops, num_samples, beam, length_norm, raw, dynamic, ms_from, eta, decay,
-           seq_len, device):
+           seq_len, device, precision):
     """Generate text from TARGET: a checkpoint or run directory [default: the newest run]."""
     from .bytemodel import bytes_of, text_of
     from .devices import load_sampler
@@ -315,7 +339,8 @@ def sample(ctx, target, length, prime, prime_file, temperature, top_k, top_p, se
     from .evaluation import dynamic_ms
 
     _check_beam(ctx, beam, length_norm, num_samples)
-    sampler = load_sampler(target, device=device)
+    sampler = load_sampler(target, device=device, precision=precision)
+    say_precision(precision)
     if raw and not sampler.bytes:
         raise UsageError("--raw is for models of raw bytes (trained with --bytes); drop it")
     if prime_file:  # a byte model's prime is the file's bytes
@@ -482,16 +507,21 @@ def sweep_command(corpus, space_path, samples, max_time, max_steps, budget, out,
                    "private copy) adapting to each segment after scoring it; prints static "
                    "and dynamic figures side by side. The checkpoint is not changed.")
 @dynamic_options
+@precision_option("Score")
 @json_option("the figures")
 @click.pass_context
-def evaluate(ctx, target, file, dynamic, ms_from, eta, decay, seq_len, as_json):
+def evaluate(ctx, target, file, dynamic, ms_from, eta, decay, seq_len, precision, as_json):
     """Loss of the model in TARGET (checkpoint or run directory) on a text FILE."""
     from .evaluation import evaluate as score
 
     settings = _dynamic_settings(ctx, dynamic)
+    say_precision(precision, exact=True)  # its figure is the instruction's
     r = score(target, file, dynamic=dynamic, settings=settings, ms_from=ms_from,
-              log=lambda line: click.echo(line, err=True))
+              log=lambda line: click.echo(line, err=True), precision=precision)
     row = {"loss": r.loss, "bpc": r.bpc, "chars": r.chars, "unknown_chars": r.unknown_chars}
+    if r.float32_loss is not None:  # a float32 run's figures as they always were
+        row.update(precision=r.precision, float32_loss=r.float32_loss,
+                   float32_bpc=r.float32_bpc, bpc_cost=r.bpc - r.float32_bpc)
     if r.direction == BACKWARD:  # a forward model's figures as they always were
         row["direction"] = r.direction
     if dynamic:
@@ -508,6 +538,9 @@ def evaluate(ctx, target, file, dynamic, ms_from, eta, decay, seq_len, as_json):
         return
     tail = (f"over {r.chars} characters ({r.unknown_chars} outside the vocabulary, "
             f"skipped){reading(r.direction)}")
+    if r.float32_loss is not None:
+        tail = (f"with {r.precision} products ({r.bpc - r.float32_bpc:+.4f} bits/char against "
+                f"float32's {r.float32_bpc:.4f}) {tail}")
     if not dynamic:
         _echo(f"{file}: {r.loss:.4f} nats/char, {r.bpc:.4f} bits/char {tail}")
         return

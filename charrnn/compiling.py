@@ -95,7 +95,7 @@ class Compiling:
         from dataclasses import asdict
 
         spec = {"model": asdict(model.config), "dtype": np.dtype(model.dtype).name,
-                "parts": self.ahead, "then": self.then}
+                "precision": model.precision, "parts": self.ahead, "then": self.then}
         try:
             self.helper = subprocess.Popen(
                 [sys.executable, "-m", "charrnn.compiling", json.dumps(spec)],
@@ -196,7 +196,7 @@ def _helper(spec):
     from .threadpool import set_threads
 
     set_threads(1)  # the other core is the parent's
-    model = CharRNN(ModelConfig(**spec["model"]), spec["dtype"])
+    model = CharRNN(ModelConfig(**spec["model"]), spec["dtype"], precision=spec["precision"])
     warm(model, spec["parts"])
     print("ready", flush=True)
     if spec["then"]:

@@ -93,6 +93,21 @@ class ModelConfig:
         return _from_dict(cls, d)
 
 
+# How the cells' matrix products multiply (charrnn.kernels.bf16): in float32, or with bfloat16
+# weights and inputs (VDPBF16PS, or its exact emulation on CPUs without it) summed in float32.
+PRECISIONS = ("float32", "bf16")
+
+
+def check_precision(precision, dtype="float32"):
+    """A UsageError, in one line, unless `precision` is one of PRECISIONS that a model of
+    `dtype` can use (bf16 products are a float32 model's)."""
+    if precision not in PRECISIONS:
+        raise UsageError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
+    if precision == "bf16" and str(dtype) != "float32":
+        raise UsageError(f"bf16 products are for float32 models, not {dtype}; use --precision "
+                         "float32, or a float32 model")
+
+
 OPTIMIZER_NAMES = ("adam", "rmsprop", "sgd", "adagrad")
 SCHEDULES = ("constant", "step", "cosine", "wsd")
 CLIP_MODES = ("norm", "value")
@@ -125,6 +140,7 @@ class TrainConfig:
     seed: int = 0
     threads: Optional[int] = None  # None: all cores
     dtype: str = "float32"
+    precision: str = "float32"  # the cells' products (PRECISIONS): float32 or bf16
 
     def __post_init__(self):
         for name in ("lr", "lr_decay", "min_lr_frac", "decay_frac", "weight_decay", "clip",
@@ -152,6 +168,7 @@ class TrainConfig:
             raise UsageError(f"unknown clip mode {self.clip_mode!r}; choose norm or value")
         if self.dtype not in ("float32", "float64"):
             raise UsageError(f"dtype must be float32 or float64, got {self.dtype!r}")
+        check_precision(self.precision, self.dtype)
         if not self.lr > 0:
             raise UsageError(f"learning rate must be > 0, got {self.lr!r}")
         if not 0 <= self.val_frac <= 0.5:
@@ -249,7 +266,7 @@ MODEL_OPTIONS = {"cell": "cell", "layers": "num_layers", "hidden": "hidden_size"
 TRAIN_OPTIONS = {**{k: k for k in ("seq_len", "batch_size", "optimizer", "lr", "lr_schedule",
                                    "clip", "clip_mode", "val_frac", "max_steps", "max_time",
                                    "eval_every", "patience", "seed", "threads", "decay_frac",
-                                   "min_lr_frac", "weight_decay")},
+                                   "min_lr_frac", "weight_decay", "precision")},
                  "warmup": "warmup_steps"}
 
 DEFAULT_MAX_TIME = 600.0  # seconds: `charrnn train`'s budget when no --max-steps or --max-time

@@ -58,12 +58,13 @@ def to_device(model, device):
     return model
 
 
-def load_sampler(target=None, device="cpu", runs_dir="runs"):
+def load_sampler(target=None, device="cpu", runs_dir="runs", precision="float32"):
     """A Sampler (CPU) or charrnn.cuda.sampling.CudaSampler (device "cuda", or "auto" with a
-    GPU) for a checkpoint file or run directory (None: the newest run under runs_dir)."""
+    GPU) for a checkpoint file or run directory (None: the newest run under runs_dir),
+    multiplying in `precision` (config.PRECISIONS)."""
     device = check_device(device)
     if device == "cuda":
         from .cuda.sampling import CudaSampler as engine
     else:
         from .sampling import Sampler as engine
-    return engine.load(target, runs_dir)
+    return engine.load(target, runs_dir, precision)

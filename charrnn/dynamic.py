@@ -91,7 +91,8 @@ class Adapting:
 
         require(model, "dynamic", "dynamic evaluation")
         self.settings, self.ms = settings, check_ms(model, ms)
-        self.model = CharRNN(model.config, model.dtype)
+        self.model = CharRNN(model.config, model.dtype, precision=model.precision,
+                             exact=model.exact)
         self.model.flat[:] = model.flat
         self.theta0 = model.flat.copy()
 

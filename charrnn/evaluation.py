@@ -39,7 +39,8 @@ class EvalResult:
     DynamicConfig; loss is then read as dynamic evaluation reads (one stream of
     settings.seq_len-character segments), else as EVAL_BATCH streams of EVAL_SEQ_LEN.
     direction: the way the model read the text (charrnn.direction): a backward model's from
-    its end."""
+    its end. precision: how the cells' products multiplied (config.PRECISIONS); other than
+    float32, float32_loss is the same text's static loss in float32, to compare."""
 
     loss: Optional[float]
     chars: int
@@ -49,11 +50,18 @@ class EvalResult:
     dynamic_seconds: Optional[float] = None
     settings: Optional[DynamicConfig] = None
     direction: str = FORWARD
+    precision: str = "float32"
+    float32_loss: Optional[float] = None
 
     @property
     def bpc(self):
         """Bits per character (None with loss)."""
         return _bits(self.loss)
+
+    @property
+    def float32_bpc(self):
+        """Bits per character with float32 products (None unless precision is other)."""
+        return _bits(self.float32_loss)
 
     @property
     def chars_per_sec(self):
@@ -80,7 +88,7 @@ def _rate(chars, seconds):
 
 
 def evaluate(target, path=None, *, text=None, dynamic=False, settings=DynamicConfig(),
-             ms_from=None, log=None):
+             ms_from=None, log=None, precision="float32"):
     """The loss of the model in target (a checkpoint file or run directory) on the file at
     path, read as the model reads (a byte model: its bytes), or on text (a str; a byte model
     reads its UTF-8, or bytes); characters outside the vocabulary are skipped. An EvalResult,
@@ -88,10 +96,14 @@ def evaluate(target, path=None, *, text=None, dynamic=False, settings=DynamicCon
 
     dynamic: also score it by dynamic evaluation (charrnn.dynamic) with settings, the
     checkpoint left unchanged; its MS are the checkpoint's, or collected from the file ms_from
-    (e.g. the training corpus). A backward model reads the text, and ms_from, from the end."""
+    (e.g. the training corpus). A backward model reads the text, and ms_from, from the end.
+    precision: the cells' products' (config.PRECISIONS), exact (where the CPU lacks
+    AVX512-BF16, its emulation: the figure is the instruction's); other than float32, the
+    static loss is measured in float32 too (EvalResult.float32_loss), to say what it costs."""
     if (path is None) == (text is None):
         raise UsageError("give evaluate the path of a file or a text to score, one of the two")
     model, vocab, meta, extra = load_model(resolve(target))
+    model.set_precision(precision, exact=True)
     as_bytes, reads = is_byte_model(meta), direction_of(meta)
     if dynamic:
         ms = dynamic_ms(model, vocab, extra.get(MS_ARRAY), ms_from, as_bytes, settings.seq_len,
@@ -105,15 +117,22 @@ def evaluate(target, path=None, *, text=None, dynamic=False, settings=DynamicCon
             model.eval_grad(zeros, zeros)
     unknown = sum(vocab.unknown_chars(text).values())
     ids = oriented(vocab.encode(text, unknown="skip"), reads)
+    float32_loss = None
+    if precision != "float32":  # the figure to compare with, first
+        model.set_precision("float32")
+        float32_loss = (static_loss(model, ids, settings.seq_len) if dynamic
+                        else evaluate_text(model, ids, EVAL_BATCH, EVAL_SEQ_LEN))
+        model.set_precision(precision, exact=True)
     t0 = time.perf_counter()
     if not dynamic:
         loss = evaluate_text(model, ids, EVAL_BATCH, EVAL_SEQ_LEN)
-        return EvalResult(loss, len(text), unknown, time.perf_counter() - t0, direction=reads)
+        return EvalResult(loss, len(text), unknown, time.perf_counter() - t0, direction=reads,
+                          precision=precision, float32_loss=float32_loss)
     loss = static_loss(model, ids, settings.seq_len)
     t1 = time.perf_counter()
     dyn = dynamic_loss(model, ids, ms, settings)
     return EvalResult(loss, len(text), unknown, t1 - t0, dyn, time.perf_counter() - t1,
-                      settings, reads)
+                      settings, reads, precision, float32_loss)
 
 
 def dynamic_ms(model, vocab, stored=None, ms_from=None, as_bytes=False,

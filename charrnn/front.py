@@ -10,7 +10,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from .abilities import Engine
+from .abilities import Engine, require_precision
 
 
 def pass_shapes(config, B, T):
@@ -59,6 +59,17 @@ class ModelFront(Engine):
     Each engine declares `device` ("cpu" or "cuda") and ABILITIES, the optional calls it
     has (e.g. "trace", "precompile"; charrnn.abilities): callers ask can(), or
     abilities.require for the one-line error, and never test a type or probe an attribute."""
+
+    precision, exact = "float32", False  # how the cells' matrices multiply (set_precision)
+
+    def set_precision(self, precision, exact=False):
+        """Multiply the cells' matrices (W_ih, W_hh) in `precision` from the next call: float32,
+        or bf16 (config.PRECISIONS; engines with the "bf16" ability): bfloat16 weights and
+        inputs, float32 sums, where the CPU has AVX512-BF16; elsewhere float32, or with exact
+        the instruction's emulation (the same bits, slower: model.precision_note says which).
+        The parameters, gradients and optimizer stay as they are."""
+        require_precision(self, precision, np.dtype(self.dtype).name)
+        self.precision, self.exact = precision, exact
 
     # --- parameters -----------------------------------------------------------------------
     def load_named_parameters(self, named):

@@ -21,8 +21,8 @@ class MetricsLog:
         append_line(self.path, json.dumps(row))
 
     def event(self, kind, step, elapsed, **fields):
-        """An event ("resume", "shape", "dropout", "warning", "decay" or "early_stop") at
-        `step`, `elapsed` seconds into the run."""
+        """An event ("resume", "shape", "dropout", "warning", "decay", "early_stop" or
+        "precision") at `step`, `elapsed` seconds into the run."""
         self.row({"event": kind, "step": step, "elapsed_s": elapsed, **fields})
 
 

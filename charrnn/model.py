@@ -10,10 +10,36 @@ import numpy as np
 
 from . import optim, threadpool
 from .cells import kernel_id
+from .errors import UsageError
 from .front import Masks, ModelFront, allocate, pass_shapes, state_widths
 from .kernels import block, common, norm, packed, recurrence
 from .params import ParamLayout, init_params
 from .stack import DECODER_BIAS, DECODER_WEIGHT, ENCODER, FF, OUT_NORM, layers, matrices
+
+
+def precision_note(precision, exact=False):
+    """The line that says how the products of `precision` (config.PRECISIONS) run on this
+    CPU, exact or not (packed.pairs_run); None for float32."""
+    if precision == "float32":
+        return None
+    if packed.PAIR_DTYPE == np.int32:
+        return f"{precision} products run AVX512-BF16's VDPBF16PS"
+    if exact:
+        return (f"{precision} products run an exact emulation of AVX512-BF16's VDPBF16PS, "
+                "which this CPU lacks (slower than float32)")
+    return (f"this CPU lacks AVX512-BF16's VDPBF16PS, so {precision} runs as float32 (the "
+            "instruction's emulation is slower here, and as good)")
+
+
+def check_pairs(config, dtype):
+    """A UsageError, in one line, unless the cells' products of a model of `config` and `dtype`
+    can run in bfloat16 pairs: the packed kernel's (an AVX2 or AVX-512 CPU, float32, G*H a
+    multiple of its panel width)."""
+    GH = config.gates * config.hidden_size
+    if not packed.packable(dtype, GH):
+        raise UsageError(f"bf16 products need the packed kernel: an AVX2 or AVX-512 CPU, a "
+                         f"float32 model and G*H ({GH}) a multiple of {packed.NR}; use "
+                         "--precision float32")
 
 
 def one_hot_table(config, P, out, hat, rstd):
@@ -262,9 +288,9 @@ class CharRNN(ModelFront):
 
     device = "cpu"  # charrnn.cuda.model.CudaCharRNN is the same model on the GPU
     ABILITIES = frozenset({"trace", "hidden_grads", "eval_grad", "precompile", "dynamic",
-                           "layer_norm", "block"})
+                           "layer_norm", "block", "bf16"})
 
-    def __init__(self, config, dtype=np.float32, seed=0):
+    def __init__(self, config, dtype=np.float32, seed=0, precision="float32", exact=False):
         self.config = config
         self.dtype = np.dtype(dtype)
         if self.dtype not in (np.float32, np.float64):
@@ -281,9 +307,19 @@ class CharRNN(ModelFront):
         self._passes = {}  # (shard B, T) -> [_Pass]: training and evaluation shapes both stay
         self._shards = []  # [(_Pass, rows)] of the last call, read by trace and hidden_grads
         self._trained = []  # and of the last training call
-        self._packs = {}  # (weight name, trans) -> its packed copy (kernels.packed)
+        self._packs = {}  # (weight name, trans, pairs) -> its packed copy (kernels.packed)
         self._extra_grads = []
         self._hh = {}  # weight drop's buffers (_drop_connect)
+        self.set_precision(precision, exact)
+
+    def set_precision(self, precision, exact=False):
+        """ModelFront.set_precision; bf16 needs the packed kernel (kernels.packed): the
+        bfloat16 pairs of weights and inputs are packed from the float32 weights once per
+        call and summed in float32 (kernels.bf16). The decoder and the block's feed-forward
+        stay float32."""
+        if precision == "bf16":
+            check_pairs(self.config, self.dtype)
+        super().set_precision(precision, exact)
 
     # --- parameters -----------------------------------------------------------------------
     def named_parameters(self):
@@ -454,17 +490,30 @@ class CharRNN(ModelFront):
 
     def _packable(self, name, trans, recurrent):
         """Whether Bmat = W.T (trans) or W for weight `name` is packed: float32 and its columns
-        allow (a recurrent W_hh's products run per step, the rest over all T*B rows)."""
+        allow (a recurrent W_hh's products run per step, the rest over all T*B rows; in bf16
+        a cell's matrices all, in pairs)."""
         w = self.params[name]
         return packed.packable(self.dtype, w.shape[0] if trans else w.shape[1],
-                               per_step=recurrent)
+                               per_step=recurrent or name in self._pair_names())
+
+    def _pair_names(self):
+        """The weights whose products run in bfloat16 pairs: the cells' in bf16 where pairs
+        run (packed.pairs_run), else none."""
+        if self.precision == "float32" or not packed.pairs_run(self.exact):
+            return ()
+        return [w for layer in layers(self.config) for w in (layer.w_ih, layer.w_hh)
+                if w and not (w == layer.w_ih and layer.one_hot)]
 
     def _pack(self, name, trans, w):
-        """Bmat = w.T (trans) or w, the matrix of weight `name`, packed into panels."""
-        if (name, trans) not in self._packs:
-            self._packs[name, trans] = np.empty(packed.packed_shape(w, trans), self.dtype)
-        packed.pack(w, trans, self._packs[name, trans])
-        return self._packs[name, trans]
+        """Bmat = w.T (trans) or w, the matrix of weight `name`, packed into panels (of
+        bfloat16 pairs, packed.pack_pairs, for _pair_names)."""
+        pairs = name in self._pair_names()
+        key = (name, trans, pairs)
+        if key not in self._packs:
+            self._packs[key] = (np.empty(packed.pairs_shape(w, trans), packed.PAIR_DTYPE)
+                                if pairs else np.empty(packed.packed_shape(w, trans), self.dtype))
+        (packed.pack_pairs if pairs else packed.pack)(w, trans, self._packs[key])
+        return self._packs[key]
 
     def _shard_grads(self, n):
         """Flat gradient buffers for shards 1..n-1 (shard 0 writes into self.grad)."""

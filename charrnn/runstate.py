@@ -156,9 +156,11 @@ class RunState:
 
     def begin(self, model):
         """`model` at step 0: a stream from the start of the training text (it raises on
-        unusable settings), and the optimizer and carried state on the model's device."""
+        unusable settings), the products' precision, and the optimizer and carried state on
+        the model's device."""
         cfg = self.cfg
         self.stream = BatchStream(self.train_ids, cfg.batch_size, cfg.seq_len)
+        model.set_precision(cfg.precision)
         self.model, self.step = model, 0
         self.opt = model.make_optimizer(cfg.optimizer, weight_decay=cfg.weight_decay)
         self.carried = model.initial_state(cfg.batch_size)

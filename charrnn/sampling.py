@@ -10,7 +10,7 @@ import math
 
 import numpy as np
 
-from .abilities import Engine, check_model, require
+from .abilities import Engine, check_model, require, require_precision
 from .bytemodel import is_byte_model, model_chars, raw_of, utf8
 from .checkpoint import load_model, resolve
 from .config import DynamicConfig
@@ -23,7 +23,7 @@ from .kernels.sampling import beam_search, loop
 from .stack import DECODER_BIAS, DECODER_WEIGHT, ENCODER, FF, OUT_NORM, layers
 from .cells import kernel_id
 from .front import state_widths
-from .model import norm_buffers, one_hot_table
+from .model import check_pairs, norm_buffers, one_hot_table
 from .threadpool import threads
 
 def _is_int(x):
@@ -75,9 +75,11 @@ class SamplerFront(Engine):
     sample at their start; log_prob's per_char[t] is log p(text[t] | text[t + 1:]).
     """
 
-    def __init__(self, model, vocab):
+    def __init__(self, model, vocab, precision="float32", exact=False):
         cfg = model.config
         check_model(self, cfg)
+        require_precision(self, precision, np.dtype(model.dtype).name)
+        self.precision, self.exact = precision, exact  # as ModelFront.set_precision's
         if len(vocab) != cfg.vocab_size:
             raise UsageError(f"the vocabulary has {len(vocab)} characters but the model expects "
                              f"{cfg.vocab_size}; pass the vocabulary the model was trained with")
@@ -89,11 +91,12 @@ class SamplerFront(Engine):
         self.ms = None  # dynamic evaluation's mean squared gradients (charrnn.dynamic)
 
     @classmethod
-    def load(cls, target=None, runs_dir="runs"):
-        """From a checkpoint file or run directory (None: the newest run under runs_dir).
-        charrnn.load_sampler picks the engine by device."""
+    def load(cls, target=None, runs_dir="runs", precision="float32", exact=False):
+        """From a checkpoint file or run directory (None: the newest run under runs_dir),
+        multiplying in `precision` (exact: as ModelFront.set_precision's). charrnn.load_sampler
+        picks the engine by device."""
         model, vocab, meta, extra = load_model(resolve(target, runs_dir))
-        sampler = cls(model, vocab)
+        sampler = cls(model, vocab, precision, exact)
         sampler.ms = extra.get(MS_ARRAY)  # dynamic evaluation's, if training stored them
         sampler.bytes = is_byte_model(meta)
         sampler.direction = direction_of(meta)
@@ -225,7 +228,7 @@ class SamplerFront(Engine):
         text = model_chars(text, self.bytes)
         ids = self.vocab.encode(self._read(text), unknown=unknown).astype(np.int64)  # (T,)
         adapting.read(self._started(ids))
-        sampler = type(self)(adapting.model, self.vocab)
+        sampler = type(self)(adapting.model, self.vocab, self.precision, self.exact)
         sampler.bytes, sampler.ms, sampler.direction = self.bytes, self.ms, self.direction
         return sampler
 
@@ -313,10 +316,12 @@ class Sampler(SamplerFront):
     either engine: charrnn.load_sampler)."""
 
     device = "cpu"
-    ABILITIES = frozenset({"beam", "dynamic", "layer_norm", "block", "rows"})
+    ABILITIES = frozenset({"beam", "dynamic", "layer_norm", "block", "rows", "bf16"})
 
-    def __init__(self, model, vocab):
-        super().__init__(model, vocab)
+    def __init__(self, model, vocab, precision="float32", exact=False):
+        super().__init__(model, vocab, precision, exact)
+        if precision == "bf16":
+            check_pairs(model.config, model.dtype)
         threads()  # pins BLAS to one thread: its threading only slows these small products
         offs = model.layout.offsets  # the compiled loop's: (L, 12) in stack.WEIGHTS' order
         self._layer_offs = np.array([[offs.get(w, -1) for w in layer.weights]  # -1: none
@@ -334,21 +339,26 @@ class Sampler(SamplerFront):
 
     def _weights(self):
         """The sampling loop's leading arguments: flat parameters, their offsets, and the
-        packed matrices with their offsets (L, 2) (none where not packable)."""
+        packed matrices with their offsets (L, 2) (none where not packable): float32 panels,
+        or in bf16 panels of bfloat16 pairs (packed.pack_pairs), half the bytes."""
         cfg = self.model.config
         L = cfg.num_layers
         pflat, poffs = np.zeros((0, 0), self.model.dtype), np.zeros((L, 2), np.int64)
         if self._packs():
+            pairs = self.precision == "bf16" and packed.pairs_run(self.exact)
+            shape = packed.pairs_shape if pairs else packed.packed_shape
             stack = layers(cfg)
             mats = ([(layer.index, 0, layer.w_hh) for layer in stack if layer.w_hh]
                     + [(layer.index, 1, layer.w_ih) for layer in stack
                        if not layer.one_hot])  # (layer, column, name)
-            ends = np.cumsum([0] + [self.model.params[name].size for _, _, name in mats])
-            pflat = np.empty(ends[-1], np.float32)
+            ends = np.cumsum([0] + [np.prod(shape(self.model.params[name], True))
+                                    for _, _, name in mats])
+            pflat = np.empty(ends[-1], packed.PAIR_DTYPE if pairs else np.float32)
             for (k, j, name), lo, hi in zip(mats, ends, ends[1:]):
                 poffs[k, j] = lo
                 w = self.model.params[name]  # (GH, H), or layer 0's (GH, E)
-                packed.pack(w, True, pflat[lo:hi].reshape(packed.packed_shape(w, True)))
+                (packed.pack_pairs if pairs else packed.pack)(
+                    w, True, pflat[lo:hi].reshape(shape(w, True)))
         return self.model.flat, self._layer_offs, self._head_offs, pflat, poffs
 
     def _packs(self):

@@ -22,6 +22,7 @@ from .errors import CannotWrite, CharRNNError, UsageError
 from .evaluation import evaluate_text
 from .lock import RunLock
 from .metrics import MetricsLog, Window
+from .model import precision_note
 from .policies import probed_speed
 from .runstate import RunState
 from .schedule import learning_rate
@@ -151,6 +152,10 @@ class Trainer:
                              then=["sample", "dynamic"])
         if run.step:
             metrics.event("resume", run.step, run.elapsed)
+        if precision_note(run.cfg.precision):
+            log(precision_note(run.cfg.precision))
+            metrics.event("precision", run.step, run.elapsed, precision=run.cfg.precision,
+                          note=precision_note(run.cfg.precision))
         with compiled, contextlib.ExitStack() as bars:
             if run.model.can("precompile"):  # before `stop`: Ctrl-C here loses no step
                 compiled.prepare(run.model, ["forward", f"update:{run.cfg.optimizer}:"

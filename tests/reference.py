@@ -131,3 +131,40 @@ def loss(config, params, inputs, targets, h0, c0, masks=None, weights=None, nudg
         if record is not None:
             record.append([hk.copy() for hk in h])
     return total, np.stack(h), np.stack(c)
+
+
+# --- bfloat16, from Intel's pseudo-code (VCVTNEPS2BF16, VDPBF16PS) -------------------------------
+def bf16_round(x):
+    """x (float32) rounded to bfloat16, as float32: to nearest even; zero and denormals to a
+    zero of their sign; NaN made quiet."""
+    b = np.asarray(x, np.float32).view(np.uint32).astype(np.uint64)
+    out = (b + 0x7FFF + ((b >> 16) & 1)) & 0xFFFF0000
+    tiny = (b & 0x7F800000) == 0
+    out[tiny] = b[tiny] & 0x80000000
+    nan = (b & 0x7FFFFFFF) > 0x7F800000
+    out[nan] = (b[nan] | 0x00400000) & 0xFFFF0000
+    return out.astype(np.uint32).view(np.float32)
+
+
+def flush(x):
+    """Denormal float32 values to a zero of their sign."""
+    x = np.asarray(x, np.float32)
+    return np.where(np.abs(x) < np.float32(2.0 ** -126), np.copysign(np.float32(0), x), x)
+
+
+def dpbf16_product(a, bmat, c):
+    """c (M, N) + a (M, K) @ bmat (K, N) as VDPBF16PS computes it: both rounded to bfloat16,
+    K padded with a zero to even, then per pair i, acc += a[2i+1] b[2i+1]; acc += a[2i] b[2i],
+    each one rounding of the exact sum (float64 holds it) to float32 with denormals flushed
+    (the accumulator's start too)."""
+    M, K = a.shape
+    ar, br = bf16_round(a).astype(np.float64), bf16_round(bmat).astype(np.float64)
+    if K % 2:
+        ar = np.concatenate([ar, np.zeros((M, 1))], 1)
+        br = np.concatenate([br, np.zeros((1, br.shape[1]))], 0)
+    acc = flush(c)
+    with np.errstate(all="ignore"):
+        for i in range(ar.shape[1] // 2):
+            for k in (2 * i + 1, 2 * i):
+                acc = flush((ar[:, k:k + 1] * br[k] + acc).astype(np.float32))
+    return acc

@@ -219,8 +219,8 @@ class CudaSampler(SamplerFront):
     device = "cuda"
     ABILITIES = frozenset()  # beam search, dynamic evaluation and layer norm: CPU only
 
-    def __init__(self, model, vocab):
-        super().__init__(model, vocab)
+    def __init__(self, model, vocab, precision="float32", exact=False):
+        super().__init__(model, vocab, precision, exact)
         flat = model.flat if is_device_array(model.flat) else cuda.to_device(model.flat)
         self._flat = flat
         self._device_weights = weight_views(flat, model)

@@ -20,6 +20,9 @@ bits whatever rows are beside it: the rows of a served batch each sample what th
 
 Uses: forward h_prev @ W_hh.T (Bmat = W_hh.T), backward dgates @ W_hh (Bmat = W_hh), the same for
 W_ih above layer 0, and weight gradients dgates.T @ x (Bmat = x, the layer's input).
+
+bfloat16 (pair_product): the same tiles over panels of bfloat16 pairs along k (pack_pairs, half
+the bytes) and rows rounded to pairs, each k step one VDPBF16PS (kernels.bf16); sums in float32.
 """
 import numpy as np
 from llvmlite import binding, ir
@@ -27,7 +30,7 @@ from numba import types
 from numba.core import cgutils, config
 from numba.extending import intrinsic, overload
 
-from . import assign, borrow, kernel
+from . import assign, bf16, borrow, kernel
 from .blas import gemm
 
 # The register geometry of the host's widest vectors. With narrower vectors than it was built
@@ -43,6 +46,18 @@ ENABLED = ((_AVX512 or (_FEATURES.get("avx2", False) and _FEATURES.get("fma", Fa
 # Per-step products gain most (BLAS would repack the matrix at every step); big products (all
 # T*B rows) only where the tile is wide enough to beat OpenBLAS: AVX-512 (BENCHMARKS.md).
 BIG_PRODUCTS = _AVX512
+# bfloat16 panels and rows hold pairs along k (kernels.bf16), and their integer type picks the
+# arithmetic: uint32 VDPBF16PS's exact emulation in float32 FMAs (any CPU), int32 the
+# instruction itself (CPUs with avx512bf16 only). The bits are the same.
+PAIRS = (types.uint32, types.int32)
+PAIR_DTYPE = np.int32 if bf16.NATIVE and _AVX512 else np.uint32  # this CPU's choice
+
+
+def pairs_run(exact):
+    """Whether bfloat16 pair products run: on a CPU with VDPBF16PS, or elsewhere when `exact`
+    asks for its emulation, the same bits; else the caller runs float32 instead, which is
+    faster there and as good (BENCHMARKS.md, "bfloat16")."""
+    return PAIR_DTYPE == np.int32 or exact
 
 
 def packable(dtype, N, per_step=True):
@@ -75,6 +90,31 @@ def pack(w, trans, bp):
                 assign(panel[k], w[k, nb * NR: (nb + 1) * NR])
 
 
+def pairs_shape(w, trans):
+    """The bp shape pack_pairs(w, trans, bp) fills: (N / NR, ceil(K / 2), NR)."""
+    groups, K, _ = packed_shape(w, trans)
+    return groups, (K + 1) // 2, NR
+
+
+@kernel
+def pack_pairs(w, trans, bp):
+    """bp (N / NR, ceil(K / 2), NR) uint32 or int32 = the panels of Bmat = w.T if trans else w
+    (as pack), rounded to bfloat16 in pairs along k (kernels.bf16)."""
+    w, bp = borrow((w, bp))
+    K = w.shape[1] if trans else w.shape[0]
+    for nb in range(bp.shape[0]):
+        panel = bp[nb]
+        for i in range(panel.shape[0]):
+            k = 2 * i
+            for j in range(NR):
+                n = nb * NR + j
+                low = bf16.round_bits(w[n, k] if trans else w[k, n]) >> np.uint32(16)
+                high = np.uint32(0)
+                if k + 1 < K:
+                    high = bf16.round_bits(w[n, k + 1] if trans else w[k + 1, n])
+                panel[i, j] = low | high
+
+
 def _make_tile(m, panels=1):
     """tile(c, a, bp, i, nb, k0, k1, bias): c[i:i+m, nb*NR:(nb+panels)*NR] += a[i:i+m, k0:k1] @
     bp[nb:nb+panels, k0:k1], or, if bias (N,) is not empty, = bias[nb*NR:(nb+panels)*NR] + the
@@ -88,12 +128,17 @@ def _make_tile(m, panels=1):
     @intrinsic
     def tile(typingctx, c, a, bp, i, nb, k0, k1, bias):
         arrays = (c, a, bp, bias)
-        if not (all(isinstance(x, types.Array) and x.dtype == types.float32 for x in arrays)
-                and tuple(x.ndim for x in arrays) == (2, 2, 3, 1)):
+        if not (all(isinstance(x, types.Array) for x in arrays)
+                and tuple(x.ndim for x in arrays) == (2, 2, 3, 1)
+                and c.dtype == bias.dtype == types.float32 and a.dtype == bp.dtype
+                and a.dtype in (types.float32, *PAIRS)):
             return None
+        pairs = a.dtype in PAIRS  # bfloat16 pairs: their dot products (bf16.PairFMAs)
+        pair_fmas = bf16.PairFMAs(a.dtype == PAIRS[1], LANES)
 
         def codegen(context, builder, sig, args):
             vec = ir.VectorType(ir.FloatType(), LANES)
+            lane = ir.VectorType(ir.IntType(32), LANES) if pairs else vec  # a panel vector
             cc, aa, pp, bb = (context.make_array(t)(context, builder, v)
                               for t, v in zip(sig.args[:3] + sig.args[7:], args[:3] + args[7:]))
             i0, nb0, kb, ke = (context.cast(builder, v, t, types.intp)
@@ -105,8 +150,8 @@ def _make_tile(m, panels=1):
             def stride(arr, axis):  # in elements
                 return builder.sdiv(builder.extract_value(arr.strides, axis), const(4))
 
-            def vptr(base, offset):
-                return builder.bitcast(builder.gep(base, [offset]), vec.as_pointer())
+            def vptr(base, offset, kind=vec):
+                return builder.bitcast(builder.gep(base, [offset]), kind.as_pointer())
 
             # strides the array types fix are constants, so the k loop's addressing is simple
             ldc, ldp = stride(cc, 0), const(NR) if sig.args[2].layout == "C" else stride(pp, 1)
@@ -139,15 +184,26 @@ def _make_tile(m, panels=1):
                 with from_c:
                     for acc, p in zip(accs, c_ptrs):
                         builder.store(builder.load(p, align=4), acc)
+            if pairs:
+                for acc in accs:
+                    builder.store(pair_fmas.start(builder, builder.load(acc)), acc)
 
             with cgutils.for_range(builder, K) as loop:  # acc[r, :] += a[r, k] * panels[k, :]
                 k = loop.index
                 prow, acol = builder.mul(k, ldp), builder.mul(k, a_col)
-                bs = [builder.load(vptr(p0, builder.add(prow, const(v * LANES))), align=4)
+                bs = [builder.load(vptr(p0, builder.add(prow, const(v * LANES)), lane), align=4)
                       for p0 in p0s for v in range(VECS)]
+                if pairs:
+                    bs = [pair_fmas.panel(builder, b) for b in bs]
                 for r in range(m):
                     x = builder.load(builder.gep(a0, [builder.add(builder.mul(const(r), a_row),
                                                                   acol)]))
+                    if pairs:
+                        xs = pair_fmas.row(builder, x)
+                        for j, b in enumerate(bs):
+                            acc = accs[r * len(bs) + j]
+                            builder.store(pair_fmas(builder, xs, b, builder.load(acc)), acc)
+                        continue
                     xs = builder.shuffle_vector(builder.insert_element(undef, x, const(0)),
                                                 undef, splat)
                     for j, b in enumerate(bs):
@@ -214,13 +270,26 @@ def product(a, bp, c, bias):
             _rows(c, a, bp, nb, k0, k1, bias if k0 == 0 else bias[:0])
 
 
+@kernel
+def pair_product(a, bp, c, bias):
+    """product() in bfloat16: c (M, N) += a (M, K) @ Bmat, or with bias (N,) not empty c = bias
+    + a @ Bmat; bp (N / NR, ceil(K / 2), NR) its panels in pairs (pack_pairs), a rounded to
+    pairs here; float32 sums, VDPBF16PS's (kernels.bf16)."""
+    ap = np.empty((a.shape[0], bp.shape[1]), bp.dtype)  # (M, ceil(K / 2))
+    bf16.pairs(a, ap)
+    product(ap, bp, c, bias)
+
+
 def accumulate_product(a, w, trans, c):
     """c (M, N) += a (M, K) @ op(w): w 2-D is a weight matrix, op(w) = w.T if trans (BLAS);
-    w 3-D is Bmat already packed by pack() (trans is then ignored)."""
+    w 3-D is Bmat already packed by pack(), or by pack_pairs() for bfloat16 (trans is then
+    ignored)."""
 
 
 @overload(accumulate_product)
 def _accumulate_product(a, w, trans, c):
+    if w.ndim == 3 and w.dtype in PAIRS:
+        return lambda a, w, trans, c: pair_product(a, w, c, np.empty(0, np.float32))
     if w.ndim == 3:
         return lambda a, w, trans, c: product(a, w, c, w[0, 0, :0])
 
@@ -234,11 +303,14 @@ def _accumulate_product(a, w, trans, c):
 
 def linear_product(a, w, b, c):
     """c (M, N) = a (M, K) @ W.T + b (N,): w the (N, K) weight W (BLAS, after filling c's rows
-    with b) or W.T packed by pack() (the bias starts the tiles' sums: no pass over c)."""
+    with b) or W.T packed by pack() or pack_pairs() (the bias starts the tiles' sums: no pass
+    over c)."""
 
 
 @overload(linear_product)
 def _linear_product(a, w, b, c):
+    if w.ndim == 3 and w.dtype in PAIRS:
+        return lambda a, w, b, c: pair_product(a, w, c, b)
     if w.ndim == 3:
         return lambda a, w, b, c: product(a, w, c, b)
 

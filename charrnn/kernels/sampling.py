@@ -34,11 +34,15 @@ def view(flat, offset, rows, cols):
 
 def operand(flat, off, pflat, poff, N, K):
     """The (N, K) weight matrix at flat[off:], as the products take it: its packed W.T at
-    pflat[poff:] when pflat is 1-D (Sampler._weights), else the matrix itself."""
+    pflat[poff:] when pflat is 1-D (Sampler._weights; in bfloat16 pairs when pflat is of
+    packed.PAIRS), else the matrix itself."""
 
 
 @overload(operand)
 def _operand_impl(flat, off, pflat, poff, N, K):
+    if pflat.ndim == 1 and pflat.dtype in packed.PAIRS:
+        return lambda flat, off, pflat, poff, N, K: pflat[
+            poff: poff + N * ((K + 1) // 2)].reshape(N // packed.NR, (K + 1) // 2, packed.NR)
     if pflat.ndim == 1:
         return lambda flat, off, pflat, poff, N, K: pflat[poff: poff + N * K].reshape(
             N // packed.NR, K, packed.NR)

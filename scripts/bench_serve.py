@@ -30,6 +30,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 import numpy as np
@@ -117,6 +118,9 @@ class Server:
             log(line.rstrip())
         else:
             raise SystemExit("error: charrnn serve did not start")
+        # its later lines pass through (a pipe nobody reads would fill and stall the server)
+        threading.Thread(target=lambda: [log(line.rstrip()) for line in self.proc.stderr],
+                         daemon=True).start()
         self.name = os.path.basename(run)
 
     def rss(self):

@@ -231,6 +231,10 @@ async def _events(engine, job):
     answer = _Answer(job)
     try:
         while not answer.done:
+            # Let the loop run its other callbacks between chunks, however many are queued: a
+            # lost connection is noticed (and this job cancelled) after one more write, not
+            # after a backlog of writes to a closed socket, each of them logged.
+            await asyncio.sleep(0)
             try:
                 choice = answer.take(await job.queue.get())
             except ApiError as e:

@@ -185,6 +185,15 @@ class Speeds:
             lambda: self.sampler.sample_batch(32, chars // 4, seed=seed), 32 * (chars // 4)))
 
 
+def interleave(speeds, repeats, chars):
+    """Measure every Speeds once a round, for repeats rounds: each figure's rounds interleave
+    with the others', so a slow spell on a shared machine falls on all of them alike."""
+    for r in range(repeats):
+        log(f"round {r + 1}/{repeats}")
+        for s in speeds:
+            s.measure(r, chars)
+
+
 # --- charrnn -------------------------------------------------------------------------------------
 def charrnn_model(name):
     from charrnn import CharRNN, ModelConfig, Vocab

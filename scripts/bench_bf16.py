@@ -77,11 +77,7 @@ def main():
                 bench.log(f"{name} torch {'bf16' if autocast else 'float32'}: "
                           f"{str(e).splitlines()[0]}")
         groups.append(group)
-    for r in range(args.repeats):
-        bench.log(f"round {r + 1}/{args.repeats}")
-        for group in groups:
-            for c in group:
-                c.measure(r, args.chars)
+    bench.interleave([c for group in groups for c in group], args.repeats, args.chars)
     print("| model | engine | precision | train chars/s | x float32 | sample B=1 chars/s "
           "| x float32 | sample B=32 chars/s | x float32 |")
     print("|---|---|---|---|---|---|---|---|---|")

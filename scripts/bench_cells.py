@@ -66,11 +66,7 @@ def main():
         for cell in args.cells.split(","):
             group.append(Config(cell, L, matched(cell, L, count), args.steps))
         groups.append(group)
-    for r in range(args.repeats):
-        bench.log(f"round {r + 1}/{args.repeats}")
-        for group in groups:
-            for c in group:
-                c.measure(r, args.chars)
+    bench.interleave([c for group in groups for c in group], args.repeats, args.chars)
     print("| model | parameters | train chars/s | x GRU | sample B=1 chars/s | x GRU "
           "| sample B=32 chars/s | x GRU |")
     print("|---|---|---|---|---|---|---|---|")

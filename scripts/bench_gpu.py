@@ -52,10 +52,7 @@ def main():
 
     engines = {(name, device): Engine(name, device, args.steps)
                for name in CONFIGS for device in ("cpu", "cuda")}
-    for r in range(args.repeats):
-        bench.log(f"round {r + 1}/{args.repeats}")
-        for engine in engines.values():
-            engine.measure(r, args.chars)
+    bench.interleave(engines.values(), args.repeats, args.chars)
     results = {f"{name} {device}": {k: statistics.median(v) for k, v in e.rates.items()}
                for (name, device), e in engines.items()}
     gpu = cuda.get_current_device().name

@@ -150,11 +150,12 @@ def _dynamic_settings(ctx, dynamic):
 
 
 
-def _compiling(model, what):
+def _compiling(model, what, precision=None):
     """A context that says, on stderr, when kernels compile in it (charrnn.compiling)."""
     from .compiling import Compiling, describe
 
-    return Compiling(f"{describe(model)} {what}", lambda line: click.echo(line, err=True))
+    return Compiling(f"{describe(model, precision)} {what}",
+                     lambda line: click.echo(line, err=True))
 
 
 @cli.command(short_help="Train a model on a text, a built-in or a catalog corpus.")
@@ -354,19 +355,19 @@ def sample(ctx, target, length, prime, prime_file, temperature, top_k, top_p, se
         if not prime:
             raise UsageError("--dynamic adapts the model to the prime before generating; "
                              "give --prime-file FILE (or --prime TEXT)")
-        with _compiling(sampler.model, "dynamic evaluation"):
+        with _compiling(sampler.model, "dynamic evaluation", sampler.precision):
             sampler = sampler.adapted(prime, ms, settings, unknown)
     stops = [_unescape(t) for t in stops]
     shown = bytes_of(prime) if raw else text_of(prime)  # the prime, printed with the text
     if beam:
-        with _compiling(sampler.model, "beam search"):
+        with _compiling(sampler.model, "beam search", sampler.precision):
             sampler.beams(1, k=1)  # now, so that a compile is said and timed before the text
         for text, _ in sampler.beams(length, prime, beam, stops, length_norm, unknown, raw)[
                 :num_samples]:  # one after another, each on its own lines
             pieces = _in_order(sampler, shown, [text])
             _write(pieces, newline=pieces[-1][-1:] not in ("\n", b"\n"))
         return
-    with _compiling(sampler.model, "sampling"):
+    with _compiling(sampler.model, "sampling", sampler.precision):
         sampler.sample(1, seed=0)  # now, so that a compile is said and timed before the text
     options = dict(prime=prime, temperature=temperature, top_k=top_k, top_p=top_p, seed=seed,
                    unknown=unknown, stop=stops, raw=raw)

@@ -61,9 +61,12 @@ def warm(model, parts):
             raise ValueError(f"unknown part {part!r}")
 
 
-def describe(model):
-    """'GRU float32' for the notice line."""
-    return f"{model.config.spec.label} {np.dtype(model.dtype).name}"
+def describe(model, precision=None):
+    """'GRU float32', or 'GRU float32 (bf16 products)', for the notice line; precision: the
+    products' where a sampler's differ from its model's."""
+    kind, precision = f"{model.config.spec.label} {np.dtype(model.dtype).name}", \
+        precision or model.precision
+    return kind if precision == "float32" else f"{kind} ({precision} products)"
 
 
 class Compiling:

@@ -10,6 +10,7 @@ from click.testing import CliRunner
 
 from charrnn import CharRNN, ModelConfig, Sampler, Vocab, checkpoint
 from charrnn.cli import cli
+from charrnn.compiling import describe
 from charrnn.config import TrainConfig
 from charrnn.errors import UsageError
 from charrnn.kernels import packed
@@ -96,6 +97,12 @@ def test_without_the_instruction_bf16_runs_float32_unless_exact():
     assert "exact emulation" in precision_note("bf16", exact=True)
     text = TEXT[:100]
     assert Sampler(m, VOCAB, "bf16").log_prob(text)[0] == Sampler(m, VOCAB).log_prob(text)[0]
+
+
+def test_the_compile_notice_names_the_products():
+    assert describe(model()) == "GRU float32"
+    assert describe(model("bf16")) == "GRU float32 (bf16 products)"
+    assert describe(model(), "bf16") == "GRU float32 (bf16 products)"
 
 
 def test_a_shape_the_kernel_cannot_take_is_refused():

@@ -180,14 +180,15 @@ def _describe(sampler):
 
 
 class _Answer:
-    """The events of one job, as OpenAI's choices: each choice's text and logprobs so far,
-    its end, and the usage."""
+    """The events of one job, as OpenAI's choices: each choice's pieces of text (joined once,
+    in response) and logprobs so far, its length, its end, and the usage."""
 
     def __init__(self, job):
         self.job = job
         c = job.completion
         self.id = protocol.completion_id()
-        self.texts, self.entries = [""] * c.choices, [[] for _ in range(c.choices)]
+        self.pieces, self.entries = [[] for _ in range(c.choices)], [[] for _ in range(c.choices)]
+        self.lengths = [0] * c.choices
         self.reasons, self.counts = [None] * c.choices, [0] * c.choices
 
     def take(self, event):
@@ -199,10 +200,10 @@ class _Answer:
             i, text, entries = rest
             body = None
             if entries is not None:
-                offset = len(self.texts[i])
-                body = protocol.logprobs_body(entries, offset)
+                body = protocol.logprobs_body(entries, self.lengths[i])
                 self.entries[i] += entries
-            self.texts[i] += text
+            self.pieces[i].append(text)
+            self.lengths[i] += len(text)
             return protocol.choice_body(i, text, None, body)
         i, reason, count = rest
         self.reasons[i], self.counts[i] = reason, count
@@ -219,7 +220,7 @@ class _Answer:
     def response(self):
         c = self.job.completion
         choices = [protocol.choice_body(
-            i, self.texts[i], self.reasons[i],
+            i, "".join(self.pieces[i]), self.reasons[i],
             None if c.logprobs is None else protocol.logprobs_body(self.entries[i], 0))
             for i in range(c.choices)]
         return protocol.envelope(self.id, c.model, choices, self.usage())

@@ -222,6 +222,11 @@ def _compiling(model, what, precision=None):
               help="Stop early when this many evaluations in a row bring no better validation "
                    "loss (the model has begun to overfit); with the wsd schedule, half as many "
                    "start its decay early first. 0 trains to the end of the budget.")
+@click.option("--reset-every", type=click.IntRange(min=0), default=_T.reset_every,
+              show_default=True, metavar="CHARS",
+              help="Start each stream's state from zero again after this many characters on "
+                   "average (at random chunk boundaries), as sampling and evaluation start: "
+                   "0 carries it on forever.")
 @click.option("--eval-every", type=int, default=_T.eval_every, show_default=True,
               help="Steps between validation runs and checkpoints.")
 @click.option("--out", type=click.Path(file_okay=False), default=None,

@@ -137,6 +137,7 @@ class TrainConfig:
     eval_every: int = 200
     eval_chars: int = 200_000    # validation uses at most this many characters
     patience: int = 10           # evaluations without a better validation loss, then stop; 0 never
+    reset_every: int = 2500      # mean characters between a stream's state resets; 0 never
     seed: int = 0
     threads: Optional[int] = None  # None: all cores
     dtype: str = "float32"
@@ -155,6 +156,10 @@ class TrainConfig:
                 or self.patience < 0:
             raise UsageError(f"patience must be a whole number >= 0 (0: never stop early), "
                              f"got {self.patience!r}")
+        if isinstance(self.reset_every, bool) or not isinstance(self.reset_every, int) \
+                or self.reset_every < 0:
+            raise UsageError(f"reset_every must be a whole number of characters >= 0 (0: never "
+                             f"reset), got {self.reset_every!r}")
         for name in ("max_steps", "threads"):
             if getattr(self, name) is not None:
                 _positive_int(name, getattr(self, name))
@@ -266,7 +271,8 @@ MODEL_OPTIONS = {"cell": "cell", "layers": "num_layers", "hidden": "hidden_size"
 TRAIN_OPTIONS = {**{k: k for k in ("seq_len", "batch_size", "optimizer", "lr", "lr_schedule",
                                    "clip", "clip_mode", "val_frac", "max_steps", "max_time",
                                    "eval_every", "patience", "seed", "threads", "decay_frac",
-                                   "min_lr_frac", "weight_decay", "precision")},
+                                   "min_lr_frac", "weight_decay", "precision",
+                                   "reset_every")},
                  "warmup": "warmup_steps"}
 
 DEFAULT_MAX_TIME = 600.0  # seconds: `charrnn train`'s budget when no --max-steps or --max-time

@@ -239,6 +239,19 @@ class BatchStream:
         self.position, self.epoch = int(p), int(e)
 
 
+def resets(seed: int, step: int, batch_size: int, seq_len: int, every: int) -> np.ndarray:
+    """Which of the B streams begin training step `step` from a zero state: a (B,) bool mask,
+    each True with probability seq_len / every (every: the mean characters between one
+    stream's resets; 0, never). Drawn from (seed, step) alone, so a resumed run draws alike.
+
+    Sampling and evaluation start from a zero state; a model that only ever carries its state
+    on learns to lean on what builds up over thousands of characters and scores far worse
+    from zero (BENCHMARKS.md, "State resets")."""
+    if not every:
+        return np.zeros(batch_size, dtype=bool)
+    return np.random.default_rng([seed, step]).random(batch_size) < seq_len / every
+
+
 def iter_eval_batches(ids: np.ndarray, batch_size: int, seq_len: int):
     """Yield ``(inputs, targets)`` chunks covering ``ids`` once, laid out like ``BatchStream``.
 

@@ -123,6 +123,12 @@ class ModelFront(Engine):
         self._split_state(state, batch_size)  # raises ValueError on a wrong shape
         return state
 
+    def reset_streams(self, state, rows):
+        """`state` with the streams where `rows` (B,) is True back at zero, in place."""
+        for part in self.state_parts(state):
+            part[:, rows] = 0
+        return state
+
     def _pack_state(self, h, c):
         return (h, c) if self.config.spec.carries_c else h
 

@@ -128,7 +128,8 @@ class RunState:
         saved = meta.get("train")
         if not isinstance(saved, dict) or "step" not in meta:
             raise UsageError(f"{path} holds no training state; it cannot be resumed")
-        cfg = TrainConfig.from_dict({**saved, **overrides})
+        # a run saved before state resets (charrnn.data.resets) goes on without them
+        cfg = TrainConfig.from_dict({"reset_every": 0, **saved, **overrides})
         clash = [f"{k} (checkpoint {getattr(model.config, k)!r}, given {v!r})"
                  for k, v in model_fields.items() if getattr(model.config, k) != v]
         clash += [f"{k} (checkpoint {saved[k]!r}, given {overrides[k]!r})"

@@ -14,7 +14,7 @@ from tqdm import tqdm
 from . import checkpoint
 from .compiling import Compiling, describe
 from .config import MS_CHARS, DynamicConfig, TrainConfig, with_default_budget
-from .data import corpus_name, load_corpus
+from .data import corpus_name, load_corpus, resets
 from .devices import check_device
 from .direction import FORWARD
 from .dynamic import MS_ARRAY, mean_squared_gradients
@@ -200,6 +200,9 @@ class Trainer:
         reaches wsd's decay only once the run is resumed (as it always has)."""
         run, cfg = self.state, self.state.cfg
         inputs, targets = run.stream.next_batch()
+        rows = resets(cfg.seed, run.step, *inputs.shape, cfg.reset_every)
+        if rows.any():
+            run.carried = run.model.reset_streams(run.carried, rows)
         loss, carried = run.model.loss_and_grad(inputs, targets, run.carried)
         norm = run.model.clip_gradients(cfg.clip, cfg.clip_mode)
         if not (math.isfinite(loss) and math.isfinite(norm)):

@@ -55,6 +55,21 @@ def test_loss_gradients_and_states_match_cpu(arch):
     assert_same(final2, g_final2, np.float64)
 
 
+@pytest.mark.parametrize("arch", ARCHS[:2], ids=arch_id)
+def test_reset_streams_zeroes_the_rows_of_a_device_state_as_on_the_cpu(arch):
+    cpu, gpu = pair(arch)
+    inputs, targets = random_batch(V, B, T, seed=1)
+    _, final = cpu.loss(inputs, targets, random_state(cpu, B, seed=2))
+    _, g_final = gpu.loss(inputs, targets, random_state(cpu, B, seed=2))
+    rows = np.array([True, False, True])
+    reset, g_reset = cpu.reset_streams(final, rows), gpu.reset_streams(g_final, rows)
+    assert_same(reset, g_reset, np.float64)
+    assert all((part[:, rows] == 0).all() and (part[:, ~rows] != 0).all()
+               for part in split(g_reset))
+    assert_same(cpu.loss(targets, inputs, reset)[1], gpu.loss(targets, inputs, g_reset)[1],
+                np.float64)
+
+
 @pytest.mark.parametrize("arch", [ARCHS[1], ARCHS[3], ARCHS[17], ARCHS[22]], ids=arch_id)
 def test_float32_matches_cpu_to_float32_rounding(arch):
     cpu, gpu = pair(arch, np.float32, H=6)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from charrnn.corpora import BUILTIN_CORPORA, python_stdlib_text
-from charrnn.data import BatchStream, iter_eval_batches, read_corpus, split_train_val
+from charrnn.data import BatchStream, iter_eval_batches, read_corpus, resets, split_train_val
 from charrnn.errors import CharRNNError, UsageError
 
 
@@ -287,3 +287,15 @@ def test_stream_keeps_a_view_of_narrow_ids_and_yields_int32():
     assert np.array_equal(x, ids.reshape(4, 250)[:, :10]) and np.array_equal(y[:, -1], ids[10::250])
     with pytest.raises(ValueError, match="1-D integers"):
         BatchStream(np.zeros(100), 2, 5)
+
+
+def test_resets_come_at_the_asked_rate_from_the_seed_and_step_alone():
+    masks = np.array([resets(7, step, 50, 50, 2500) for step in range(2000)])  # (steps, B)
+    assert masks.shape == (2000, 50) and masks.dtype == bool
+    assert masks.mean() == pytest.approx(50 / 2500, rel=0.1)  # 2,000 resets expected
+    runs = np.diff(np.flatnonzero(masks[:, 0]))  # one stream's chunks between its resets
+    assert 20 < runs.mean() < 80  # 50 on average, at random
+    np.testing.assert_array_equal(resets(7, 123, 50, 50, 2500), masks[123])  # no hidden state
+    assert not np.array_equal(resets(8, 123, 50, 50, 2500), masks[123])
+    assert not resets(7, 5, 50, 50, 0).any()  # 0: never
+    assert resets(7, 5, 50, 50, 50).all()  # every chunk

@@ -38,14 +38,49 @@ def test_train_writes_checkpoints_and_metrics_and_learns(corpus, tmp_path):
 
 def test_resume_continues_bit_for_bit(corpus, tmp_path):
     whole, parts = tmp_path / "whole", tmp_path / "parts"
-    train(str(corpus), out=whole, model=MODEL, config={**CONFIG, "max_steps": 200},
+    cfg = {**CONFIG, "reset_every": 40}  # resets drawn on both sides of the break
+    train(str(corpus), out=whole, model=MODEL, config={**cfg, "max_steps": 200},
           progress=False)
-    train(str(corpus), out=parts, model=MODEL, config={**CONFIG, "max_steps": 100},
+    train(str(corpus), out=parts, model=MODEL, config={**cfg, "max_steps": 100},
           progress=False)
     result = train(str(corpus), out=parts, config={"max_steps": 200}, resume=True,
                    progress=False)
     assert result.steps == 200
     np.testing.assert_array_equal(params(whole / "last.ckpt"), params(parts / "last.ckpt"))
+
+
+def test_state_resets_start_the_chosen_streams_from_zero(corpus, tmp_path, monkeypatch):
+    """Each step's resets (data.resets) zero those streams' carried state before the step,
+    and only theirs; a resumed run draws the same (test_resume_continues_bit_for_bit, with
+    resets every 40 characters there)."""
+    from charrnn.data import resets
+    from charrnn.model import CharRNN
+
+    seen = []  # the h (L, B, H) each training step began from
+
+    def spy(self, inputs, targets, state=None, masks=None):
+        seen.append(np.array(state[0]))  # the LSTM's h (L, B, H)
+        return real(self, inputs, targets, state, masks)
+
+    real = CharRNN.loss_and_grad
+    monkeypatch.setattr(CharRNN, "loss_and_grad", spy)
+    cfg = {**CONFIG, "max_steps": 30, "reset_every": 40, "seed": 3}  # 1 in 5 chunks
+    train(str(corpus), out=tmp_path / "run", model=MODEL, config=cfg, progress=False)
+    zero = np.array([(h == 0).all(axis=(0, 2)) for h in seen])  # (steps, B)
+    drawn = np.array([resets(3, step, 4, 8, 40) for step in range(30)])
+    assert drawn[1:].any() and not drawn[1:].all()
+    np.testing.assert_array_equal(zero[1:], drawn[1:])  # step 0 starts at zero anyway
+    assert checkpoint.read_meta(tmp_path / "run" / "last.ckpt")["train"]["reset_every"] == 40
+
+
+def test_a_run_saved_before_state_resets_resumes_without_them(corpus, tmp_path):
+    out = tmp_path / "run"
+    train(str(corpus), out=out, model=MODEL, config={**CONFIG, "max_steps": 2}, progress=False)
+    meta, arrays = checkpoint.load(out / "last.ckpt")
+    del meta["train"]["reset_every"]  # as charrnn 0.x wrote it
+    checkpoint.save(out / "last.ckpt", meta, arrays)
+    train(str(corpus), out=out, config={"max_steps": 4}, resume=True, progress=False)
+    assert checkpoint.read_meta(out / "last.ckpt")["train"]["reset_every"] == 0
 
 
 def test_a_new_run_without_a_budget_gets_the_cli_default(corpus, tmp_path):

@@ -214,6 +214,12 @@ class CudaCharRNN(ModelFront):
             return a
         return cuda.to_device(np.ascontiguousarray(a, dtype=self.dtype))
 
+    def reset_streams(self, state, rows):
+        """ModelFront's, on host copies, which the next step sends back (a reset step's
+        transfers)."""
+        parts = [self._state_array(a).copy_to_host() for a in self.state_parts(state)]
+        return super().reset_streams(self.state_from_parts(parts, len(rows)), rows)
+
     @property
     def state_grad(self):
         """Host copies of the gradient of the initial state after loss_and_grad."""

@@ -20,10 +20,11 @@ from .dynamic import MS_ARRAY, check_ms, dynamic_loss, mean_squared_gradients, s
 from .errors import UsageError
 
 
-def evaluate_text(model, ids, batch_size, seq_len):
+def evaluate_text(model, ids, batch_size, seq_len, state=None):
     """Mean loss (nats per character) of `model` over `ids` read as B streams of T-chunks
-    with the state carried from chunk to chunk; None when there is too little text."""
-    total, count, state = 0.0, 0, None
+    with the state carried from chunk to chunk, from `state` (zero by default); None when
+    there is too little text."""
+    total, count = 0.0, 0
     for inputs, targets in iter_eval_batches(ids, batch_size, seq_len):
         loss, state = model.loss(inputs, targets, state)
         total, count = total + loss * inputs.size, count + inputs.size

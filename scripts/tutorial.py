@@ -335,10 +335,17 @@ def gates(work, numbers, a, found):
     c = trace.c[layer, 0, :, unit]  # (n + 1,): after the start character, then after each
     chars = np.array(list(text))
     newline = chars == "\n"
-    after = np.r_[False, newline[:-1]]
+    column = np.zeros(len(chars), int)  # each character's place in its line, from 1
+    for k in range(1, len(chars)):
+        column[k] = 1 if newline[k - 1] else column[k - 1] + 1
+    column[0] = 1
     rows, out = [], {}
-    for label, mask in (("a newline", newline), ("the character after a newline", after),
-                        ("any other character", ~newline & ~after)):
+    places = [("a newline", newline)] + [
+        (f"characters {lo}-{hi} of a line" if hi > lo else f"character {lo} of a line",
+         ~newline & (column >= lo) & (column <= hi))
+        for lo, hi in ((1, 1), (2, 5), (6, 10), (11, 20), (21, 40), (41, 10 ** 6))]
+    places[-1] = ("characters 41 on of a line", places[-1][1])
+    for label, mask in places:
         v = {"f": acts[mask, H + unit].mean(), "i": acts[mask, unit].mean(),
              "g": acts[mask, 2 * H + unit].mean(), "c before": c[:-1][mask].mean(),
              "c after": c[1:][mask].mean()}

@@ -47,8 +47,10 @@ def test_schedule_options_reach_the_run(tmp_path):
     corpus = write_corpus(tmp_path / "corpus.txt")
     result = CliRunner().invoke(cli, [
         "train", str(corpus), "--out", str(tmp_path / "run"), "--max-steps", "20", *TINY,
-        "--lr", "0.01", "--warmup", "0", "--decay-frac", "0.5", "--min-lr-frac", "0"])
+        "--lr", "0.01", "--warmup", "0", "--decay-frac", "0.5", "--min-lr-frac", "0",
+        "--reset-every", "400"])
     assert result.exit_code == 0, result.output
+    assert checkpoint.read_meta(tmp_path / "run" / "last.ckpt")["train"]["reset_every"] == 400
     rows = [json.loads(line) for line in open(tmp_path / "run" / "metrics.jsonl")]
     # held over steps 0-10, then falling to 0 at step 20: row 20 shows step 19's rate
     assert [r["lr"] for r in rows] == pytest.approx([0.01, 0.001])
@@ -126,6 +128,7 @@ def test_info(run_dir):
     (["train", "{corpus}", "--dropout", "1.5"], "dropout"),
     (["train", "{corpus}", "--hidden", "0"], "hidden_size"),
     (["train", "{corpus}", "--max-time", "soon"], "duration"),
+    (["train", "{corpus}", "--reset-every", "-1"], "--reset-every"),
     (["sample", "{tmp}/nothing.ckpt"], "no checkpoint"),
     (["sample", "{tmp}"], "no best.ckpt"),
 ])

@@ -486,3 +486,44 @@ def test_the_serving_guides_client_block_runs(server, sampler):
                           timeout=60)
     assert done.returncode == 0, done.stderr
     assert done.stdout == sampler.sample(40, prime="mar", seed=1) + "\n"
+
+
+def _stream_writes(events):
+    """What app._events writes for one choice whose `events` are already queued (as for a
+    client that fell behind), and whether it cancelled the job."""
+    from types import SimpleNamespace
+
+    from charrnn.serve import app
+
+    cancelled = []
+    completion = SimpleNamespace(choices=1, model="m", include_usage=False, logprobs=None)
+
+    async def collect():
+        queue = asyncio.Queue()
+        for event in events:
+            queue.put_nowait(event)
+        job = SimpleNamespace(completion=completion, queue=queue, prompts=[("", [])])
+        engine = SimpleNamespace(cancel=cancelled.append)
+        return [write async for write in app._events(engine, job)]
+
+    return asyncio.run(collect()), bool(cancelled)
+
+
+def test_a_stream_that_fell_behind_catches_up_in_one_write():
+    """The events queued when a stream is written to go out in one write, each still its own
+    server-sent event, in order; an error among them is the last before [DONE]."""
+    from charrnn.serve.protocol import ApiError
+
+    pieces = [("text", 0, f"piece {k} ", None) for k in range(5)]
+    writes, cancelled = _stream_writes([*pieces, ("end", 0, "length", 40)])
+    assert len(writes) == 2 and writes[-1] == "data: [DONE]\n\n" and not cancelled
+    events = [json.loads(e[len("data: "):]) for e in writes[0].split("\n\n") if e]
+    assert [e["choices"][0]["text"] for e in events] == [f"piece {k} " for k in range(5)] + [""]
+    assert [e["choices"][0]["finish_reason"] for e in events] == [None] * 5 + ["length"]
+
+    failure = ("error", ApiError(500, "the model's engine failed", kind="server_error"))
+    writes, cancelled = _stream_writes([pieces[0], failure, pieces[1]])
+    events = [json.loads(e[len("data: "):]) for e in writes[0].split("\n\n") if e]
+    assert events[0]["choices"][0]["text"] == "piece 0 "
+    assert events[1]["error"]["message"] == "the model's engine failed" and len(events) == 2
+    assert writes[1:] == ["data: [DONE]\n\n"] and cancelled

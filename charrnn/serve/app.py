@@ -29,6 +29,7 @@ from .protocol import ApiError
 
 BODY_SLACK = 64 * 1024  # bytes a request body may have beyond its prompts' share
 DISCONNECT_POLL_S = 0.25  # how often a waiting non-streamed request checks for its client
+MAX_COALESCED = 64  # queued events a stream's one write may carry
 
 
 def model_names(runs):
@@ -228,20 +229,29 @@ class _Answer:
 
 async def _events(engine, job):
     """The job's stream as server-sent events: a chunk per piece, each choice's end, the usage
-    if asked for, then [DONE]. A client that leaves cancels the job."""
+    if asked for, then [DONE]. The events already queued when the client is written to go in
+    one write (at most MAX_COALESCED), so a stream that fell behind catches up in fewer
+    writes. A client that leaves cancels the job."""
     answer = _Answer(job)
     try:
-        while not answer.done:
-            # Let the loop run its other callbacks between chunks, however many are queued: a
+        failed = False
+        while not answer.done and not failed:
+            # Let the loop run its other callbacks between writes, however many are queued: a
             # lost connection is noticed (and this job cancelled) after one more write, not
             # after a backlog of writes to a closed socket, each of them logged.
             await asyncio.sleep(0)
-            try:
-                choice = answer.take(await job.queue.get())
-            except ApiError as e:
-                yield f"data: {json.dumps(e.body())}\n\n"
-                break
-            yield _sse(protocol.envelope(answer.id, job.completion.model, [choice]))
+            events, chunks = [await job.queue.get()], []
+            while len(events) < MAX_COALESCED and not job.queue.empty():
+                events.append(job.queue.get_nowait())
+            for event in events:
+                try:
+                    choice = answer.take(event)
+                except ApiError as e:
+                    chunks.append(f"data: {json.dumps(e.body())}\n\n")
+                    failed = True
+                    break
+                chunks.append(_sse(protocol.envelope(answer.id, job.completion.model, [choice])))
+            yield "".join(chunks)
         if answer.done and job.completion.include_usage:
             yield _sse(protocol.envelope(answer.id, job.completion.model, [], answer.usage()))
         yield "data: [DONE]\n\n"

@@ -89,8 +89,9 @@ def say_precision(precision, exact=False):
     """The one line that says what bf16 runs on this CPU (on stderr)."""
     from .model import precision_note
 
-    if precision_note(precision, exact):
-        click.echo(precision_note(precision, exact), err=True)
+    note = precision_note(precision, exact)
+    if note:
+        click.echo(note, err=True)
 
 
 EXACT_HELP = {"Train": "float32", "Sample": "float32",

@@ -20,6 +20,11 @@ def _from_dict(cls, d):
     return cls(**d)
 
 
+def _whole(name, value, meaning):
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise UsageError(f"{name} must be a whole number >= 0 ({meaning}), got {value!r}")
+
+
 def _positive_int(name, value):
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise UsageError(f"{name} must be a positive integer, got {value!r}")
@@ -152,14 +157,8 @@ class TrainConfig:
                 raise UsageError(f"{name} must be a finite number, got {value!r}")
         for name in ("seq_len", "batch_size", "eval_every", "lr_decay_every", "eval_chars"):
             _positive_int(name, getattr(self, name))
-        if isinstance(self.patience, bool) or not isinstance(self.patience, int) \
-                or self.patience < 0:
-            raise UsageError(f"patience must be a whole number >= 0 (0: never stop early), "
-                             f"got {self.patience!r}")
-        if isinstance(self.reset_every, bool) or not isinstance(self.reset_every, int) \
-                or self.reset_every < 0:
-            raise UsageError(f"reset_every must be a whole number of characters >= 0 (0: never "
-                             f"reset), got {self.reset_every!r}")
+        _whole("patience", self.patience, "0: never stop early")
+        _whole("reset_every", self.reset_every, "characters; 0: never reset")
         for name in ("max_steps", "threads"):
             if getattr(self, name) is not None:
                 _positive_int(name, getattr(self, name))

@@ -152,10 +152,11 @@ class Trainer:
                              then=["sample", "dynamic"])
         if run.step:
             metrics.event("resume", run.step, run.elapsed)
-        if precision_note(run.cfg.precision):
-            log(precision_note(run.cfg.precision))
+        note = precision_note(run.cfg.precision)
+        if note:
+            log(note)
             metrics.event("precision", run.step, run.elapsed, precision=run.cfg.precision,
-                          note=precision_note(run.cfg.precision))
+                          note=note)
         with compiled, contextlib.ExitStack() as bars:
             if run.model.can("precompile"):  # before `stop`: Ctrl-C here loses no step
                 compiled.prepare(run.model, ["forward", f"update:{run.cfg.optimizer}:"

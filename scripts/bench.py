@@ -194,6 +194,19 @@ def interleave(speeds, repeats, chars):
             s.measure(r, chars)
 
 
+def speed_cells(speeds, base):
+    """A table row's cells for training, batch-1 and 32-stream sampling: chars/s and x base
+    (medians over the rounds; the ratio's of per-round ratios), blank where not measured."""
+    cells = []
+    for k in ("train", "sample_1", "sample_32"):
+        if k not in speeds.rates:
+            cells += ["", ""]
+            continue
+        ratio = statistics.median(a / b for a, b in zip(speeds.rates[k], base.rates[k]))
+        cells += [f"{statistics.median(speeds.rates[k]):,.0f}", f"{ratio:.2f}"]
+    return cells
+
+
 # --- charrnn -------------------------------------------------------------------------------------
 def charrnn_model(name):
     from charrnn import CharRNN, ModelConfig, Vocab

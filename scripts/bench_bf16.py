@@ -9,7 +9,6 @@ emulation (kernels.bf16; exact=True, which is what `--precision bf16` would run 
 float32). Usage: python scripts/bench_bf16.py --help
 """
 import argparse
-import statistics
 
 import bench
 from charrnn import CharRNN, ModelConfig, Sampler, Vocab
@@ -85,13 +84,7 @@ def main():
         base = group[0]
         for c in group:
             row = [c.name, "torch" if isinstance(c, TorchConfig) else "charrnn", c.precision]
-            for k in ("train", "sample_1", "sample_32"):
-                if k not in c.rates:
-                    row += ["", ""]
-                    continue
-                ratio = statistics.median(a / b for a, b in zip(c.rates[k], base.rates[k]))
-                row += [f"{statistics.median(c.rates[k]):,.0f}", f"{ratio:.2f}"]
-            print("| " + " | ".join(row) + " |")
+            print("| " + " | ".join(row + bench.speed_cells(c, base)) + " |")
 
 
 if __name__ == "__main__":

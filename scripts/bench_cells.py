@@ -9,7 +9,6 @@ interleaved within each repeat, and figures are medians over repeats (of the per
 ratios, for ratios). Usage: python scripts/bench_cells.py --help
 """
 import argparse
-import statistics
 
 import bench
 from charrnn import CharRNN, ModelConfig, Sampler, Vocab
@@ -73,11 +72,7 @@ def main():
     for group in groups:
         gru = group[0]
         for c in group:
-            row = [c.name, f"{c.params:,}"]
-            for k in ("train", "sample_1", "sample_32"):
-                ratio = statistics.median(a / b for a, b in zip(c.rates[k], gru.rates[k]))
-                row += [f"{statistics.median(c.rates[k]):,.0f}", f"{ratio:.2f}"]
-            print("| " + " | ".join(row) + " |")
+            print("| " + " | ".join([c.name, f"{c.params:,}", *bench.speed_cells(c, gru)]) + " |")
 
 
 if __name__ == "__main__":
